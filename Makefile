@@ -1,0 +1,38 @@
+# Two commands matter: `make run` and `make test`. Both bootstrap .venv themselves.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+CONFIG  ?= config.example.yaml
+STAMP_RUN  := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: run test install install-test system-deps bench clean
+
+run: $(STAMP_RUN)
+	$(BIN)/relay serve -c $(CONFIG)
+
+test: $(STAMP_TEST) system-deps
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(STAMP_RUN)
+
+# System packages the suite runs for real (see tests/README in README.md).
+system-deps:
+	@bash scripts/system-deps.sh
+
+bench: $(STAMP_TEST)
+	@bash scripts/system-deps.sh bench
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

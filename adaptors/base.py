@@ -1,0 +1,63 @@
+"""The adaptor interface: what the relay needs from a channel type, and nothing more.
+
+Canonical internal format is OpenAI chat: a chat request dict in, a chat completion dict or a
+stream of chat chunk dicts out. Pure conversion lives in each adaptor's own modules; the only
+I/O is in `complete` / `open_stream`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Protocol, runtime_checkable
+
+from .errors import RelayError
+
+Chunk = dict[str, Any]
+# A stream yields chat chunks; an upstream failure after the stream began arrives as a
+# RelayError item (not an exception) so the relay can still write what came before it.
+StreamItem = Chunk | RelayError
+ChatStream = AsyncIterator[StreamItem]
+
+
+@dataclass(slots=True)
+class Call:
+    """One attempt of one request on one channel."""
+
+    request: dict[str, Any]  # canonical chat request; `model` is the public name
+    upstream_model: str
+    request_id: str
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers to forward upstream
+
+
+class StreamConverter(Protocol):
+    """Sans-IO: upstream bytes in, chat chunks out. `close()` flushes at end of stream."""
+
+    def feed(self, data: bytes) -> list[StreamItem]: ...
+
+    def close(self) -> list[StreamItem]: ...
+
+
+class Adaptor(Protocol):
+    name: str
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        """A non-streaming chat completion. Raises RelayError."""
+        ...
+
+    async def open_stream(self, call: Call) -> ChatStream:
+        """Starts a stream; raises RelayError while nothing has been received (failover is
+        still possible). The returned iterator must be closed with `aclose()`."""
+        ...
+
+
+@runtime_checkable
+class NativeResponses(Protocol):
+    """Optional: the upstream speaks the Responses API itself; bodies are relayed untouched."""
+
+    async def responses_passthrough(self, call: Call, body: bytes, stream: bool) -> "RawUpstream": ...
+
+
+@dataclass(slots=True)
+class RawUpstream:
+    status: int
+    content_type: str
+    chunks: AsyncIterator[bytes]

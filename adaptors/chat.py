@@ -1,0 +1,165 @@
+"""Typed view of the inbound OpenAI chat request, used to validate it at the edge.
+
+Validation names the offending `param` the way OpenAI does (`messages[2].content`). The
+request itself stays a plain dict afterwards, so unknown fields pass through untouched.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from config.loader import format_loc
+
+from .errors import RelayError, bad_request
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class TextPart(Open):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(Open):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(Open):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class OtherPart(Open):
+    type: Literal["input_audio", "file", "refusal"]
+
+
+Part = Annotated[Union[TextPart, ImagePart, OtherPart], Field(discriminator="type")]
+Content = Union[str, list[Part]]
+
+
+class FunctionCall(Open):
+    name: str
+    arguments: str
+
+
+class ToolCall(Open):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(Open):
+    role: Literal["system", "developer"]
+    content: Content
+
+
+class UserMessage(Open):
+    role: Literal["user"]
+    content: Content
+
+
+class AssistantMessage(Open):
+    role: Literal["assistant"]
+    content: Content | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class ToolMessage(Open):
+    role: Literal["tool"]
+    content: Content
+    tool_call_id: str
+
+
+Message = Annotated[Union[SystemMessage, UserMessage, AssistantMessage, ToolMessage], Field(discriminator="role")]
+
+
+class FunctionDef(Open):
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(Open):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class StreamOptions(Open):
+    include_usage: bool | None = None
+
+
+class ChatRequest(Open):
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=128)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    tools: list[Tool] | None = None
+    stop: str | list[str] | None = None
+
+
+_adapter = TypeAdapter(ChatRequest)
+_TYPE_NAMES = {"str", "int", "float", "bool", "dict", "list", "none"}
+_ROLES = {"system", "developer", "user", "assistant", "tool"}
+_PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
+
+
+def _field_path(loc: tuple[object, ...]) -> tuple[str | int, ...]:
+    """Pydantic puts union member names ('str', 'list[...]') and discriminator tags ('user')
+    into error locations; neither is a field of the request."""
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str):
+            if part in _TYPE_NAMES or "[" in part:
+                continue
+            if len(out) >= 2 and isinstance(out[-1], int) and isinstance(loc[i - 1], int):
+                tags = _ROLES if out[-2] == "messages" else _PART_TYPES if out[-2] == "content" else ()
+                if part in tags:
+                    continue
+        out.append(part)  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def error_from_validation(e: ValidationError) -> RelayError:
+    """The most specific validation problem as an OpenAI 400 that names its param."""
+    # With unions, every member reports; the deepest location is the one the client meant.
+    err = max(e.errors(include_url=False, include_input=False), key=lambda x: len(x["loc"]))
+    loc = _field_path(err["loc"])
+    param = format_loc(loc) or None
+    kind = err["type"]
+    if kind == "missing":
+        msg = f"Missing required parameter: '{param}'."
+    elif kind == "union_tag_invalid":
+        tag_field = "role" if "messages" in loc and len(loc) == 2 else "type"
+        param = f"{param}.{tag_field}"
+        msg = f"Invalid value for '{param}': {err['ctx']['tag']!r} is not supported (expected one of {err['ctx']['expected_tags']})."
+    elif kind == "union_tag_not_found":
+        tag_field = err["ctx"]["discriminator"].strip("'")
+        param = f"{param}.{tag_field}"
+        msg = f"Missing required parameter: '{param}'."
+    else:
+        msg = f"Invalid value for '{param}': {err['msg'].removeprefix('Value error, ')}."
+    return bad_request(msg, param=param, code="missing_required_parameter" if "Missing" in msg else "invalid_value")
+
+
+def validate_chat_request(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    try:
+        _adapter.validate_python(body)
+    except ValidationError as e:
+        raise error_from_validation(e) from None
+    return body
+
+
+def wants_usage_chunk(req: dict[str, Any]) -> bool:
+    opts = req.get("stream_options")
+    return bool(isinstance(opts, dict) and opts.get("include_usage"))

@@ -1,0 +1,65 @@
+"""Constructors for the canonical chat objects every adaptor produces.
+
+They build exactly the fields the official schema requires (CreateChatCompletionResponse,
+CreateChatCompletionStreamResponse), so adaptors cannot forget one.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + secrets.token_urlsafe(18).replace("-", "A").replace("_", "B")
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+
+
+def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def usage_chunk(cid: str, model: str, created: int, use: dict[str, Any]) -> dict[str, Any]:
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": use}
+
+
+def completion(
+    cid: str,
+    model: str,
+    created: int,
+    message: dict[str, Any],
+    finish_reason: str,
+    use: dict[str, Any] | None,
+) -> dict[str, Any]:
+    message.setdefault("role", "assistant")
+    message.setdefault("content", None)
+    message.setdefault("refusal", None)
+    out: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
+    }
+    if use is not None:
+        out["usage"] = use
+    return out

@@ -1,0 +1,156 @@
+"""Shared HTTP plumbing for channels that call an upstream over HTTP.
+
+A subclass supplies the pure parts (`build_request`, `parse_response`, `stream_converter`,
+`map_error`); this class owns the one I/O path, with Relay's own timeouts:
+connect, first byte (response headers and the first body chunk), idle (gap between chunks)
+and total, each reported as a 504 that names which one fired.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import aiohttp
+
+from config.schema import Timeouts
+
+from .base import Call, ChatStream, StreamConverter, StreamItem
+from .errors import RelayError, upstream_bad_response, upstream_timeout, upstream_unreachable
+
+# Upstream error bodies are read for their message only; cap what we hold in memory.
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Deadline:
+    """Turns the channel's timeouts into per-wait limits, remembering which limit applies."""
+
+    __slots__ = ("t", "end", "got_first")
+
+    def __init__(self, t: Timeouts):
+        self.t = t
+        self.end = time.monotonic() + t.total
+        self.got_first = False
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def next_wait(self) -> tuple[float, str]:
+        left = self.end - time.monotonic()
+        step, what = (self.t.idle, "idle") if self.got_first else (self.t.first_byte, "first_byte")
+        return (left, "total") if left <= step else (step, what)
+
+
+class HttpAdaptor:
+    name: str
+    timeouts: Timeouts
+
+    def __init__(self, name: str, timeouts: Timeouts, session: aiohttp.ClientSession):
+        self.name = name
+        self.timeouts = timeouts
+        self.session = session
+
+    # --- pure parts, supplied by the subclass -------------------------------------------
+    def build_request(self, call: Call, stream: bool) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def parse_response(self, body: bytes, call: Call) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stream_converter(self, call: Call) -> StreamConverter:
+        raise NotImplementedError
+
+    def map_error(self, status: int, headers: dict[str, str], body: bytes) -> RelayError:
+        raise NotImplementedError
+
+    # --- I/O -----------------------------------------------------------------------------
+    async def complete(self, call: Call) -> dict[str, Any]:
+        req = self.build_request(call, stream=False)
+        deadline = Deadline(self.timeouts)
+        resp = await self._send(req, deadline)
+        try:
+            body = await self._within(resp.read(), deadline.remaining(), "total")
+        except aiohttp.ClientError as e:
+            raise upstream_unreachable(self.name, f"connection lost while reading the answer ({type(e).__name__})") from None
+        finally:
+            resp.release()
+        return self.parse_response(body, call)
+
+    async def open_stream(self, call: Call) -> ChatStream:
+        req = self.build_request(call, stream=True)
+        deadline = Deadline(self.timeouts)
+        resp = await self._send(req, deadline)
+        return self._relay_stream(resp, self.stream_converter(call), deadline)
+
+    async def _send(self, req: UpstreamRequest, deadline: Deadline) -> aiohttp.ClientResponse:
+        left, what = deadline.next_wait()
+        try:
+            resp = await self._within(
+                self.session.post(req.url, data=req.body, headers=req.headers, timeout=self._client_timeout()),
+                left,
+                what,
+            )
+        except aiohttp.ClientConnectorError as e:
+            raise upstream_unreachable(self.name, f"cannot connect ({e.os_error.strerror or type(e.os_error).__name__})") from None
+        except aiohttp.ServerTimeoutError:
+            raise upstream_timeout(self.name, "connect") from None
+        except aiohttp.ClientError as e:
+            raise upstream_unreachable(self.name, type(e).__name__) from None
+        if resp.status >= 400:
+            try:
+                body = await self._within(resp.content.read(MAX_ERROR_BODY), self.timeouts.idle, "idle")
+            except (aiohttp.ClientError, RelayError):
+                body = b""
+            finally:
+                resp.release()
+            raise self.map_error(resp.status, dict(resp.headers), body)
+        return resp
+
+    def _client_timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=self.timeouts.connect)
+
+    async def _within(self, aw: Any, seconds: float, what: str) -> Any:
+        try:
+            async with asyncio.timeout(seconds):
+                return await aw
+        except TimeoutError:
+            raise upstream_timeout(self.name, what) from None
+
+    async def _relay_stream(
+        self, resp: aiohttp.ClientResponse, conv: StreamConverter, deadline: Deadline
+    ) -> AsyncIterator[StreamItem]:
+        chunks = resp.content.iter_any()
+        finished = False
+        try:
+            while True:
+                left, what = deadline.next_wait()
+                try:
+                    data = await self._within(anext(chunks), left, what)
+                except StopAsyncIteration:
+                    break
+                except RelayError as e:
+                    yield e
+                    return
+                except aiohttp.ClientError as e:
+                    yield upstream_unreachable(self.name, f"connection lost mid-stream ({type(e).__name__})")
+                    return
+                deadline.got_first = True
+                for item in conv.feed(data):
+                    yield item
+            for item in conv.close():
+                yield item
+            finished = True
+        except ValueError as e:  # a converter met something it cannot read
+            yield upstream_bad_response(self.name, str(e))
+        finally:
+            # A stream read to its end may go back to the pool; any other is cut off, which
+            # also tells the upstream to stop generating.
+            resp.release() if finished else resp.close()

@@ -1,0 +1,3 @@
+from .adaptor import MockAdaptor
+
+__all__ = ["MockAdaptor"]

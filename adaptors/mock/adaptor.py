@@ -1,0 +1,42 @@
+"""Channel type `mock`: answers locally, no network. A real feature for demos and load tests."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from config.schema import MockChannel
+
+from .. import chunks
+from ..base import Call, ChatStream, StreamItem
+from .reply import make_reply, split_even
+
+
+class MockAdaptor:
+    def __init__(self, cfg: MockChannel):
+        self.name = cfg.name
+        self.cfg = cfg
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        r = make_reply(call.request, self.cfg.reply)
+        if self.cfg.chunk_delay:
+            await asyncio.sleep(self.cfg.chunk_delay * self.cfg.stream_chunks)
+        return chunks.completion(
+            chunks.completion_id(), call.upstream_model, chunks.now(),
+            {"role": "assistant", "content": r.text}, r.finish_reason,
+            chunks.usage(r.prompt_tokens, r.completion_tokens),
+        )
+
+    async def open_stream(self, call: Call) -> ChatStream:
+        return self._stream(call)
+
+    async def _stream(self, call: Call) -> AsyncIterator[StreamItem]:
+        r = make_reply(call.request, self.cfg.reply)
+        cid, created, model = chunks.completion_id(), chunks.now(), call.upstream_model
+        delay = self.cfg.chunk_delay
+        yield chunks.chunk(cid, model, created, {"role": "assistant", "content": ""})
+        for piece in split_even(r.text, self.cfg.stream_chunks):
+            if delay:
+                await asyncio.sleep(delay)
+            yield chunks.chunk(cid, model, created, {"content": piece})
+        yield chunks.chunk(cid, model, created, {}, r.finish_reason)
+        yield chunks.usage_chunk(cid, model, created, chunks.usage(r.prompt_tokens, r.completion_tokens))

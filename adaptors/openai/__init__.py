@@ -1,0 +1,3 @@
+from .adaptor import OpenAIAdaptor
+
+__all__ = ["OpenAIAdaptor"]

@@ -1,0 +1,99 @@
+"""Pure conversions for OpenAI-compatible upstreams: almost nothing to convert, by design."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import jsonfast
+from ..base import StreamItem
+from ..errors import RelayError, upstream_auth, upstream_bad_response
+from ..sse import SSEDecoder
+
+
+def upstream_body(request: dict[str, Any], upstream_model: str, stream: bool) -> bytes:
+    """The client's request with the model renamed; unknown fields are kept as they are.
+    Streams always ask for the usage chunk so Relay can account; the relay drops it again
+    for clients that did not ask for it."""
+    body = dict(request)
+    body["model"] = upstream_model
+    if stream:
+        body["stream"] = True
+        opts = body.get("stream_options")
+        body["stream_options"] = {**opts, "include_usage": True} if isinstance(opts, dict) else {"include_usage": True}
+    else:
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+    return jsonfast.dumps(body)
+
+
+def parse_completion(channel: str, body: bytes) -> dict[str, Any]:
+    try:
+        data = jsonfast.loads(body)
+    except jsonfast.JSONDecodeError:
+        raise upstream_bad_response(channel, "the body is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise upstream_bad_response(channel, "the body is not a chat completion")
+    return data
+
+
+def error_from_body(channel: str, status: int, headers: dict[str, str], body: bytes) -> RelayError:
+    if status in (401, 403):
+        return upstream_auth(channel)
+    err: dict[str, Any] = {}
+    try:
+        parsed = jsonfast.loads(body) if body else None
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            err = parsed["error"]
+        elif isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+            err = {"message": parsed["error"]}
+    except jsonfast.JSONDecodeError:
+        pass
+    message = err.get("message") if isinstance(err.get("message"), str) else None
+    keep = {k: v for k, v in headers.items() if k.lower() == "retry-after"}
+    return RelayError(
+        status,
+        message or f"upstream channel {channel!r} answered HTTP {status}",
+        type=str(err.get("type") or ("invalid_request_error" if status < 500 else "api_error")),
+        code=str(err["code"]) if err.get("code") is not None else None,
+        param=str(err["param"]) if err.get("param") is not None else None,
+        headers=keep,
+    )
+
+
+class ChatStreamConverter:
+    """Upstream chat SSE -> chat chunk dicts. An `error` frame becomes a RelayError item."""
+
+    __slots__ = ("channel", "_sse", "done")
+
+    def __init__(self, channel: str):
+        self.channel = channel
+        self._sse = SSEDecoder()
+        self.done = False
+
+    def feed(self, data: bytes) -> list[StreamItem]:
+        return self._convert(self._sse.feed(data))
+
+    def close(self) -> list[StreamItem]:
+        items = self._convert(self._sse.close())
+        if not self.done and not any(isinstance(i, RelayError) for i in items):
+            items.append(upstream_bad_response(self.channel, "the stream ended before [DONE]"))
+        return items
+
+    def _convert(self, events: list[Any]) -> list[StreamItem]:
+        out: list[StreamItem] = []
+        for ev in events:
+            if ev.data == "[DONE]":
+                self.done = True
+                continue
+            if not ev.data:
+                continue
+            try:
+                obj = jsonfast.loads(ev.data)
+            except jsonfast.JSONDecodeError:
+                raise ValueError("a stream event is not JSON") from None
+            if isinstance(obj, dict) and "error" in obj:
+                err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
+                out.append(RelayError(502, str(err.get("message") or "upstream stream error"), type=str(err.get("type") or "api_error"), code=err.get("code") if isinstance(err.get("code"), str) else "upstream_error"))
+                self.done = True
+                continue
+            out.append(obj)
+        return out

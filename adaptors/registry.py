@@ -1,0 +1,22 @@
+"""Channel config -> adaptor instance. The one place that knows every channel type."""
+from __future__ import annotations
+
+from typing import assert_never
+
+import aiohttp
+
+from config.schema import ChannelConfig, MockChannel, OpenAIChannel
+
+from .base import Adaptor
+from .mock import MockAdaptor
+from .openai import OpenAIAdaptor
+
+
+def make_adaptor(cfg: ChannelConfig, session: aiohttp.ClientSession) -> Adaptor:
+    match cfg:
+        case OpenAIChannel():
+            return OpenAIAdaptor(cfg, session)
+        case MockChannel():
+            return MockAdaptor(cfg)
+        case _:
+            assert_never(cfg)

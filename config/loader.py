@@ -1,0 +1,155 @@
+"""Reads a YAML config: `${VAR}` / `${VAR:-default}` expansion, then schema validation.
+
+Every error names the file, the line and the YAML path, and never shows a value that came
+from a secret-bearing key (api_key, keys, headers, ...).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from pydantic import ValidationError
+
+from .schema import CHANNEL_TYPES, RelayConfig
+
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    line: int | None
+    path: str
+    message: str
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, issues: list[ConfigIssue]):
+        self.source = source
+        self.issues = issues
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        out = []
+        for i in self.issues:
+            where = f"{self.source}:{i.line}" if i.line else self.source
+            out.append(f"{where} {i.path}: {i.message}" if i.path else f"{where}: {i.message}")
+        return out
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _Builder:
+    """Turns a composed YAML node tree into Python data, expanding env refs and remembering
+    the line of every path so schema errors can point at it."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+        self.lines: dict[Loc, int] = {}
+        self.issues: list[ConfigIssue] = []
+        self._scalars = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, loc: Loc = ()) -> Any:
+        self.lines[loc] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._scalars.construct_object(key_node)
+                if key in out:
+                    self.issues.append(ConfigIssue(key_node.start_mark.line + 1, format_loc(loc + (key,)), "duplicate key"))
+                out[key] = self.build(value_node, loc + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, loc + (i,)) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str" and "${" in node.value:
+            return self._expand(node.value, loc)
+        return self._scalars.construct_object(node)
+
+    def _expand(self, text: str, loc: Loc) -> str:
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            self.issues.append(ConfigIssue(self.lines[loc], format_loc(loc), f"environment variable {name} is not set"))
+            return m.group(0)  # left as written so no follow-on error (e.g. "empty key") hides this one
+
+        return ENV_REF.sub(sub, text)
+
+    def line_of(self, loc: Loc) -> int | None:
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.lines.get(())
+
+
+def _schema_message(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found") and err["loc"][-1:] != ("type",):
+        tag = err.get("ctx", {}).get("tag", "")
+        if kind == "union_tag_not_found":
+            return f"missing 'type' (one of {', '.join(CHANNEL_TYPES)})"
+        return f"{tag!r} is not one of {', '.join(CHANNEL_TYPES)}"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    msg: str = err["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> RelayConfig:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise ConfigError(source, [ConfigIssue(line, "", f"invalid YAML: {getattr(e, 'problem', e)}")]) from None
+    if root is None:
+        raise ConfigError(source, [ConfigIssue(None, "", "the file is empty")])
+    builder = _Builder(os.environ if env is None else env)
+    data = builder.build(root)
+    issues = list(builder.issues)
+    if not isinstance(data, dict):
+        issues.append(ConfigIssue(builder.line_of(()), "", "the top level must be a mapping"))
+        raise ConfigError(source, issues)
+    try:
+        config = RelayConfig.model_validate(data)
+    except ValidationError as e:
+        for err in e.errors():
+            loc = _visible_loc(err["loc"])
+            if err["type"] == "union_tag_invalid":
+                loc = loc + ("type",)
+            issues.append(ConfigIssue(builder.line_of(loc), format_loc(loc), _schema_message(err)))
+        raise ConfigError(source, issues) from None
+    if issues:
+        raise ConfigError(source, issues)
+    return config
+
+
+def _visible_loc(loc: tuple[Any, ...]) -> Loc:
+    """Drops the tag pydantic inserts after a channel's index ('openai'): it is not a YAML key."""
+    return tuple(
+        part for i, part in enumerate(loc)
+        if not (i >= 2 and loc[i - 2] == "channels" and isinstance(loc[i - 1], int) and part in CHANNEL_TYPES)
+    )
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> RelayConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(str(p), [ConfigIssue(None, "", f"cannot read: {e.strerror}")]) from None
+    return parse_config(text, source=str(p), env=env)

@@ -1,0 +1,127 @@
+"""The YAML schema: every key a user may write, and nothing else (extra="forbid")."""
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(Strict):
+    """Seconds. `idle` is the longest gap allowed between upstream chunks once streaming."""
+
+    connect: float = Field(10, gt=0)
+    first_byte: float = Field(60, gt=0)
+    idle: float = Field(60, gt=0)
+    total: float = Field(600, gt=0)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class TenantConfig(Strict):
+    name: str = Field(min_length=1)
+    keys: list[str] = []
+    key_sha256: list[str] = []
+    models: list[str] | None = None  # glob allowlist of public model names; None = all
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_not_empty(cls, keys: list[str]) -> list[str]:
+        if any(not k for k in keys):
+            raise ValueError("a key is empty (is its environment variable set to an empty value?)")
+        return keys
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _hex_digests(cls, digests: list[str]) -> list[str]:
+        for d in digests:
+            if not HEX64.match(d):
+                raise ValueError("each key_sha256 entry must be 64 hex characters")
+        return [d.lower() for d in digests]
+
+    @model_validator(mode="after")
+    def _has_a_key(self) -> TenantConfig:
+        if not self.keys and not self.key_sha256:
+            raise ValueError("a tenant needs at least one of keys or key_sha256")
+        return self
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or any(fnmatch.fnmatchcase(model, p) for p in self.models)
+
+
+def _list_means_same_name(value: object) -> object:
+    return {m: m for m in value} if isinstance(value, list) and all(isinstance(m, str) for m in value) else value
+
+
+# public model name -> upstream model name; a YAML list means "the same name upstream"
+ModelMap = Annotated[dict[str, str], BeforeValidator(_list_means_same_name)]
+
+
+class ChannelBase(Strict):
+    name: str = Field(min_length=1)
+    models: ModelMap
+    timeout: Timeouts = Timeouts()
+
+    @field_validator("models")
+    @classmethod
+    def _not_empty(cls, models: dict[str, str]) -> dict[str, str]:
+        if not models:
+            raise ValueError("a channel must serve at least one model")
+        return models
+
+
+class OpenAIChannel(ChannelBase):
+    type: Literal["openai"]
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str | None = None
+    headers: dict[str, str] = {}
+    responses: Literal["bridge", "native"] = "bridge"
+
+
+class MockChannel(ChannelBase):
+    """Built-in, no network: deterministic answers for demos and load tests of Relay itself."""
+
+    type: Literal["mock"]
+    stream_chunks: int = Field(8, ge=1, le=10_000)
+    chunk_delay: float = Field(0.0, ge=0, le=60)
+    reply: str | None = None  # fixed answer text; default derives one from the prompt
+
+
+ChannelConfig = Annotated[Union[OpenAIChannel, MockChannel], Field(discriminator="type")]
+CHANNEL_TYPES = ("openai", "mock")
+
+
+class RelayConfig(Strict):
+    server: ServerConfig = ServerConfig()
+    tenants: list[TenantConfig] = Field(min_length=1)
+    channels: list[ChannelConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RelayConfig:
+        for kind, items in (("tenant", self.tenants), ("channel", self.channels)):
+            seen: set[str] = set()
+            for item in items:
+                if item.name in seen:
+                    raise ValueError(f"duplicate {kind} name {item.name!r}")
+                seen.add(item.name)
+        return self
+
+    def public_models(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for ch in self.channels:
+            for m in ch.models:
+                seen.setdefault(m, None)
+        return list(seen)

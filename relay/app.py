@@ -1,0 +1,73 @@
+"""The app factory: `create_app(config) -> web.Application`."""
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from adaptors.errors import RelayError
+from config.schema import RelayConfig
+
+from . import handlers
+from .httpio import error_response, request_id
+from .keys import REQUEST_ID, RUNTIME, SESSION, RuntimeHolder
+from .runtime import build_runtime
+
+log = logging.getLogger("relay")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request_id(request)
+    request[REQUEST_ID] = rid
+    id_header = {"x-request-id": rid}
+    try:
+        resp = await handler(request)
+    except RelayError as e:
+        return error_response(e, id_header)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        err = RelayError(e.status, _http_message(e, request), code="not_found" if e.status == 404 else None)
+        return error_response(err, {**id_header, **({"Allow": e.headers["Allow"]} if "Allow" in e.headers else {})})
+    except Exception:
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
+        return error_response(RelayError(500, "Internal error in the gateway; it has been logged.", type="server_error"), id_header)
+    if not resp.prepared:
+        resp.headers.setdefault("x-request-id", rid)
+    return resp
+
+
+def _http_message(e: web.HTTPException, request: web.Request) -> str:
+    if e.status == 404:
+        return f"Unknown path: {request.method} {request.path}"
+    if e.status == 405:
+        return f"Method {request.method} is not allowed on {request.path}"
+    return e.reason
+
+
+def create_app(config: RelayConfig) -> web.Application:
+    # Body size is enforced per request from the live config (see httpio.read_json).
+    app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 40)
+
+    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+        app[SESSION] = session
+        app[RUNTIME] = RuntimeHolder(build_runtime(config, session))
+        yield
+        await session.close()
+
+    app.cleanup_ctx.append(upstream_session)
+    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
+    app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    return app

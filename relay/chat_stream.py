@@ -1,0 +1,47 @@
+"""Writes a chat stream to the client as chat-completions SSE."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from adaptors import jsonfast
+from adaptors.base import ChatStream
+from adaptors.errors import RelayError
+from adaptors.sse import DONE, encode_data
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    """What the relay learned while streaming, for accounting after the last byte."""
+
+    usage: dict[str, Any] | None = None
+    error: RelayError | None = None
+    chunks: int = 0
+    first_chunk_at: float | None = None
+    finished: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def write_chat_stream(
+    resp: web.StreamResponse, stream: ChatStream, include_usage: bool, outcome: StreamOutcome
+) -> None:
+    async for item in stream:
+        if isinstance(item, RelayError):
+            # After the first byte the status line is gone: the error travels in-band.
+            outcome.error = item
+            await resp.write(encode_data(jsonfast.dumps(item.body())))
+            return
+        if "usage" in item:
+            use = item["usage"]
+            if use:
+                outcome.usage = use
+            if not include_usage:
+                if not item.get("choices"):
+                    continue  # the usage-only chunk the client did not ask for
+                del item["usage"]
+        outcome.chunks += 1
+        await resp.write(encode_data(jsonfast.dumps(item)))
+    await resp.write(DONE)
+    outcome.finished = True

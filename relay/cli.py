@@ -1,0 +1,77 @@
+"""`relay serve -c FILE`, `relay check-config FILE`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+
+from config.loader import ConfigError, load_config
+from config.schema import RelayConfig
+
+from . import __version__
+
+
+def summary(config: RelayConfig) -> str:
+    kinds = Counter(ch.type for ch in config.channels)
+    per_type = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items()))
+    return (
+        f"{len(config.tenants)} tenant(s), {len(config.channels)} channel(s) ({per_type}), "
+        f"{len(config.public_models())} public model(s)"
+    )
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as e:
+        for line in e.lines():
+            print(line, file=sys.stderr)
+        print(f"{args.file}: {len(e.issues)} error(s)", file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK, {summary(config)}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .server import serve
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print("\n".join(e.lines()), file=sys.stderr)
+        return 1
+    logging.basicConfig(level=config.server.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    run = asyncio.run
+    try:
+        import uvloop  # measurably faster event loop where available
+
+        run = uvloop.run
+    except ImportError:
+        pass
+    run(serve(config, host, port))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="relay", description="Relay, a multi-tenant LLM API gateway")
+    p.add_argument("--version", action="version", version=f"relay {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("-c", "--config", required=True, help="YAML config file")
+    s.add_argument("--host", help="listen address (default: server.host)")
+    s.add_argument("--port", type=int, help="listen port (default: server.port)")
+    s.set_defaults(func=cmd_serve)
+    c = sub.add_parser("check-config", help="validate a config file and summarise it")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

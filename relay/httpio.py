@@ -1,0 +1,49 @@
+"""Small aiohttp helpers: bounded body reads, JSON and error responses, request ids."""
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from adaptors import jsonfast
+from adaptors.errors import RelayError, bad_request
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id(request: web.Request) -> str:
+    """The client's x-request-id when it is a sane token, else a new one."""
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.match(given) else "req_" + secrets.token_hex(12)
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    too_large = RelayError(
+        413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large"
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        parts.append(chunk)
+    raw = b"".join(parts)
+    if not raw.strip():
+        raise bad_request("The request body is empty; send a JSON object.")
+    try:
+        return jsonfast.loads(raw)
+    except jsonfast.JSONDecodeError as e:
+        raise bad_request(f"The request body is not valid JSON: {e.args[0] if e.args else 'parse error'}.") from None
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=jsonfast.dumps(payload), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(err: RelayError, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response(err.body(), err.status, {**err.headers, **(headers or {})})

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the system programs the test suite (or, with "bench", the benchmark) runs for real.
+# Each is installed only when missing, so repeated runs cost nothing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+need_apt=()
+want() { command -v "$1" >/dev/null 2>&1 || need_apt+=("$2"); }
+
+if [ "${1:-}" = bench ]; then
+  want nginx nginx; want wrk wrk; want taskset util-linux
+fi
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi

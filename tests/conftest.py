@@ -1,0 +1,153 @@
+"""Shared fixtures: fake upstreams and a Relay app, both real servers on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+import aiohttp
+import openai
+import pytest
+from aiohttp.test_utils import TestServer
+
+from config.loader import parse_config
+from relay.app import create_app
+
+from .fakes.openai import FakeOpenAI
+
+ACME_KEY = "sk-acme-0123456789"
+GLOBEX_KEY = "sk-globex-9876543210"
+UPSTREAM_KEY = "sk-upstream-secret-DO-NOT-LEAK"
+
+
+@dataclass
+class Relay:
+    server: TestServer
+    config_text: str
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    def client(self, key: str = ACME_KEY) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=30)
+
+    async def post(self, path: str, body: Any, key: str | None = ACME_KEY, **headers: str) -> aiohttp.ClientResponse:
+        h = {"content-type": "application/json", **headers}
+        if key:
+            h["authorization"] = f"Bearer {key}"
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        async with aiohttp.ClientSession() as s:
+            resp = await s.post(self.url + path, data=data, headers=h)
+            await resp.read()
+            return resp
+
+    async def raw_stream(self, path: str, body: Any, key: str = ACME_KEY) -> tuple[aiohttp.ClientResponse, str]:
+        """A streamed answer exactly as sent, with its response (status, headers)."""
+        async with aiohttp.ClientSession() as s:
+            async with s.post(self.url + path, json=body, headers={"authorization": f"Bearer {key}"}) as resp:
+                text = (await resp.read()).decode()
+        return resp, text
+
+
+def sse_frames(text: str) -> list[tuple[str | None, str]]:
+    """(event, data) per SSE frame; written independently of Relay's own decoder."""
+    frames = []
+    for block in text.split("\n\n"):
+        if not block.strip() or block.startswith(":"):
+            continue
+        event, data = None, []
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+        frames.append((event, "\n".join(data)))
+    return frames
+
+
+BASE_CONFIG = """\
+server:
+  max_body_bytes: 65536
+tenants:
+  - name: acme
+    keys: ["${ACME_KEY}"]
+    models: ["gpt-*", "demo", "fast", "broken-*", "slow-*"]
+  - name: globex
+    keys: ["%(globex)s"]
+    models: ["globex-*"]
+%(tenants)s
+channels:
+  - name: openai-main
+    type: openai
+    base_url: %(upstream)s/v1
+    api_key: ${UPSTREAM_KEY}
+    headers: {OpenAI-Organization: org-test}
+    models:
+      gpt-4.1-mini: text
+      gpt-tools: tools
+      gpt-reasoning: reasoning
+      gpt-length: length
+      gpt-midstream-error: error-midstream
+      gpt-hang-midstream: hang-midstream
+      gpt-truncated: truncated
+      globex-chat: text
+      broken-400: status-400
+      broken-401: status-401
+      broken-403: status-403
+      broken-429: status-429
+      broken-500: status-500
+      broken-garbage: garbage
+      slow-hang: hang-headers
+    timeout: {connect: 2, first_byte: 1, idle: 1, total: 10}
+  - name: nowhere
+    type: openai
+    base_url: http://127.0.0.1:9/v1
+    models: [broken-unreachable]
+  - name: demo
+    type: mock
+    models: [demo]
+    stream_chunks: 4
+%(channels)s
+"""
+
+
+def base_config(upstream_url: str, extra_channels: str = "", extra_tenants: str = "") -> str:
+    """The test config; extra YAML list items are given unindented."""
+    return BASE_CONFIG % {
+        "globex": GLOBEX_KEY,
+        "upstream": upstream_url,
+        "tenants": textwrap.indent(extra_tenants, "  "),
+        "channels": textwrap.indent(extra_channels, "  "),
+    }
+
+
+ENV = {"ACME_KEY": ACME_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
+
+
+@pytest.fixture
+async def fake_openai(aiohttp_server: Callable[..., Any]) -> FakeOpenAI:
+    fake = FakeOpenAI()
+    fake.server = await aiohttp_server(fake.app(), host="127.0.0.1")
+    fake.url = str(fake.server.make_url("")).rstrip("/")
+    return fake
+
+
+@pytest.fixture
+def make_relay(aiohttp_server: Callable[..., Any]) -> Callable[..., Any]:
+    async def make(config_text: str, env: dict[str, str] | None = None) -> Relay:
+        config = parse_config(config_text, "test.yaml", env={**ENV, **(env or {})})
+        server = await aiohttp_server(create_app(config), host="127.0.0.1")
+        return Relay(server, config_text)
+
+    return make
+
+
+@pytest.fixture
+async def relay(make_relay: Callable[..., Any], fake_openai: FakeOpenAI) -> Relay:
+    return await make_relay(base_config(fake_openai.url))
+
+
+async def collect(stream: AsyncIterator[Any]) -> list[Any]:
+    return [x async for x in stream]

@@ -1,0 +1,51 @@
+"""A fake OpenAI-compatible upstream. The upstream model name picks what it does:
+
+- `text`, `tools`, `reasoning`, `length`, `error-midstream`: replay tests/fixtures/openai/chat-<name>.(sse|json)
+- `status-NNN`: an OpenAI error object with HTTP status NNN (429 carries retry-after: 7)
+- `hang-headers`: never answers; `hang-midstream`: two frames, then silence
+- `truncated`: a stream that ends without [DONE]; `garbage`: a body that is not JSON
+- `slow-NNN`: the `text` transcript with NNN ms before the response headers
+"""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from .base import FIXTURES, FakeUpstream
+
+
+class FakeOpenAI(FakeUpstream):
+    def __init__(self) -> None:
+        super().__init__(FIXTURES / "openai")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        return app
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self.record(request)
+        model: str = body["model"]
+        stream = bool(body.get("stream"))
+        if model.startswith("status-"):
+            status = int(model.removeprefix("status-"))
+            headers = {"retry-after": "7"} if status == 429 else {}
+            err = {"error": {"message": f"upstream says {status}", "type": "test_error", "param": None, "code": f"code_{status}"}}
+            return web.json_response(err, status=status, headers=headers)
+        if model == "hang-headers":
+            await asyncio.sleep(3600)
+        if model.startswith("slow-"):
+            await asyncio.sleep(int(model.removeprefix("slow-")) / 1000)
+            model = "text"
+        if model == "garbage":
+            return web.Response(text="<html>oops</html>", content_type="text/html")
+        if not stream:
+            return web.Response(body=self.fixture(f"chat-{model}.json"), content_type="application/json")
+        if model == "hang-midstream":
+            return await self.replay(request, self.fixture("chat-text.sse"), hang_after=2)
+        if model == "truncated":
+            data = self.fixture("chat-text.sse")
+            return await self.replay(request, data[: data.index(b"data: [DONE]")])
+        return await self.replay(request, self.fixture(f"chat-{model}.sse"))
+
