@@ -7,7 +7,7 @@ I/O is in `complete` / `open_stream`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol, runtime_checkable
+from typing import Any, AsyncGenerator, AsyncIterator, Protocol, runtime_checkable
 
 from .errors import RelayError
 
@@ -49,15 +49,18 @@ class Adaptor(Protocol):
         ...
 
 
-@runtime_checkable
-class NativeResponses(Protocol):
-    """Optional: the upstream speaks the Responses API itself; bodies are relayed untouched."""
-
-    async def responses_passthrough(self, call: Call, body: bytes, stream: bool) -> "RawUpstream": ...
-
-
 @dataclass(slots=True)
 class RawUpstream:
     status: int
     content_type: str
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
+
+
+@runtime_checkable
+class NativeResponses(Protocol):
+    """Optional: the upstream may speak the Responses API itself (when `native_responses` is
+    true); the client's body is forwarded with the model renamed and the answer relayed as is."""
+
+    native_responses: bool
+
+    async def responses_passthrough(self, call: Call) -> RawUpstream: ...

@@ -5,13 +5,12 @@ CreateChatCompletionStreamResponse), so adaptors cannot forget one.
 """
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
+from .ids import completion_id
 
-def completion_id() -> str:
-    return "chatcmpl-" + secrets.token_urlsafe(18).replace("-", "A").replace("_", "B")
+__all__ = ["completion_id", "now", "usage", "chunk", "usage_chunk", "completion"]
 
 
 def now() -> int:

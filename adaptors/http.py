@@ -8,6 +8,7 @@ and total, each reported as a 504 that names which one fired.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
@@ -16,8 +17,10 @@ import aiohttp
 
 from config.schema import Timeouts
 
-from .base import Call, ChatStream, StreamConverter, StreamItem
+from .base import Call, ChatStream, RawUpstream, StreamConverter, StreamItem
 from .errors import RelayError, upstream_bad_response, upstream_timeout, upstream_unreachable
+
+log = logging.getLogger("relay")
 
 # Upstream error bodies are read for their message only; cap what we hold in memory.
 MAX_ERROR_BODY = 64 * 1024
@@ -124,33 +127,55 @@ class HttpAdaptor:
         except TimeoutError:
             raise upstream_timeout(self.name, what) from None
 
+    async def _next_chunk(self, chunks: AsyncIterator[bytes], deadline: Deadline) -> bytes | None:
+        """The next body chunk within the first-byte/idle/total limits; None at the end."""
+        left, what = deadline.next_wait()
+        try:
+            data = await self._within(anext(chunks), left, what)
+        except StopAsyncIteration:
+            return None
+        except aiohttp.ClientError as e:
+            raise upstream_unreachable(self.name, f"connection lost mid-stream ({type(e).__name__})") from None
+        deadline.got_first = True
+        return data
+
     async def _relay_stream(
         self, resp: aiohttp.ClientResponse, conv: StreamConverter, deadline: Deadline
     ) -> AsyncIterator[StreamItem]:
         chunks = resp.content.iter_any()
         finished = False
         try:
-            while True:
-                left, what = deadline.next_wait()
-                try:
-                    data = await self._within(anext(chunks), left, what)
-                except StopAsyncIteration:
-                    break
-                except RelayError as e:
-                    yield e
-                    return
-                except aiohttp.ClientError as e:
-                    yield upstream_unreachable(self.name, f"connection lost mid-stream ({type(e).__name__})")
-                    return
-                deadline.got_first = True
+            while (data := await self._next_chunk(chunks, deadline)) is not None:
                 for item in conv.feed(data):
                     yield item
             for item in conv.close():
                 yield item
             finished = True
+        except RelayError as e:
+            yield e
         except ValueError as e:  # a converter met something it cannot read
             yield upstream_bad_response(self.name, str(e))
         finally:
             # A stream read to its end may go back to the pool; any other is cut off, which
             # also tells the upstream to stop generating.
+            resp.release() if finished else resp.close()
+
+    async def raw(self, req: UpstreamRequest) -> RawUpstream:
+        """Sends `req` and relays the answer's bytes untouched (same timeouts as streams)."""
+        deadline = Deadline(self.timeouts)
+        resp = await self._send(req, deadline)
+        return RawUpstream(resp.status, resp.headers.get("Content-Type", "application/json"), self._raw_chunks(resp, deadline))
+
+    async def _raw_chunks(self, resp: aiohttp.ClientResponse, deadline: Deadline) -> AsyncIterator[bytes]:
+        chunks = resp.content.iter_any()
+        finished = False
+        try:
+            while (data := await self._next_chunk(chunks, deadline)) is not None:
+                yield data
+            finished = True
+        except RelayError as e:
+            # Bytes already went out as they came; nothing can be added that the client's
+            # protocol would understand, so the connection is cut and the reason logged.
+            log.warning("upstream %s failed during a relayed body: %s", self.name, e.message)
+        finally:
             resp.release() if finished else resp.close()

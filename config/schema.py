@@ -104,8 +104,15 @@ ChannelConfig = Annotated[Union[OpenAIChannel, MockChannel], Field(discriminator
 CHANNEL_TYPES = ("openai", "mock")
 
 
+class ResponsesConfig(Strict):
+    # Hosted tool types (web_search, file_search, ...) no chat upstream can run:
+    # drop them and say so in x-relay-dropped-tools, or reject the request with a 400.
+    unsupported_tools: Literal["drop", "reject"] = "drop"
+
+
 class RelayConfig(Strict):
     server: ServerConfig = ServerConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     tenants: list[TenantConfig] = Field(min_length=1)
     channels: list[ChannelConfig] = Field(min_length=1)
 

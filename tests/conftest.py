@@ -51,6 +51,17 @@ class Relay:
         return resp, text
 
 
+def responses_events(text: str) -> list[dict[str, Any]]:
+    """Responses stream events, checked for the framing every event must have."""
+    events = []
+    for event, data in sse_frames(text):
+        ev = json.loads(data)
+        assert event == ev["type"], f"event line {event!r} does not name the payload type {ev['type']!r}"
+        events.append(ev)
+    assert [e["sequence_number"] for e in events] == list(range(len(events))), "sequence numbers must count from 0"
+    return events
+
+
 def sse_frames(text: str) -> list[tuple[str | None, str]]:
     """(event, data) per SSE frame; written independently of Relay's own decoder."""
     frames = []
@@ -87,6 +98,8 @@ channels:
     models:
       gpt-4.1-mini: text
       gpt-tools: tools
+      gpt-tool: tool
+      gpt-ns-tool: ns-tool
       gpt-reasoning: reasoning
       gpt-length: length
       gpt-midstream-error: error-midstream
@@ -109,6 +122,12 @@ channels:
     type: mock
     models: [demo]
     stream_chunks: 4
+  - name: openai-native
+    type: openai
+    base_url: %(upstream)s/v1
+    api_key: ${UPSTREAM_KEY}
+    responses: native
+    models: {gpt-native: native-model, broken-native-429: status-429}
 %(channels)s
 """
 

@@ -7,7 +7,8 @@ import aiohttp
 
 from config.schema import OpenAIChannel
 
-from ..base import Call, StreamConverter
+from .. import jsonfast
+from ..base import Call, RawUpstream, StreamConverter
 from ..errors import RelayError
 from ..http import HttpAdaptor, UpstreamRequest
 from . import codec
@@ -18,6 +19,7 @@ class OpenAIAdaptor(HttpAdaptor):
         super().__init__(cfg.name, cfg.timeout, session)
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
+        self.native_responses = cfg.responses == "native"
         self._headers = {"content-type": "application/json", **cfg.headers}
         if cfg.api_key:
             self._headers["authorization"] = f"Bearer {cfg.api_key}"
@@ -37,3 +39,7 @@ class OpenAIAdaptor(HttpAdaptor):
 
     def map_error(self, status: int, headers: dict[str, str], body: bytes) -> RelayError:
         return codec.error_from_body(self.name, status, headers, body)
+
+    async def responses_passthrough(self, call: Call) -> RawUpstream:
+        body = jsonfast.dumps({**call.request, "model": call.upstream_model})
+        return await self.raw(UpstreamRequest(self.base_url + "/responses", self._request_headers(call), body))

@@ -5,6 +5,8 @@
 - `hang-headers`: never answers; `hang-midstream`: two frames, then silence
 - `truncated`: a stream that ends without [DONE]; `garbage`: a body that is not JSON
 - `slow-NNN`: the `text` transcript with NNN ms before the response headers
+
+`POST /v1/responses` replays responses-text.(sse|json), for `responses: native` channels.
 """
 from __future__ import annotations
 
@@ -22,17 +24,29 @@ class FakeOpenAI(FakeUpstream):
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/responses", self.responses)
         return app
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """A server with a native Responses API (for `responses: native` channels)."""
+        body = await self.record(request)
+        if body["model"].startswith("status-"):
+            return await self.chat_error(int(body["model"].removeprefix("status-")))
+        if body.get("stream"):
+            return await self.replay(request, self.fixture("responses-text.sse"))
+        return web.Response(body=self.fixture("responses-text.json"), content_type="application/json")
+
+    async def chat_error(self, status: int) -> web.Response:
+        headers = {"retry-after": "7"} if status == 429 else {}
+        err = {"error": {"message": f"upstream says {status}", "type": "test_error", "param": None, "code": f"code_{status}"}}
+        return web.json_response(err, status=status, headers=headers)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         model: str = body["model"]
         stream = bool(body.get("stream"))
         if model.startswith("status-"):
-            status = int(model.removeprefix("status-"))
-            headers = {"retry-after": "7"} if status == 429 else {}
-            err = {"error": {"message": f"upstream says {status}", "type": "test_error", "param": None, "code": f"code_{status}"}}
-            return web.json_response(err, status=status, headers=headers)
+            return await self.chat_error(int(model.removeprefix("status-")))
         if model == "hang-headers":
             await asyncio.sleep(3600)
         if model.startswith("slow-"):
