@@ -26,6 +26,8 @@ class Call:
     upstream_model: str
     request_id: str
     headers: dict[str, str] = field(default_factory=dict)  # extra headers to forward upstream
+    ignored_params: list[str] = field(default_factory=list)  # request fields the channel left out
+    state: dict[str, Any] = field(default_factory=dict)  # what build_request tells the parsers
 
 
 class StreamConverter(Protocol):

@@ -5,8 +5,9 @@ from typing import assert_never
 
 import aiohttp
 
-from config.schema import ChannelConfig, MockChannel, OpenAIChannel
+from config.schema import AnthropicChannel, ChannelConfig, MockChannel, OpenAIChannel
 
+from .anthropic import AnthropicAdaptor
 from .base import Adaptor
 from .mock import MockAdaptor
 from .openai import OpenAIAdaptor
@@ -16,6 +17,8 @@ def make_adaptor(cfg: ChannelConfig, session: aiohttp.ClientSession) -> Adaptor:
     match cfg:
         case OpenAIChannel():
             return OpenAIAdaptor(cfg, session)
+        case AnthropicChannel():
+            return AnthropicAdaptor(cfg, session)
         case MockChannel():
             return MockAdaptor(cfg)
         case _:

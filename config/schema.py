@@ -91,6 +91,15 @@ class OpenAIChannel(ChannelBase):
     responses: Literal["bridge", "native"] = "bridge"
 
 
+class AnthropicChannel(ChannelBase):
+    type: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com"
+    api_key: str | None = None
+    anthropic_version: str = "2023-06-01"
+    betas: list[str] = []  # -> anthropic-beta header
+    default_max_tokens: int = Field(4096, ge=1)  # Anthropic requires max_tokens
+
+
 class MockChannel(ChannelBase):
     """Built-in, no network: deterministic answers for demos and load tests of Relay itself."""
 
@@ -100,8 +109,8 @@ class MockChannel(ChannelBase):
     reply: str | None = None  # fixed answer text; default derives one from the prompt
 
 
-ChannelConfig = Annotated[Union[OpenAIChannel, MockChannel], Field(discriminator="type")]
-CHANNEL_TYPES = ("openai", "mock")
+ChannelConfig = Annotated[Union[OpenAIChannel, AnthropicChannel, MockChannel], Field(discriminator="type")]
+CHANNEL_TYPES = ("openai", "anthropic", "mock")
 
 
 class ResponsesConfig(Strict):

@@ -1,20 +1,22 @@
 """HTTP endpoints. Each handler: authenticate, validate, route, call the adaptor, write."""
 from __future__ import annotations
 
-from aiohttp import web
-
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
 
 from adaptors.base import Call, NativeResponses
 from adaptors.chat import validate_chat_request, wants_usage_chunk
 from adaptors.errors import bad_request
-from adaptors.responses import Envelope, ResponsesStream, completion_to_response, to_chat
+from adaptors.responses import ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat
 
 from .chat_stream import StreamOutcome, write_chat_stream
+from .dispatch import Answer, dispatch
 from .httpio import json_response, read_json
 from .keys import REQUEST_ID, RUNTIME
 from .responses_stream import write_events, write_responses_stream
+from .router import Candidate
 
 log = logging.getLogger("relay")
 
@@ -25,23 +27,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
     body = validate_chat_request(await read_json(request, rt.config.server.max_body_bytes))
-    candidate = rt.router.candidates(tenant, body["model"])[0]
-    rid = request[REQUEST_ID]
-    call = Call(body, candidate.upstream_model, rid, {"x-request-id": rid})
-    headers = {"x-relay-channel": candidate.channel.name}
-    if not body.get("stream"):
-        result = await candidate.adaptor.complete(call)
-        return json_response(result, headers=headers)
-
-    stream = await candidate.adaptor.open_stream(call)
-    try:
-        resp = web.StreamResponse(headers={**SSE_HEADERS, **headers})
-        await resp.prepare(request)
-        await write_chat_stream(resp, stream, wants_usage_chunk(body), StreamOutcome())
-        await resp.write_eof()
-        return resp
-    finally:
-        await stream.aclose()
+    candidates = rt.router.candidates(tenant, body["model"])
+    stream = bool(body.get("stream"))
+    answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream)
+    if not stream:
+        return json_response(answer.result, headers=answer.headers())
+    include_usage = wants_usage_chunk(body)
+    return await _sse(request, answer, lambda resp, outcome: write_chat_stream(resp, answer.stream, include_usage, outcome))
 
 
 async def responses(request: web.Request) -> web.StreamResponse:
@@ -51,40 +43,57 @@ async def responses(request: web.Request) -> web.StreamResponse:
     model = body.get("model") if isinstance(body, dict) else None
     if not isinstance(model, str) or not model:
         raise bad_request("Missing required parameter: 'model'.", param="model")
-    candidate = rt.router.candidates(tenant, model)[0]
+    candidates = rt.router.candidates(tenant, model)
     rid = request[REQUEST_ID]
-    headers = {"x-relay-channel": candidate.channel.name}
-    adaptor = candidate.adaptor
-    if isinstance(adaptor, NativeResponses) and adaptor.native_responses:
-        call = Call(body, candidate.upstream_model, rid, {"x-request-id": rid})
-        return await _relay_native(request, adaptor, call, headers)
+    first = candidates[0].adaptor
+    if isinstance(first, NativeResponses) and first.native_responses:
+        call = Call(body, candidates[0].upstream_model, rid, {"x-request-id": rid})
+        return await _relay_native(request, first, call, {"x-relay-channel": candidates[0].channel.name})
 
-    conv = to_chat(
-        body,
-        reject_unsupported_tools=rt.config.responses.unsupported_tools == "reject",
-        keep_reasoning=getattr(adaptor, "accepts_reasoning_items", False),
-    )
+    reject = rt.config.responses.unsupported_tools == "reject"
+    conversions: dict[str, ChatConversion] = {}
+
+    def build(candidate: Candidate) -> dict[str, Any]:
+        keep = getattr(candidate.adaptor, "accepts_reasoning_items", False)
+        conv = to_chat(body, reject_unsupported_tools=reject, keep_reasoning=keep)
+        conversions[candidate.channel.name] = conv
+        return conv.chat
+
+    build(candidates[0])  # a request the bridge cannot take fails here, before any upstream call
+    conv = next(iter(conversions.values()))
+    answer = await dispatch(candidates, build, rid, conv.stream)
+    conv = conversions[answer.candidate.channel.name]
+    headers = answer.headers()
     if conv.tools.dropped:
-        dropped = ",".join(sorted(set(conv.tools.dropped)))
-        headers["x-relay-dropped-tools"] = dropped
-        log.info("request %s: dropped tools the channel cannot run: %s", rid, dropped)
-    call = Call(conv.chat, candidate.upstream_model, rid, {"x-request-id": rid})
+        headers["x-relay-dropped-tools"] = ",".join(sorted(set(conv.tools.dropped)))
+        log.info("request %s: dropped tools the channel cannot run: %s", rid, headers["x-relay-dropped-tools"])
     envelope = Envelope(model, conv.echo)
     if not conv.stream:
-        completion = await adaptor.complete(call)
-        return json_response(completion_to_response(completion, envelope, conv.names), headers=headers)
+        return json_response(completion_to_response(answer.result, envelope, conv.names), headers=headers)
+    machine = ResponsesStream(envelope, conv.names)
 
-    stream = await adaptor.open_stream(call)
-    try:
-        machine = ResponsesStream(envelope, conv.names)
-        resp = web.StreamResponse(headers={**SSE_HEADERS, **headers})
-        await resp.prepare(request)
+    async def write(resp: web.StreamResponse, outcome: StreamOutcome) -> None:
         await write_events(resp, machine.start())
-        await write_responses_stream(resp, stream, machine, StreamOutcome())
+        await write_responses_stream(resp, answer.stream, machine, outcome)
+
+    return await _sse(request, answer, write, headers)
+
+
+async def _sse(
+    request: web.Request,
+    answer: Answer,
+    write: Callable[[web.StreamResponse, StreamOutcome], Awaitable[None]],
+    headers: dict[str, str] | None = None,
+) -> web.StreamResponse:
+    """Streams an answer to the client; the upstream stream is always closed afterwards."""
+    try:
+        resp = web.StreamResponse(headers={**SSE_HEADERS, **(headers or answer.headers())})
+        await resp.prepare(request)
+        await write(resp, StreamOutcome())
         await resp.write_eof()
         return resp
     finally:
-        await stream.aclose()
+        await answer.stream.aclose()
 
 
 async def _relay_native(request: web.Request, adaptor: Any, call: Call, headers: dict[str, str]) -> web.StreamResponse:

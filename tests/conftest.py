@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from config.loader import parse_config
 from relay.app import create_app
 
+from .fakes.anthropic import FakeAnthropic
 from .fakes.openai import FakeOpenAI
 
 ACME_KEY = "sk-acme-0123456789"
@@ -151,6 +152,51 @@ async def fake_openai(aiohttp_server: Callable[..., Any]) -> FakeOpenAI:
     fake.server = await aiohttp_server(fake.app(), host="127.0.0.1")
     fake.url = str(fake.server.make_url("")).rstrip("/")
     return fake
+
+
+@pytest.fixture
+async def fake_anthropic(aiohttp_server: Callable[..., Any]) -> FakeAnthropic:
+    fake = FakeAnthropic()
+    fake.server = await aiohttp_server(fake.app(), host="127.0.0.1")
+    fake.url = str(fake.server.make_url("")).rstrip("/")
+    return fake
+
+
+ANTHROPIC_KEY = "sk-ant-upstream-secret-DO-NOT-LEAK"
+
+
+def anthropic_channel(url: str) -> str:
+    return f"""\
+- name: claude
+  type: anthropic
+  base_url: {url}
+  api_key: {ANTHROPIC_KEY}
+  betas: [interleaved-thinking-2025-05-14]
+  default_max_tokens: 1000
+  models:
+    claude-text: text
+    claude-tool: tool_use
+    claude-parallel: parallel_tool_use
+    claude-thinking: thinking
+    claude-max: max_tokens
+    claude-midstream: error_midstream
+    claude-400: status-400
+    claude-401: status-401
+    claude-403: status-403
+    claude-404: status-404
+    claude-413: status-413
+    claude-429: status-429
+    claude-500: status-500
+    claude-529: status-529
+    claude-hang: hang-headers
+  timeout: {{connect: 2, first_byte: 1, idle: 1, total: 10}}
+"""
+
+
+@pytest.fixture
+async def claude_relay(make_relay: Callable[..., Any], fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Relay:
+    config = base_config(fake_openai.url, extra_channels=anthropic_channel(fake_anthropic.url))
+    return await make_relay(config.replace('"broken-*", "slow-*"]', '"broken-*", "slow-*", "claude-*"]'))
 
 
 @pytest.fixture

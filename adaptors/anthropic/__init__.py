@@ -1,0 +1,3 @@
+from .adaptor import AnthropicAdaptor
+
+__all__ = ["AnthropicAdaptor"]

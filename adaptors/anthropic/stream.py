@@ -1,0 +1,145 @@
+"""Anthropic Messages stream -> chat chunks (sans-IO).
+
+`EventConverter.event(dict)` handles one parsed Anthropic event (the Claude CLI adaptor feeds
+it the `stream_event` payloads); `SSEConverter` adds the byte-level SSE decoding for HTTP.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import chunks, jsonfast
+from ..base import StreamItem
+from ..errors import RelayError, upstream_bad_response
+from ..sse import SSEDecoder
+from .errors import stream_error
+from .thinking import encode_block
+from .usage import chat_usage, finish_reason
+
+
+class EventConverter:
+    def __init__(self, channel: str, model: str, json_tool: str | None = None):
+        self.channel = channel
+        self.model = model
+        self.json_tool = json_tool
+        self.id = chunks.completion_id()
+        self.created = chunks.now()
+        self.usage: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+        self.blocks: dict[int, dict[str, Any]] = {}  # Anthropic block index -> block state
+        self.tool_count = 0
+        self.started = False
+        self.finished = False
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return chunks.chunk(self.id, self.model, self.created, delta, finish)
+
+    def event(self, ev: dict[str, Any]) -> list[StreamItem]:
+        kind = ev.get("type")
+        if kind == "message_start":
+            msg = ev.get("message") or {}
+            self.usage.update(msg.get("usage") or {})
+            self.started = True
+            return [self._chunk({"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            return self._block_start(int(ev.get("index", 0)), ev.get("content_block") or {})
+        if kind == "content_block_delta":
+            return self._block_delta(int(ev.get("index", 0)), ev.get("delta") or {})
+        if kind == "content_block_stop":
+            return self._block_stop(int(ev.get("index", 0)))
+        if kind == "message_delta":
+            self.stop_reason = (ev.get("delta") or {}).get("stop_reason") or self.stop_reason
+            self.usage.update({k: v for k, v in (ev.get("usage") or {}).items() if v is not None})
+            return []
+        if kind == "message_stop":
+            self.finished = True
+            return [
+                self._chunk({}, finish_reason(self.stop_reason, self.json_tool is not None)),
+                chunks.usage_chunk(self.id, self.model, self.created, chat_usage(self.usage)),
+            ]
+        if kind == "error":
+            self.finished = True
+            return [stream_error(self.channel, ev)]
+        return []  # ping and event types added later
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> list[StreamItem]:
+        kind = block.get("type")
+        state: dict[str, Any] = {"type": kind}
+        self.blocks[index] = state
+        if kind == "text":
+            return [self._chunk({"content": block["text"]})] if block.get("text") else []
+        if kind == "thinking":
+            state.update(thinking=[block.get("thinking") or ""], signature=block.get("signature") or "")
+            return []
+        if kind == "redacted_thinking":
+            return [self._chunk({"reasoning_signature": encode_block({"type": "redacted_thinking", "data": block.get("data", "")})})]
+        if kind == "tool_use":
+            if block.get("name") == self.json_tool:
+                state["type"] = "json"
+                return []
+            state["tool_index"] = self.tool_count
+            self.tool_count += 1
+            return [self._chunk({"tool_calls": [{
+                "index": state["tool_index"], "id": block.get("id"), "type": "function",
+                "function": {"name": block.get("name"), "arguments": ""},
+            }]})]
+        return []  # server tool blocks etc. are not part of a chat answer
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[StreamItem]:
+        state = self.blocks.get(index)
+        if state is None:
+            raise ValueError(f"content_block_delta for block {index} before its content_block_start")
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            return [self._chunk({"content": delta["text"]})]
+        if kind == "thinking_delta" and delta.get("thinking"):
+            state["thinking"].append(delta["thinking"])
+            return [self._chunk({"reasoning_content": delta["thinking"]})]
+        if kind == "signature_delta":
+            state["signature"] = state.get("signature", "") + (delta.get("signature") or "")
+            return []
+        if kind == "input_json_delta" and delta.get("partial_json"):
+            if state["type"] == "json":
+                return [self._chunk({"content": delta["partial_json"]})]
+            return [self._chunk({"tool_calls": [{"index": state["tool_index"], "function": {"arguments": delta["partial_json"]}}]})]
+        return []
+
+    def _block_stop(self, index: int) -> list[StreamItem]:
+        state = self.blocks.get(index) or {}
+        if state.get("type") == "thinking":
+            block = {"type": "thinking", "thinking": "".join(state["thinking"]), "signature": state["signature"]}
+            return [self._chunk({"reasoning_signature": encode_block(block)})]
+        return []
+
+    def close(self) -> list[StreamItem]:
+        if self.finished:
+            return []
+        return [upstream_bad_response(self.channel, "the stream ended before message_stop")]
+
+
+class SSEConverter:
+    """Bytes of an Anthropic SSE stream -> chat chunks."""
+
+    def __init__(self, channel: str, model: str, json_tool: str | None = None):
+        self.events = EventConverter(channel, model, json_tool)
+        self._sse = SSEDecoder()
+
+    def feed(self, data: bytes) -> list[StreamItem]:
+        out: list[StreamItem] = []
+        for ev in self._sse.feed(data):
+            if not ev.data:
+                continue
+            try:
+                payload = jsonfast.loads(ev.data)
+            except jsonfast.JSONDecodeError:
+                raise ValueError("a stream event is not JSON") from None
+            out += self.events.event(payload)
+        return out
+
+    def close(self) -> list[StreamItem]:
+        out = self.feed(b"")
+        for ev in self._sse.close():
+            out += self.events.event(jsonfast.loads(ev.data)) if ev.data else []
+        return out + self.events.close()
+
+
+__all__ = ["EventConverter", "SSEConverter", "RelayError"]

@@ -1,0 +1,37 @@
+"""A fake Anthropic Messages API. The upstream model name picks what it does:
+
+- `text`, `tool_use`, `parallel_tool_use`, `thinking`, `max_tokens`, `error_midstream`:
+  replay tests/fixtures/anthropic/<name>.(sse|json)
+- `status-NNN`: the recorded Anthropic error body for HTTP NNN (429 carries retry-after: 11)
+- `hang-headers`: never answers
+"""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from .base import FIXTURES, FakeUpstream
+
+
+class FakeAnthropic(FakeUpstream):
+    def __init__(self) -> None:
+        super().__init__(FIXTURES / "anthropic")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/messages", self.messages)
+        return app
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        body = await self.record(request)
+        model: str = body["model"]
+        if model.startswith("status-"):
+            status = int(model.removeprefix("status-"))
+            headers = {"retry-after": "11"} if status == 429 else {}
+            return web.Response(status=status, body=self.fixture(f"error-{status}.json"), content_type="application/json", headers=headers)
+        if model == "hang-headers":
+            await asyncio.sleep(3600)
+        if body.get("stream"):
+            return await self.replay(request, self.fixture(f"{model}.sse"))
+        return web.Response(body=self.fixture(f"{model}.json"), content_type="application/json")
