@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from typing import Annotated, Literal, Union
 
@@ -26,6 +27,9 @@ class ServerConfig(Strict):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    sse_keepalive: float = Field(15, gt=0)  # seconds of silence before a `: keepalive` comment
+    drain_seconds: float = Field(30, ge=0)  # how long SIGTERM waits for in-flight requests
+    admin_key: str | None = None  # guards /admin/* (reload, channel state); unset = no admin API
 
 
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -74,6 +78,8 @@ class ChannelBase(Strict):
     name: str = Field(min_length=1)
     models: ModelMap
     timeout: Timeouts = Timeouts()
+    priority: int = 0  # lower is tried first
+    weight: float = Field(1, gt=0)  # share of traffic among channels of one priority
 
     @field_validator("models")
     @classmethod
@@ -119,9 +125,21 @@ class ResponsesConfig(Strict):
     unsupported_tools: Literal["drop", "reject"] = "drop"
 
 
+class CooldownConfig(Strict):
+    failures: int = Field(3, ge=1)  # consecutive failures that open the breaker
+    seconds: float = Field(30, gt=0)  # how long it stays open (or the upstream's retry-after)
+
+
+class RouterConfig(Strict):
+    max_attempts: int = Field(3, ge=1, le=10)  # channels tried for one request
+    cooldown: CooldownConfig = CooldownConfig()
+
+
 class RelayConfig(Strict):
     server: ServerConfig = ServerConfig()
+    router: RouterConfig = RouterConfig()
     responses: ResponsesConfig = ResponsesConfig()
+    aliases: dict[str, str] = {}  # extra public name -> public model name
     tenants: list[TenantConfig] = Field(min_length=1)
     channels: list[ChannelConfig] = Field(min_length=1)
 
@@ -133,11 +151,24 @@ class RelayConfig(Strict):
                 if item.name in seen:
                     raise ValueError(f"duplicate {kind} name {item.name!r}")
                 seen.add(item.name)
+        owner: dict[str, str] = {}
+        for t in self.tenants:
+            for digest in [hashlib.sha256(k.encode()).hexdigest() for k in t.keys] + list(t.key_sha256):
+                if owner.setdefault(digest, t.name) != t.name:
+                    raise ValueError(f"tenants {owner[digest]!r} and {t.name!r} share an API key")
+        served = set(self.public_models(with_aliases=False))
+        for alias, target in self.aliases.items():
+            if target not in served:
+                raise ValueError(f"alias {alias!r} points to {target!r}, which no channel serves")
+            if alias in served:
+                raise ValueError(f"alias {alias!r} is also a model a channel serves")
         return self
 
-    def public_models(self) -> list[str]:
+    def public_models(self, with_aliases: bool = True) -> list[str]:
         seen: dict[str, None] = {}
         for ch in self.channels:
             for m in ch.models:
                 seen.setdefault(m, None)
+        if with_aliases:
+            seen.update(dict.fromkeys(self.aliases))
         return list(seen)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -10,9 +11,10 @@ from aiohttp import web
 from adaptors.errors import RelayError
 from config.schema import RelayConfig
 
-from . import handlers
+from . import admin, handlers
 from .httpio import error_response, request_id
-from .keys import REQUEST_ID, RUNTIME, SESSION, RuntimeHolder
+from .breaker import Breakers
+from .keys import BREAKERS, CONFIG_PATH, REQUEST_ID, RUNTIME, SESSION, RuntimeHolder
 from .runtime import build_runtime
 
 log = logging.getLogger("relay")
@@ -50,9 +52,11 @@ def _http_message(e: web.HTTPException, request: web.Request) -> str:
     return e.reason
 
 
-def create_app(config: RelayConfig) -> web.Application:
+def create_app(config: RelayConfig, config_path: str | Path | None = None) -> web.Application:
     # Body size is enforced per request from the live config (see httpio.read_json).
     app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 40)
+    if config_path is not None:
+        app[CONFIG_PATH] = Path(config_path)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
@@ -62,6 +66,7 @@ def create_app(config: RelayConfig) -> web.Application:
         )
         app[SESSION] = session
         app[RUNTIME] = RuntimeHolder(build_runtime(config, session))
+        app[BREAKERS] = Breakers(config.router.cooldown)
         yield
         await session.close()
 
@@ -71,4 +76,6 @@ def create_app(config: RelayConfig) -> web.Application:
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_post("/admin/reload", admin.reload)
+    app.router.add_get("/admin/channels", admin.channels)
     return app

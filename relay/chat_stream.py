@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from aiohttp import web
+from typing import Any, Protocol
 
 from adaptors import jsonfast
 from adaptors.base import ChatStream
 from adaptors.errors import RelayError
 from adaptors.sse import DONE, encode_data
+
+
+class Sink(Protocol):
+    async def write(self, data: bytes) -> None: ...
 
 
 @dataclass(slots=True)
@@ -25,7 +27,7 @@ class StreamOutcome:
 
 
 async def write_chat_stream(
-    resp: web.StreamResponse, stream: ChatStream, include_usage: bool, outcome: StreamOutcome
+    resp: Sink, stream: ChatStream, include_usage: bool, outcome: StreamOutcome
 ) -> None:
     async for item in stream:
         if isinstance(item, RelayError):

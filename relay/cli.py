@@ -5,6 +5,7 @@ import argparse
 import logging
 import sys
 from collections import Counter
+from pathlib import Path
 
 from config.loader import ConfigError, load_config
 from config.schema import RelayConfig
@@ -53,8 +54,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         run = uvloop.run
     except ImportError:
         pass
-    run(serve(config, host, port))
+    run(serve(config, host, port, Path(args.config)))
     return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Asks a running server (the one this config file describes) to re-read its config."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print("\n".join(e.lines()), file=sys.stderr)
+        return 1
+    if not config.server.admin_key:
+        print("reload needs server.admin_key in the config (or send SIGHUP to the process)", file=sys.stderr)
+        return 1
+    url = args.url or f"http://{config.server.host}:{config.server.port}"
+    req = urllib.request.Request(url.rstrip("/") + "/admin/reload", method="POST",
+                                 headers={"Authorization": f"Bearer {config.server.admin_key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            print(json.loads(resp.read())["status"])
+            return 0
+    except urllib.error.HTTPError as e:
+        body = json.loads(e.read() or b"{}")
+        print("\n".join(body.get("errors") or [body.get("error", {}).get("message", str(e))]), file=sys.stderr)
+    except OSError as e:
+        print(f"cannot reach {url}: {e}", file=sys.stderr)
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="listen address (default: server.host)")
     s.add_argument("--port", type=int, help="listen port (default: server.port)")
     s.set_defaults(func=cmd_serve)
+    r = sub.add_parser("reload", help="make a running server re-read its config file")
+    r.add_argument("-c", "--config", required=True, help="the YAML config file the server runs")
+    r.add_argument("--url", help="the server's base URL (default: from server.host/port)")
+    r.set_defaults(func=cmd_reload)
     c = sub.add_parser("check-config", help="validate a config file and summarise it")
     c.add_argument("file")
     c.set_defaults(func=cmd_check_config)

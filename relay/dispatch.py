@@ -1,12 +1,25 @@
-"""Getting an answer from a channel: the first step of every model call."""
+"""Getting an answer: try the candidate channels in order until one accepts the request.
+
+Failover happens only before anything reached the client: on connect errors, timeouts before
+the first byte, 429 and 5xx (Anthropic 529 included). A client error (400, 404, 413, ...) is
+returned at once. Each outcome feeds the channel's circuit breaker.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from adaptors.base import Call, ChatStream
+from adaptors.errors import RelayError
+from config.schema import RouterConfig
 
+from .breaker import Breakers
 from .router import Candidate
+
+log = logging.getLogger("relay")
 
 
 @dataclass(slots=True)
@@ -15,6 +28,9 @@ class Answer:
     call: Call
     result: Any  # a chat completion dict, or a ChatStream when streaming
     attempts: int
+    breakers: Breakers
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (channel, code) before this one
+    settled: bool = False
 
     @property
     def stream(self) -> ChatStream:
@@ -26,13 +42,85 @@ class Answer:
             h["x-relay-ignored-params"] = ",".join(sorted(set(self.call.ignored_params)))
         return h
 
+    def settle(self, error: RelayError | None, finished: bool) -> None:
+        """Reports how a stream went to the channel's breaker (once)."""
+        if self.settled:
+            return
+        self.settled = True
+        name = self.candidate.channel.name
+        if error is not None and error.retryable:
+            self.breakers.failure(name, retry_after_seconds(error))
+        elif finished or error is not None:
+            self.breakers.success(name)
+        else:
+            self.breakers.release(name)
+
+
+def retry_after_seconds(err: RelayError) -> float | None:
+    value = err.headers.get("retry-after") or err.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def backoff(attempt: int) -> float:
+    """Short, jittered: 25-75 ms, then 50-150 ms, capped."""
+    return min(0.05 * 2 ** (attempt - 1), 0.4) * random.uniform(0.5, 1.5)
+
 
 async def dispatch(
-    candidates: list[Candidate], build: Callable[[Candidate], dict[str, Any]], request_id: str, stream: bool
+    candidates: list[Candidate],
+    build: Callable[[Candidate], dict[str, Any]],
+    request_id: str,
+    stream: bool,
+    router: RouterConfig,
+    breakers: Breakers,
 ) -> Answer:
-    """Calls the channel for this request and returns once it has answered (for a stream:
-    once the upstream accepted it, before any byte went to the client)."""
-    candidate = candidates[0]
-    call = Call(build(candidate), candidate.upstream_model, request_id, {"x-request-id": request_id})
-    result = await (candidate.adaptor.open_stream(call) if stream else candidate.adaptor.complete(call))
-    return Answer(candidate, call, result, 1)
+    failed: list[tuple[str, str]] = []
+    last_error: RelayError | None = None
+    cooling: list[str] = []
+    attempts = 0
+    for candidate in candidates:
+        if attempts >= router.max_attempts:
+            break
+        name = candidate.channel.name
+        body = build(candidate)  # a request this channel cannot take is the client's to fix
+        if not breakers.allow(name):
+            cooling.append(name)
+            continue
+        if attempts:
+            await asyncio.sleep(backoff(attempts))
+        attempts += 1
+        call = Call(body, candidate.upstream_model, request_id, {"x-request-id": request_id})
+        try:
+            result = await (candidate.adaptor.open_stream(call) if stream else candidate.adaptor.complete(call))
+        except RelayError as e:
+            if not e.retryable:
+                breakers.success(name)  # the upstream answered; the request was at fault
+                e.headers.setdefault("x-relay-channel", name)
+                e.headers["x-relay-attempts"] = str(attempts)
+                raise
+            breakers.failure(name, retry_after_seconds(e))
+            failed.append((name, e.code or str(e.status)))
+            log.warning("request %s: channel %s failed (%s %s); %s", request_id, name, e.status,
+                        e.code, "trying the next one" if attempts < router.max_attempts else "no attempts left")
+            last_error = e
+            continue
+        except BaseException:
+            breakers.release(name)
+            raise
+        answer = Answer(candidate, call, result, attempts, breakers, failed)
+        if not stream:
+            answer.settle(None, finished=True)
+        return answer
+    if last_error is None:
+        wait = min((breakers.retry_after(n) for n in cooling), default=1.0)
+        raise RelayError(
+            503,
+            "Every channel serving this model is cooling down after repeated failures; retry later.",
+            type="api_error", code="channels_unavailable",
+            headers={"retry-after": str(max(1, round(wait)))},
+        )
+    last_error.headers["x-relay-attempts"] = str(attempts)
+    raise last_error

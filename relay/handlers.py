@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -12,16 +12,14 @@ from adaptors.errors import bad_request
 from adaptors.responses import ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat
 
 from .chat_stream import StreamOutcome, write_chat_stream
-from .dispatch import Answer, dispatch
+from .dispatch import dispatch
 from .httpio import json_response, read_json
-from .keys import REQUEST_ID, RUNTIME
+from .keys import BREAKERS, REQUEST_ID, RUNTIME
 from .responses_stream import write_events, write_responses_stream
 from .router import Candidate
+from .sse_out import SSE_HEADERS, KeepaliveWriter, stream_answer
 
 log = logging.getLogger("relay")
-
-SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
@@ -29,11 +27,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = validate_chat_request(await read_json(request, rt.config.server.max_body_bytes))
     candidates = rt.router.candidates(tenant, body["model"])
     stream = bool(body.get("stream"))
-    answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream)
+    answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream, rt.config.router, request.app[BREAKERS])
     if not stream:
         return json_response(answer.result, headers=answer.headers())
     include_usage = wants_usage_chunk(body)
-    return await _sse(request, answer, lambda resp, outcome: write_chat_stream(resp, answer.stream, include_usage, outcome))
+    return await stream_answer(
+        request, answer, lambda out, outcome: write_chat_stream(out, answer.stream, include_usage, outcome),
+        rt.config.server.sse_keepalive,
+    )
 
 
 async def responses(request: web.Request) -> web.StreamResponse:
@@ -61,7 +62,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
 
     build(candidates[0])  # a request the bridge cannot take fails here, before any upstream call
     conv = next(iter(conversions.values()))
-    answer = await dispatch(candidates, build, rid, conv.stream)
+    answer = await dispatch(candidates, build, rid, conv.stream, rt.config.router, request.app[BREAKERS])
     conv = conversions[answer.candidate.channel.name]
     headers = answer.headers()
     if conv.tools.dropped:
@@ -72,28 +73,11 @@ async def responses(request: web.Request) -> web.StreamResponse:
         return json_response(completion_to_response(answer.result, envelope, conv.names), headers=headers)
     machine = ResponsesStream(envelope, conv.names)
 
-    async def write(resp: web.StreamResponse, outcome: StreamOutcome) -> None:
-        await write_events(resp, machine.start())
-        await write_responses_stream(resp, answer.stream, machine, outcome)
+    async def write(out: KeepaliveWriter, outcome: StreamOutcome) -> None:
+        await write_events(out, machine.start())
+        await write_responses_stream(out, answer.stream, machine, outcome)
 
-    return await _sse(request, answer, write, headers)
-
-
-async def _sse(
-    request: web.Request,
-    answer: Answer,
-    write: Callable[[web.StreamResponse, StreamOutcome], Awaitable[None]],
-    headers: dict[str, str] | None = None,
-) -> web.StreamResponse:
-    """Streams an answer to the client; the upstream stream is always closed afterwards."""
-    try:
-        resp = web.StreamResponse(headers={**SSE_HEADERS, **(headers or answer.headers())})
-        await resp.prepare(request)
-        await write(resp, StreamOutcome())
-        await resp.write_eof()
-        return resp
-    finally:
-        await answer.stream.aclose()
+    return await stream_answer(request, answer, write, rt.config.server.sse_keepalive, headers)
 
 
 async def _relay_native(request: web.Request, adaptor: Any, call: Call, headers: dict[str, str]) -> web.StreamResponse:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from .breaker import Breakers
 from .runtime import Runtime
 
 
@@ -18,4 +20,6 @@ class RuntimeHolder:
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+BREAKERS = web.AppKey("breakers", Breakers)  # outlive reloads: keyed by channel name
+CONFIG_PATH = web.AppKey("config_path", Path)  # set when serving a file (enables reload)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,24 +1,22 @@
 """Writes a chat stream to the client as Responses API events, through the bridge machine."""
 from __future__ import annotations
 
-from aiohttp import web
-
 from adaptors import jsonfast
 from adaptors.base import ChatStream
 from adaptors.errors import RelayError
 from adaptors.responses import ResponsesStream
 from adaptors.sse import encode_event
 
-from .chat_stream import StreamOutcome
+from .chat_stream import Sink, StreamOutcome
 
 
-async def write_events(resp: web.StreamResponse, events: list[dict]) -> None:
+async def write_events(resp: Sink, events: list[dict]) -> None:
     if events:
         await resp.write(b"".join(encode_event(ev["type"], jsonfast.dumps(ev)) for ev in events))
 
 
 async def write_responses_stream(
-    resp: web.StreamResponse, stream: ChatStream, machine: ResponsesStream, outcome: StreamOutcome
+    resp: Sink, stream: ChatStream, machine: ResponsesStream, outcome: StreamOutcome
 ) -> None:
     async for item in stream:
         if isinstance(item, RelayError):

@@ -1,6 +1,11 @@
-"""Public model name -> the channels that serve it, filtered by what the tenant may use."""
+"""Public model name -> the channels that serve it, in the order to try them.
+
+Channels are tried tier by tier (`priority`, lower first); inside a tier the order is a
+weighted random draw (`weight`), so traffic spreads in proportion to the weights.
+"""
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from adaptors.base import Adaptor
@@ -15,21 +20,42 @@ class Candidate:
     upstream_model: str
 
 
+def weighted_order(items: list[Candidate], rng: random.Random) -> list[Candidate]:
+    """A random order in which heavier items tend to come first (weighted sampling without
+    replacement: sort by u ** (1 / weight))."""
+    if len(items) < 2:
+        return list(items)
+    return sorted(items, key=lambda c: rng.random() ** (1.0 / c.channel.weight), reverse=True)
+
+
 class Router:
-    def __init__(self, channels: list[tuple[ChannelConfig, Adaptor]]):
-        self._by_model: dict[str, list[Candidate]] = {}
+    def __init__(self, channels: list[tuple[ChannelConfig, Adaptor]], aliases: dict[str, str] | None = None,
+                 rng: random.Random | None = None):
+        self.aliases = dict(aliases or {})
+        self.rng = rng or random.Random()
+        self._tiers: dict[str, list[list[Candidate]]] = {}
+        by_model: dict[str, list[Candidate]] = {}
         for cfg, adaptor in channels:
             for public, upstream in cfg.models.items():
-                self._by_model.setdefault(public, []).append(Candidate(cfg, adaptor, upstream))
+                by_model.setdefault(public, []).append(Candidate(cfg, adaptor, upstream))
+        for model, cands in by_model.items():
+            priorities = sorted({c.channel.priority for c in cands})
+            self._tiers[model] = [[c for c in cands if c.channel.priority == p] for p in priorities]
 
     def models_for(self, tenant: TenantConfig) -> list[str]:
-        return [m for m in self._by_model if tenant.may_use(m)]
+        names = list(self._tiers) + list(self.aliases)
+        return [m for m in names if self._allowed(tenant, m)]
+
+    def _allowed(self, tenant: TenantConfig, model: str) -> bool:
+        # An alias is usable under its own name or under the name it points to.
+        return tenant.may_use(model) or (model in self.aliases and tenant.may_use(self.aliases[model]))
 
     def candidates(self, tenant: TenantConfig, model: str) -> list[Candidate]:
-        found = self._by_model.get(model)
-        if found is None:
+        target = self.aliases.get(model, model)
+        tiers = self._tiers.get(target)
+        if tiers is None:
             raise RelayError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
-        if not tenant.may_use(model):
+        if not self._allowed(tenant, model):
             raise RelayError(
                 403,
                 f"Your API key is not allowed to use the model '{model}'.",
@@ -37,4 +63,4 @@ class Router:
                 param="model",
                 code="model_not_allowed",
             )
-        return found
+        return [c for tier in tiers for c in weighted_order(tier, self.rng)]

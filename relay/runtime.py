@@ -21,4 +21,4 @@ class Runtime:
 
 def build_runtime(config: RelayConfig, session: aiohttp.ClientSession) -> Runtime:
     channels = [(ch, make_adaptor(ch, session)) for ch in config.channels]
-    return Runtime(config, KeyIndex(config.tenants), Router(channels))
+    return Runtime(config, KeyIndex(config.tenants), Router(channels, config.aliases))

@@ -1,23 +1,26 @@
-"""Running the app as a process: bind, announce, and stop cleanly on SIGINT/SIGTERM."""
+"""Running the app as a process: bind, announce, reload on SIGHUP, drain on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 from aiohttp import web
 
 from config.schema import RelayConfig
 
 from . import __version__
+from .admin import reload_config
 from .app import create_app
 
 log = logging.getLogger("relay")
 
 
-async def serve(config: RelayConfig, host: str, port: int) -> None:
-    app = create_app(config)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=30)
+async def serve(config: RelayConfig, host: str, port: int, config_path: Path | None = None) -> None:
+    app = create_app(config, config_path)
+    # shutdown_timeout: how long in-flight requests and streams may run on after SIGTERM.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=config.server.drain_seconds)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
@@ -30,8 +33,10 @@ async def serve(config: RelayConfig, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload_config(app))
     try:
         await stop.wait()
-        log.info("relay shutting down")
+        log.info("relay draining: no new connections; in-flight requests get up to %ss", config.server.drain_seconds)
     finally:
         await runner.cleanup()
+        log.info("relay stopped")

@@ -34,6 +34,7 @@ class FakeUpstream:
     seed: int = 0
     frame_delay: float = 0.0
     closed_early: int = 0  # streams the client cut off before the fake finished writing
+    closed_at: float = 0.0  # loop time of the last such cut
 
     def pieces(self, data: bytes) -> list[bytes]:
         if self.chunking == "byte":
@@ -55,19 +56,20 @@ class FakeUpstream:
         return self.requests[-1]
 
     async def replay(self, request: web.Request, data: bytes, *, hang_after: int | None = None,
-                     content_type: str = "text/event-stream") -> web.StreamResponse:
+                     delay: float | None = None, content_type: str = "text/event-stream") -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": content_type})
         await resp.prepare(request)
         try:
             for i, piece in enumerate(self.pieces(data)):
                 if hang_after is not None and i == hang_after:
                     await asyncio.sleep(3600)
-                if self.frame_delay:
-                    await asyncio.sleep(self.frame_delay)
+                if delay or self.frame_delay:
+                    await asyncio.sleep(delay or self.frame_delay)
                 await resp.write(piece)
             await resp.write_eof()
         except (ConnectionError, asyncio.CancelledError):
             self.closed_early += 1
+            self.closed_at = asyncio.get_running_loop().time()
             raise
         return resp
 

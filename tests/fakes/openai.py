@@ -5,6 +5,7 @@
 - `hang-headers`: never answers; `hang-midstream`: two frames, then silence
 - `truncated`: a stream that ends without [DONE]; `garbage`: a body that is not JSON
 - `slow-NNN`: the `text` transcript with NNN ms before the response headers
+- `paced-NNN`: the `text` stream with NNN ms before each frame
 
 `POST /v1/responses` replays responses-text.(sse|json), for `responses: native` channels.
 """
@@ -20,6 +21,7 @@ from .base import FIXTURES, FakeUpstream
 class FakeOpenAI(FakeUpstream):
     def __init__(self) -> None:
         super().__init__(FIXTURES / "openai")
+        self.behaviour: dict[str, str] = {}  # model -> behaviour, changeable while a test runs
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -43,7 +45,7 @@ class FakeOpenAI(FakeUpstream):
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
-        model: str = body["model"]
+        model: str = self.behaviour.get(body["model"], body["model"])
         stream = bool(body.get("stream"))
         if model.startswith("status-"):
             return await self.chat_error(int(model.removeprefix("status-")))
@@ -52,6 +54,8 @@ class FakeOpenAI(FakeUpstream):
         if model.startswith("slow-"):
             await asyncio.sleep(int(model.removeprefix("slow-")) / 1000)
             model = "text"
+        if model.startswith("paced-") and stream:  # one frame every NNN ms
+            return await self.replay(request, self.fixture("chat-text.sse"), delay=int(model.removeprefix("paced-")) / 1000)
         if model == "garbage":
             return web.Response(text="<html>oops</html>", content_type="text/html")
         if not stream:

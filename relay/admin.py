@@ -1,0 +1,77 @@
+"""Operator endpoints under /admin, guarded by `server.admin_key`, and config reload."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from adaptors.errors import RelayError
+from config.loader import ConfigError, load_config
+from config.schema import RelayConfig
+
+from .auth import is_admin
+from .httpio import json_response
+from .keys import BREAKERS, CONFIG_PATH, RUNTIME, SESSION
+from .runtime import build_runtime
+
+log = logging.getLogger("relay")
+
+
+def describe_change(old: RelayConfig, new: RelayConfig) -> str:
+    def diff(kind: str, before: set[str], after: set[str]) -> str:
+        added, removed = sorted(after - before), sorted(before - after)
+        parts = [f"+{n}" for n in added] + [f"-{n}" for n in removed]
+        return f"{kind}[{' '.join(parts)}]" if parts else ""
+
+    changes = [
+        diff("channels", {c.name for c in old.channels}, {c.name for c in new.channels}),
+        diff("tenants", {t.name for t in old.tenants}, {t.name for t in new.tenants}),
+        diff("models", set(old.public_models()), set(new.public_models())),
+    ]
+    if (old.server.host, old.server.port) != (new.server.host, new.server.port):
+        changes.append("server address changes need a restart")
+    return " ".join(c for c in changes if c) or "no routing changes"
+
+
+def reload_config(app: web.Application) -> tuple[bool, list[str]]:
+    """Re-reads the config file; swaps it in whole if valid, else keeps the old one.
+    In-flight requests finish on the runtime they started with."""
+    path: Path | None = app.get(CONFIG_PATH)
+    if path is None:
+        return False, ["this server was not started from a config file"]
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        log.error("config reload rejected; the previous config stays in force:\n%s", "\n".join(e.lines()))
+        return False, e.lines()
+    holder = app[RUNTIME]
+    old = holder.current.config
+    holder.current = build_runtime(config, app[SESSION])
+    app[BREAKERS].cfg = config.router.cooldown
+    log.info("config reloaded from %s: %s", path, describe_change(old, config))
+    return True, []
+
+
+def _guard(request: web.Request) -> None:
+    if not is_admin(request, request.app[RUNTIME].current.config.server.admin_key):
+        raise RelayError(401, "Admin endpoints need the server's admin_key as a Bearer token.", code="invalid_admin_key")
+
+
+async def reload(request: web.Request) -> web.Response:
+    _guard(request)
+    ok, errors = reload_config(request.app)
+    if not ok:
+        return json_response({"status": "rejected", "errors": errors}, status=400)
+    return json_response({"status": "reloaded"})
+
+
+async def channels(request: web.Request) -> web.Response:
+    _guard(request)
+    rt = request.app[RUNTIME].current
+    state = request.app[BREAKERS].snapshot()
+    default = {"state": "closed", "consecutive_failures": 0, "retry_after": 0}
+    return json_response({"channels": [
+        {"name": c.name, "type": c.type, "priority": c.priority, "weight": c.weight, **state.get(c.name, default)}
+        for c in rt.config.channels
+    ]})

@@ -1,0 +1,69 @@
+"""The client side of a stream: headers, keepalive comments, and always closing the upstream."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from adaptors.sse import KEEPALIVE
+
+from .chat_stream import StreamOutcome
+from .dispatch import Answer
+
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class KeepaliveWriter:
+    """Writes to the response and, from a side task, sends `: keepalive` after `interval`
+    seconds of silence so proxies and load balancers do not cut a slow stream."""
+
+    __slots__ = ("resp", "interval", "last", "_loop", "_task")
+
+    def __init__(self, resp: web.StreamResponse, interval: float):
+        self.resp = resp
+        self.interval = interval
+        self._loop = asyncio.get_running_loop()
+        self.last = self._loop.time()
+        self._task = self._loop.create_task(self._ping())
+
+    async def write(self, data: bytes) -> None:
+        self.last = self._loop.time()
+        await self.resp.write(data)
+
+    async def _ping(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, self.last + self.interval - self._loop.time()))
+            if self._loop.time() - self.last >= self.interval:
+                await self.write(KEEPALIVE)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await self._task
+
+
+Writer = Callable[[KeepaliveWriter, StreamOutcome], Awaitable[None]]
+
+
+async def stream_answer(
+    request: web.Request, answer: Answer, write: Writer, keepalive: float, headers: dict[str, str] | None = None
+) -> web.StreamResponse:
+    outcome = StreamOutcome()
+    writer: KeepaliveWriter | None = None
+    try:
+        resp = web.StreamResponse(headers={**SSE_HEADERS, **(headers or answer.headers())})
+        await resp.prepare(request)
+        writer = KeepaliveWriter(resp, keepalive)
+        await write(writer, outcome)
+        await writer.stop()
+        await resp.write_eof()
+        return resp
+    finally:
+        if writer is not None:
+            await writer.stop()
+        # Closing the upstream here also covers a client that went away (the handler is
+        # cancelled): the upstream connection or process is cut at once.
+        await answer.stream.aclose()
+        answer.settle(outcome.error, outcome.finished)
