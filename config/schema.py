@@ -35,11 +35,28 @@ class ServerConfig(Strict):
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
+class ModelLimits(Strict):
+    rpm: int | None = Field(None, ge=1)  # requests per minute
+    tpm: int | None = Field(None, ge=1)  # tokens (input + output) per minute
+    max_concurrent: int | None = Field(None, ge=1)  # requests in flight
+
+
+class Budget(Strict):
+    tokens: int = Field(ge=1)
+    period: Literal["day", "month"] = "month"  # calendar periods, UTC
+
+
+class TenantLimits(ModelLimits):
+    budget: Budget | None = None  # hard stop when spent
+    models: dict[str, ModelLimits] = {}  # extra limits for one public model
+
+
 class TenantConfig(Strict):
     name: str = Field(min_length=1)
     keys: list[str] = []
     key_sha256: list[str] = []
     models: list[str] | None = None  # glob allowlist of public model names; None = all
+    limits: TenantLimits = TenantLimits()
 
     @field_validator("keys")
     @classmethod
@@ -135,8 +152,22 @@ class RouterConfig(Strict):
     cooldown: CooldownConfig = CooldownConfig()
 
 
+class StoreConfig(Strict):
+    # sqlite:///path (default, one machine) | redis://host:port/db (many instances) | memory:// (tests)
+    url: str = "sqlite:///./relay.db"
+    on_error: Literal["fail_closed", "fail_open"] = "fail_closed"  # when the store is unreachable
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite:///", "redis://", "rediss://", "memory://")):
+            raise ValueError("store.url must start with sqlite:///, redis://, rediss:// or memory://")
+        return url
+
+
 class RelayConfig(Strict):
     server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
     router: RouterConfig = RouterConfig()
     responses: ResponsesConfig = ResponsesConfig()
     aliases: dict[str, str] = {}  # extra public name -> public model name

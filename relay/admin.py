@@ -12,8 +12,9 @@ from config.schema import RelayConfig
 
 from .auth import is_admin
 from .httpio import json_response
-from .keys import BREAKERS, CONFIG_PATH, RUNTIME, SESSION
+from .keys import BREAKERS, CONFIG_PATH, RUNTIME, SESSION, STORE
 from .runtime import build_runtime
+from .store import StoreError
 
 log = logging.getLogger("relay")
 
@@ -31,6 +32,8 @@ def describe_change(old: RelayConfig, new: RelayConfig) -> str:
     ]
     if (old.server.host, old.server.port) != (new.server.host, new.server.port):
         changes.append("server address changes need a restart")
+    if old.store != new.store:
+        changes.append("store changes need a restart")
     return " ".join(c for c in changes if c) or "no routing changes"
 
 
@@ -75,3 +78,13 @@ async def channels(request: web.Request) -> web.Response:
         {"name": c.name, "type": c.type, "priority": c.priority, "weight": c.weight, **state.get(c.name, default)}
         for c in rt.config.channels
     ]})
+
+
+async def usage(request: web.Request) -> web.Response:
+    _guard(request)
+    tenant, since = request.query.get("tenant"), request.query.get("since")
+    try:
+        rows = await request.app[STORE].usage(tenant, since)
+    except StoreError as e:
+        raise RelayError(503, f"The usage store is unavailable: {e}", type="api_error", code="store_unavailable") from None
+    return json_response({"data": rows})

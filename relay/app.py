@@ -1,6 +1,7 @@
 """The app factory: `create_app(config) -> web.Application`."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
@@ -14,8 +15,9 @@ from config.schema import RelayConfig
 from . import admin, handlers
 from .httpio import error_response, request_id
 from .breaker import Breakers
-from .keys import BREAKERS, CONFIG_PATH, REQUEST_ID, RUNTIME, SESSION, RuntimeHolder
+from .keys import BACKGROUND, BREAKERS, CONFIG_PATH, REQUEST_ID, RUNTIME, SESSION, STORE, RuntimeHolder
 from .runtime import build_runtime
+from .store import open_store
 
 log = logging.getLogger("relay")
 
@@ -70,6 +72,17 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
         yield
         await session.close()
 
+    async def usage_store(app: web.Application) -> AsyncIterator[None]:
+        store = open_store(config.store.url)
+        await store.start()
+        app[STORE] = store
+        app[BACKGROUND] = set()
+        yield
+        if app[BACKGROUND]:
+            await asyncio.gather(*app[BACKGROUND], return_exceptions=True)
+        await store.close()
+
+    app.cleanup_ctx.append(usage_store)
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/responses", handlers.responses)
@@ -78,4 +91,5 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_post("/admin/reload", admin.reload)
     app.router.add_get("/admin/channels", admin.channels)
+    app.router.add_get("/admin/usage", admin.usage)
     return app

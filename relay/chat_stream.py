@@ -1,7 +1,8 @@
 """Writes a chat stream to the client as chat-completions SSE."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from adaptors import jsonfast
@@ -21,9 +22,21 @@ class StreamOutcome:
     usage: dict[str, Any] | None = None
     error: RelayError | None = None
     chunks: int = 0
-    first_chunk_at: float | None = None
+    first_chunk_at: float | None = None  # monotonic time the first content reached the client
+    output_chars: int = 0  # streamed text, for an estimate when no usage ever arrives
     finished: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def saw(self, chunk: dict[str, Any]) -> None:
+        """Counts a chunk's generated text (and notes when the first one went out)."""
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            n = len(delta.get("content") or "") + len(delta.get("reasoning_content") or "")
+            for tc in delta.get("tool_calls") or ():
+                n += len((tc.get("function") or {}).get("arguments") or "")
+            if n:
+                self.output_chars += n
+                if self.first_chunk_at is None:
+                    self.first_chunk_at = time.monotonic()
 
 
 async def write_chat_stream(
@@ -44,6 +57,7 @@ async def write_chat_stream(
                     continue  # the usage-only chunk the client did not ask for
                 del item["usage"]
         outcome.chunks += 1
+        outcome.saw(item)
         await resp.write(encode_data(jsonfast.dumps(item)))
     await resp.write(DONE)
     outcome.finished = True

@@ -87,6 +87,39 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Per tenant, model and day totals from the configured store's ledger."""
+    import asyncio
+
+    from .usage_report import render
+    from .store import StoreError, open_store
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print("\n".join(e.lines()), file=sys.stderr)
+        return 1
+    if config.store.url.startswith("memory://"):
+        print("store.url is memory://: there is no ledger outside the running process", file=sys.stderr)
+        return 1
+
+    async def fetch() -> list[dict]:
+        store = open_store(config.store.url)
+        await store.start()
+        try:
+            return await store.usage(args.tenant, args.since)
+        finally:
+            await store.close()
+
+    try:
+        rows = asyncio.run(fetch())
+    except StoreError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    print(render(rows, args.format), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="relay", description="Relay, a multi-tenant LLM API gateway")
     p.add_argument("--version", action="version", version=f"relay {__version__}")
@@ -100,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-c", "--config", required=True, help="the YAML config file the server runs")
     r.add_argument("--url", help="the server's base URL (default: from server.host/port)")
     r.set_defaults(func=cmd_reload)
+    u = sub.add_parser("usage", help="print usage totals per tenant, model and day")
+    u.add_argument("-c", "--config", required=True, help="the YAML config file (its store.url is read)")
+    u.add_argument("--tenant", help="only this tenant")
+    u.add_argument("--since", help="only days on or after this date (YYYY-MM-DD)")
+    u.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    u.set_defaults(func=cmd_usage)
     c = sub.add_parser("check-config", help="validate a config file and summarise it")
     c.add_argument("file")
     c.set_defaults(func=cmd_check_config)

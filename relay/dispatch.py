@@ -123,4 +123,5 @@ async def dispatch(
             headers={"retry-after": str(max(1, round(wait)))},
         )
     last_error.headers["x-relay-attempts"] = str(attempts)
+    last_error.headers["x-relay-channel"] = failed[-1][0]
     raise last_error

@@ -1,4 +1,5 @@
-"""HTTP endpoints. Each handler: authenticate, validate, route, call the adaptor, write."""
+"""HTTP endpoints. Each model call: authenticate, validate, route, admit, dispatch, write,
+account (see accounting.py)."""
 from __future__ import annotations
 
 import logging
@@ -10,31 +11,42 @@ from adaptors.base import Call, NativeResponses
 from adaptors.chat import validate_chat_request, wants_usage_chunk
 from adaptors.errors import bad_request
 from adaptors.responses import ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat
+from adaptors.tokens import estimate_prompt
 
+from .accounting import accounting
 from .chat_stream import StreamOutcome, write_chat_stream
 from .dispatch import dispatch
 from .httpio import json_response, read_json
 from .keys import BREAKERS, REQUEST_ID, RUNTIME
+from .native import relay_native
 from .responses_stream import write_events, write_responses_stream
 from .router import Candidate
-from .sse_out import SSE_HEADERS, KeepaliveWriter, stream_answer
+from .sse_out import KeepaliveWriter, stream_answer
 
 log = logging.getLogger("relay")
+
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
     body = validate_chat_request(await read_json(request, rt.config.server.max_body_bytes))
-    candidates = rt.router.candidates(tenant, body["model"])
     stream = bool(body.get("stream"))
-    answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream, rt.config.router, request.app[BREAKERS])
-    if not stream:
-        return json_response(answer.result, headers=answer.headers())
-    include_usage = wants_usage_chunk(body)
-    return await stream_answer(
-        request, answer, lambda out, outcome: write_chat_stream(out, answer.stream, include_usage, outcome),
-        rt.config.server.sse_keepalive,
-    )
+    candidates = rt.router.candidates(tenant, body["model"])
+    async with accounting(request, rt, tenant, "chat") as acct:
+        acct.stream = stream
+        await acct.admit(body["model"], estimate_prompt(body["messages"]), body.get("max_completion_tokens") or body.get("max_tokens"))
+        answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream, rt.config.router, request.app[BREAKERS])
+        acct.channel = answer.candidate.channel.name
+        headers = {**answer.headers(), **acct.headers}
+        if not stream:
+            acct.usage = answer.result.get("usage")
+            return json_response(answer.result, headers=headers)
+        include_usage = wants_usage_chunk(body)
+        acct.outcome = StreamOutcome()
+        return await stream_answer(
+            request, answer, lambda out, outcome: write_chat_stream(out, answer.stream, include_usage, outcome),
+            rt.config.server.sse_keepalive, headers, acct.outcome,
+        )
 
 
 async def responses(request: web.Request) -> web.StreamResponse:
@@ -46,11 +58,6 @@ async def responses(request: web.Request) -> web.StreamResponse:
         raise bad_request("Missing required parameter: 'model'.", param="model")
     candidates = rt.router.candidates(tenant, model)
     rid = request[REQUEST_ID]
-    first = candidates[0].adaptor
-    if isinstance(first, NativeResponses) and first.native_responses:
-        call = Call(body, candidates[0].upstream_model, rid, {"x-request-id": rid})
-        return await _relay_native(request, first, call, {"x-relay-channel": candidates[0].channel.name})
-
     reject = rt.config.responses.unsupported_tools == "reject"
     conversions: dict[str, ChatConversion] = {}
 
@@ -60,40 +67,38 @@ async def responses(request: web.Request) -> web.StreamResponse:
         conversions[candidate.channel.name] = conv
         return conv.chat
 
-    build(candidates[0])  # a request the bridge cannot take fails here, before any upstream call
-    conv = next(iter(conversions.values()))
-    answer = await dispatch(candidates, build, rid, conv.stream, rt.config.router, request.app[BREAKERS])
-    conv = conversions[answer.candidate.channel.name]
-    headers = answer.headers()
-    if conv.tools.dropped:
-        headers["x-relay-dropped-tools"] = ",".join(sorted(set(conv.tools.dropped)))
-        log.info("request %s: dropped tools the channel cannot run: %s", rid, headers["x-relay-dropped-tools"])
-    envelope = Envelope(model, conv.echo)
-    if not conv.stream:
-        return json_response(completion_to_response(answer.result, envelope, conv.names), headers=headers)
-    machine = ResponsesStream(envelope, conv.names)
+    first = candidates[0]
+    native = isinstance(first.adaptor, NativeResponses) and first.adaptor.native_responses
+    conv = None if native else (build(first), conversions[first.channel.name])[1]  # 400s before any upstream call
+    async with accounting(request, rt, tenant, "responses") as acct:
+        acct.stream = body.get("stream") is True
+        messages = conv.chat["messages"] if conv else [{"content": body.get("input") if isinstance(body.get("input"), str) else ""}]
+        await acct.admit(model, estimate_prompt(messages), body.get("max_output_tokens"))
+        if native:
+            acct.channel = first.channel.name
+            call = Call(body, first.upstream_model, rid, {"x-request-id": rid})
+            return await relay_native(request, first.adaptor, call, {"x-relay-channel": first.channel.name, **acct.headers}, acct)
 
-    async def write(out: KeepaliveWriter, outcome: StreamOutcome) -> None:
-        await write_events(out, machine.start())
-        await write_responses_stream(out, answer.stream, machine, outcome)
+        assert conv is not None
+        answer = await dispatch(candidates, build, rid, conv.stream, rt.config.router, request.app[BREAKERS])
+        acct.channel = answer.candidate.channel.name
+        conv = conversions[answer.candidate.channel.name]
+        headers = {**answer.headers(), **acct.headers}
+        if conv.tools.dropped:
+            headers["x-relay-dropped-tools"] = ",".join(sorted(set(conv.tools.dropped)))
+            log.info("request %s: dropped tools the channel cannot run: %s", rid, headers["x-relay-dropped-tools"])
+        envelope = Envelope(model, conv.echo)
+        if not conv.stream:
+            acct.usage = answer.result.get("usage")
+            return json_response(completion_to_response(answer.result, envelope, conv.names), headers=headers)
+        machine = ResponsesStream(envelope, conv.names)
 
-    return await stream_answer(request, answer, write, rt.config.server.sse_keepalive, headers)
+        async def write(out: KeepaliveWriter, outcome: StreamOutcome) -> None:
+            await write_events(out, machine.start())
+            await write_responses_stream(out, answer.stream, machine, outcome)
 
-
-async def _relay_native(request: web.Request, adaptor: Any, call: Call, headers: dict[str, str]) -> web.StreamResponse:
-    """`responses: native`: the upstream speaks Responses; bytes are relayed as they come."""
-    upstream = await adaptor.responses_passthrough(call)
-    try:
-        resp = web.StreamResponse(status=upstream.status, headers={"Content-Type": upstream.content_type, **headers})
-        if upstream.content_type.startswith("text/event-stream"):
-            resp.headers.update({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"})
-        await resp.prepare(request)
-        async for data in upstream.chunks:
-            await resp.write(data)
-        await resp.write_eof()
-        return resp
-    finally:
-        await upstream.chunks.aclose()
+        acct.outcome = StreamOutcome()
+        return await stream_answer(request, answer, write, rt.config.server.sse_keepalive, headers, acct.outcome)
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from .breaker import Breakers
+from .store import Store
 from .runtime import Runtime
 
 
@@ -21,5 +22,7 @@ class RuntimeHolder:
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 BREAKERS = web.AppKey("breakers", Breakers)  # outlive reloads: keyed by channel name
+STORE = web.AppKey("store", Store)  # limits, budgets and the ledger; chosen at start (store.url)
+BACKGROUND = web.AppKey("background", set)  # accounting tasks still running, awaited at shutdown
 CONFIG_PATH = web.AppKey("config_path", Path)  # set when serving a file (enables reload)
 REQUEST_ID = web.RequestKey("request_id", str)

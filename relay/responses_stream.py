@@ -26,6 +26,7 @@ async def write_responses_stream(
         if item.get("usage"):
             outcome.usage = item["usage"]
         outcome.chunks += 1
+        outcome.saw(item)
         await write_events(resp, machine.feed(item))
     await write_events(resp, machine.finish())
     outcome.finished = True

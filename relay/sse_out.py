@@ -48,12 +48,11 @@ Writer = Callable[[KeepaliveWriter, StreamOutcome], Awaitable[None]]
 
 
 async def stream_answer(
-    request: web.Request, answer: Answer, write: Writer, keepalive: float, headers: dict[str, str] | None = None
+    request: web.Request, answer: Answer, write: Writer, keepalive: float, headers: dict[str, str], outcome: StreamOutcome
 ) -> web.StreamResponse:
-    outcome = StreamOutcome()
     writer: KeepaliveWriter | None = None
     try:
-        resp = web.StreamResponse(headers={**SSE_HEADERS, **(headers or answer.headers())})
+        resp = web.StreamResponse(headers={**SSE_HEADERS, **headers})
         await resp.prepare(request)
         writer = KeepaliveWriter(resp, keepalive)
         await write(writer, outcome)

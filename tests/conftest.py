@@ -82,6 +82,8 @@ def sse_frames(text: str) -> list[tuple[str | None, str]]:
 BASE_CONFIG = """\
 server:
   max_body_bytes: 65536
+store:
+  url: memory://
 tenants:
   - name: acme
     keys: ["${ACME_KEY}"]
@@ -202,6 +204,8 @@ async def claude_relay(make_relay: Callable[..., Any], fake_openai: FakeOpenAI, 
 @pytest.fixture
 def make_relay(aiohttp_server: Callable[..., Any]) -> Callable[..., Any]:
     async def make(config_text: str, env: dict[str, str] | None = None) -> Relay:
+        if "\nstore:" not in "\n" + config_text:
+            config_text += "store:\n  url: memory://\n"
         config = parse_config(config_text, "test.yaml", env={**ENV, **(env or {})})
         server = await aiohttp_server(create_app(config), host="127.0.0.1")
         return Relay(server, config_text)

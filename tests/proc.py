@@ -24,9 +24,10 @@ class RelayProcess:
     def __init__(self, config: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Run beside the config file, so a relative sqlite store lands there, not in the repo.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve", "-c", str(config), "--port", str(self.port), *args],
-            cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+            [sys.executable, "-m", "relay", "serve", "-c", str(config.resolve()), "--port", str(self.port), *args],
+            cwd=config.resolve().parent, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []
         self._ready = threading.Event()

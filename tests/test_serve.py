@@ -25,11 +25,11 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def example_server():
+def example_server(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay", "serve", "-c", "config.example.yaml", "--port", str(port)],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "RELAY_DEMO_KEY": "sk-demo"},
+        [sys.executable, "-m", "relay", "serve", "-c", str(ROOT / "config.example.yaml"), "--port", str(port)],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True, env={**os.environ, "RELAY_DEMO_KEY": "sk-demo"},
     )
     line = proc.stderr.readline()  # the startup line comes once the socket is bound
     yield port, line

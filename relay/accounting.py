@@ -1,0 +1,140 @@
+"""One model call from admission to the ledger.
+
+    async with Accounting(app, rt, tenant, api, request_id) as acct:
+        await acct.admit(model, estimate)      # limits: 429 / 503 before any upstream call
+        ... dispatch, respond; acct.channel / acct.usage / acct.outcome as they become known
+    # on exit, even when cancelled: usage settled, concurrency released, one ledger row
+
+The closing work runs in a task of its own, so a client that leaves cannot cut it short.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from adaptors.errors import RelayError
+from config.schema import TenantConfig
+
+from . import limits
+from .chat_stream import StreamOutcome
+from .runtime import Runtime
+from .store import Store, StoreError, UsageRecord
+
+log = logging.getLogger("relay")
+CLIENT_CLOSED = 499
+
+
+class Accounting:
+    def __init__(self, store: Store, rt: Runtime, tenant: TenantConfig, api: str, request_id: str,
+                 tasks: set[asyncio.Task[Any]]):
+        self.store = store
+        self.rt = rt
+        self.tenant = tenant
+        self.api = api
+        self.request_id = request_id
+        self.tasks = tasks
+        self.started = time.monotonic()
+        self.model = ""
+        self.channel = ""
+        self.stream = False
+        self.status = 200
+        self.usage: dict[str, Any] | None = None  # chat usage, when the upstream reported it
+        self.outcome: StreamOutcome | None = None
+        self.estimate_in = 0
+        self.plan: limits.Plan | None = None
+        self.admitted = False
+        self.headers: dict[str, str] = {}
+
+    async def __aenter__(self) -> Accounting:
+        return self
+
+    async def admit(self, model: str, estimate_in: int, max_out: int | None) -> None:
+        self.model = model
+        self.estimate_in = estimate_in
+        plan = limits.plan(self.tenant, model, estimate_in + (max_out or 0), self.request_id, time.time())
+        if plan.req.empty:
+            return
+        self.plan = plan
+        try:
+            adm = await self.store.admit(plan.req, time.time())
+        except StoreError as e:
+            if self.rt.config.store.on_error == "fail_open":
+                log.error("usage store unavailable, admitting request %s without limits: %s", self.request_id, e)
+                return
+            log.error("usage store unavailable, refusing request %s: %s", self.request_id, e)
+            raise RelayError(503, "The gateway's usage store is unavailable; retry shortly.", type="api_error",
+                             code="store_unavailable", headers={"retry-after": "1"}) from None
+        if not adm.ok:
+            raise limits.rejection(adm, self.tenant.name, plan)
+        self.admitted = True
+        self.headers = limits.headers(adm)
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if isinstance(exc, RelayError):
+            self.status = exc.status
+            self.channel = self.channel or exc.headers.get("x-relay-channel", "")
+        elif isinstance(exc, asyncio.CancelledError):
+            self.status = CLIENT_CLOSED
+        elif exc is not None:
+            self.status = 500
+        elif self.outcome is not None and self.outcome.error is not None:
+            self.status = self.outcome.error.status
+        elif self.outcome is not None and not self.outcome.finished:
+            self.status = CLIENT_CLOSED
+        if not self.model:
+            return  # rejected before a model was named: nothing to account
+        task = asyncio.get_running_loop().create_task(self._close())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            pass  # the task finishes on its own
+
+    def _tokens(self) -> tuple[int, int, int, int, bool]:
+        """(input, cached, output, reasoning, estimated): the upstream's numbers when it
+        reported them, else Relay's estimate for whatever was produced or started."""
+        u = self.usage or (self.outcome.usage if self.outcome else None)
+        if u:
+            return (int(u.get("prompt_tokens") or 0), int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+                    int(u.get("completion_tokens") or 0),
+                    int((u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0), False)
+        produced = self.outcome is not None and self.outcome.first_chunk_at is not None
+        started = bool(self.channel) and self.status == CLIENT_CLOSED  # the upstream already had the prompt
+        if not (self.status < 400 or produced or started):
+            return 0, 0, 0, 0, False  # nothing reached or came from an upstream: nothing to charge
+        chars = self.outcome.output_chars if self.outcome else 0
+        return self.estimate_in, 0, (chars + 3) // 4, 0, True
+
+    async def _close(self) -> None:
+        inp, cached, out, reasoning, estimated = self._tokens()
+        now = time.time()
+        ttft = None
+        if self.outcome is not None and self.outcome.first_chunk_at is not None:
+            ttft = (self.outcome.first_chunk_at - self.started) * 1000
+        rec = UsageRecord(now, self.request_id, self.tenant.name, self.model, self.channel, self.api, self.stream, self.status,
+                          inp, cached, out, reasoning, (time.monotonic() - self.started) * 1000, ttft, estimated)
+        self.store.record(rec)
+        if self.plan is None or not self.admitted:
+            return
+        total = inp + out
+        try:
+            await self.store.settle([(r, total - self.plan.estimate) for r in self.plan.token_rates],
+                                    [(b, total) for b in self.plan.req.budgets], now)
+        except StoreError as e:
+            log.error("could not settle usage of request %s: %s", self.request_id, e)
+        try:
+            await self.store.release(self.plan.req.concurrency, self.plan.req.lease)
+        except StoreError as e:
+            log.error("could not release the concurrency slot of request %s (it expires by itself): %s", self.request_id, e)
+
+
+def accounting(request: web.Request, rt: Runtime, tenant: TenantConfig, api: str) -> Accounting:
+    from .keys import BACKGROUND, REQUEST_ID, STORE
+
+    return Accounting(request.app[STORE], rt, tenant, api, request[REQUEST_ID], request.app[BACKGROUND])

@@ -1,0 +1,70 @@
+"""memory:// — everything in this process. For tests and throwaway runs."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import gcra
+from .base import (
+    AdmitRequest, Admission, Budget, Concurrency, Rate, UsageRecord, aggregate_into, decide,
+)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.tats: dict[str, float] = {}
+        self.leases: dict[str, dict[str, float]] = {}  # key -> lease id -> expiry
+        self.spent_by_key: dict[str, int] = {}
+        self.ledger: list[UsageRecord] = []
+        self.agg: dict[tuple[str, str, str], dict[str, int]] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def _in_flight(self, keys: list[str], now: float) -> dict[str, int]:
+        out = {}
+        for k in keys:
+            leases = self.leases.get(k, {})
+            for lease in [x for x, exp in leases.items() if exp < now]:
+                del leases[lease]
+            out[k] = len(leases)
+        return out
+
+    async def admit(self, req: AdmitRequest, now: float) -> Admission:
+        in_flight = self._in_flight([c.key for c in req.concurrency], time.time())
+        adm, new_tats = decide(req, now, self.tats, in_flight, self.spent_by_key)
+        if adm.ok:
+            self.tats.update(new_tats)
+            for c in req.concurrency:
+                self.leases.setdefault(c.key, {})[req.lease] = time.time() + req.lease_ttl
+        return adm
+
+    async def settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
+        for rate, delta in rates:
+            self.tats[rate.key] = gcra.adjust(self.tats.get(rate.key, 0.0), now, rate.limit, delta)
+        for budget, tokens in budgets:
+            self.spent_by_key[budget.key] = self.spent_by_key.get(budget.key, 0) + tokens
+
+    async def release(self, concurrency: list[Concurrency], lease: str) -> None:
+        for c in concurrency:
+            self.leases.get(c.key, {}).pop(lease, None)
+
+    def record(self, rec: UsageRecord) -> None:
+        self.ledger.append(rec)
+        aggregate_into(self.agg, rec)
+
+    async def flush(self) -> None:
+        pass
+
+    async def usage(self, tenant: str | None, since: str | None) -> list[dict[str, Any]]:
+        return [
+            {"day": day, "tenant": t, "model": m, **row}
+            for (day, t, m), row in sorted(self.agg.items())
+            if (tenant is None or t == tenant) and (since is None or day >= since)
+        ]
+
+    async def spent(self, key: str) -> int:
+        return self.spent_by_key.get(key, 0)

@@ -1,0 +1,224 @@
+"""redis://... — shared by every instance: limits and budgets hold across N instances, not N
+times over. Admission and settlement are single Lua scripts (atomic); the ledger is a capped
+stream plus per-day aggregate hashes, written in batches."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .base import (
+    AGGREGATE_FIELDS, AdmitRequest, Admission, Budget, Concurrency, Rate, StoreError, UsageRecord, _tighten, aggregate_into,
+)
+
+log = logging.getLogger("relay")
+PREFIX = "relay:"
+LEDGER_MAXLEN = 1_000_000
+MAX_PENDING = 200_000  # ledger rows held while Redis is unreachable
+
+# Mirrors relay/gcra.py and base.decide: budgets, then concurrency, then rates; all or nothing.
+ADMIT = """
+local now = tonumber(ARGV[1]); local wall = tonumber(ARGV[2]); local lease = ARGV[3]; local ttl = tonumber(ARGV[4])
+local nr = tonumber(ARGV[5]); local nc = tonumber(ARGV[6]); local nb = tonumber(ARGV[7])
+local a = 8
+local out = {1, '', 0, '0'}
+for i = 1, nb do
+  local limit = tonumber(ARGV[a + nr * 2 + nc + i - 1])
+  local used = tonumber(redis.call('GET', KEYS[nr + nc + i]) or '0')
+  table.insert(out, tostring(used))
+  if used >= limit then return {0, 'budget', i, '0', unpack(out, 5)} end
+end
+for i = 1, nc do
+  local key = KEYS[nr + i]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', wall)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[a + nr * 2 + i - 1]) then return {0, 'concurrency', i, '1', unpack(out, 5)} end
+end
+local tats = {}
+for i = 1, nr do
+  local limit = tonumber(ARGV[a + (i - 1) * 2]); local cost = tonumber(ARGV[a + (i - 1) * 2 + 1])
+  local interval = 60.0 / limit
+  local base = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now)
+  local new_tat = base + math.min(cost, limit) * interval
+  if new_tat - now > 60.0 then
+    table.insert(out, tostring(math.max(0, math.floor((60.0 - (base - now)) / interval))))
+    table.insert(out, tostring(base - now))
+    return {0, 'rate', i, tostring(new_tat - 60.0 - now), unpack(out, 5)}
+  end
+  tats[i] = new_tat
+  table.insert(out, tostring(math.max(0, math.floor((60.0 - (new_tat - now)) / interval))))
+  table.insert(out, tostring(new_tat - now))
+end
+for i = 1, nr do redis.call('SET', KEYS[i], tostring(tats[i]), 'EX', 120) end
+for i = 1, nc do
+  redis.call('ZADD', KEYS[nr + i], wall + ttl, lease)
+  redis.call('EXPIRE', KEYS[nr + i], math.ceil(ttl) + 60)
+end
+return out
+"""
+
+SETTLE = """
+local now = tonumber(ARGV[1]); local nr = tonumber(ARGV[2]); local nb = tonumber(ARGV[3])
+for i = 1, nr do
+  local limit = tonumber(ARGV[3 + (i - 1) * 2 + 1]); local delta = tonumber(ARGV[3 + (i - 1) * 2 + 2])
+  local interval = 60.0 / limit
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if delta > 0 then tat = math.max(now, tat) + delta * interval else tat = math.max(now, tat + delta * interval) end
+  redis.call('SET', KEYS[i], tostring(tat), 'EX', 120)
+end
+for i = 1, nb do
+  local tokens = tonumber(ARGV[3 + nr * 2 + (i - 1) * 2 + 1]); local ttl = tonumber(ARGV[3 + nr * 2 + (i - 1) * 2 + 2])
+  redis.call('INCRBY', KEYS[nr + i], tokens)
+  redis.call('EXPIRE', KEYS[nr + i], ttl)
+end
+return 1
+"""
+
+
+class RedisStore:
+    def __init__(self, url: str):
+        self.url = url
+        self.client = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+        self._admit = self.client.register_script(ADMIT)
+        self._settle = self.client.register_script(SETTLE)
+        self._queue: list[UsageRecord] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            await self.client.ping()
+        except RedisError as e:  # the server may come later: limits then follow store.on_error
+            log.warning("redis store %s is not reachable yet: %s", _safe(self.url), e)
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def close(self) -> None:
+        if self._flusher:
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except asyncio.CancelledError:
+                pass
+        try:
+            await self.flush()
+        except StoreError as e:
+            log.error("ledger rows not written to redis at shutdown: %d (%s)", len(self._queue), e)
+        await self.client.aclose()
+
+    async def admit(self, req: AdmitRequest, now: float) -> Admission:
+        keys = [PREFIX + r.key for r in req.rates] + [PREFIX + c.key for c in req.concurrency] + [PREFIX + b.key for b in req.budgets]
+        args: list[Any] = [repr(now), repr(time.time()), req.lease, req.lease_ttl, len(req.rates), len(req.concurrency), len(req.budgets)]
+        for r in req.rates:
+            args += [r.limit, repr(float(r.cost))]
+        args += [c.limit for c in req.concurrency] + [b.limit for b in req.budgets]
+        try:
+            res = await self._admit(keys=keys, args=args)
+        except RedisError as e:
+            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+        ok, section, index, retry_after, *values = res
+        adm = Admission(ok=bool(int(ok)), retry_after=float(retry_after))
+        used = values[: len(req.budgets)]
+        for b, u in zip(req.budgets, used):
+            _tighten(adm, "budget", b.limit, max(0, b.limit - int(u)), 0.0)
+        rest = values[len(used):]
+        for r, (remaining, reset) in zip(req.rates, zip(rest[0::2], rest[1::2])):
+            _tighten(adm, r.kind, r.limit, int(remaining), float(reset))
+        if not adm.ok:
+            i = int(index) - 1
+            if section == "budget":
+                adm.failed, adm.failed_key = "budget", req.budgets[i].key
+            elif section == "concurrency":
+                adm.failed, adm.failed_key = "concurrency", req.concurrency[i].key
+            else:
+                adm.failed, adm.failed_key = req.rates[i].kind, req.rates[i].key
+        return adm
+
+    async def settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
+        if not rates and not budgets:
+            return
+        keys = [PREFIX + r.key for r, _ in rates] + [PREFIX + b.key for b, _ in budgets]
+        args: list[Any] = [repr(now), len(rates), len(budgets)]
+        for r, delta in rates:
+            args += [r.limit, repr(float(delta))]
+        for b, tokens in budgets:
+            args += [int(tokens), b.ttl]
+        try:
+            await self._settle(keys=keys, args=args)
+        except RedisError as e:
+            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+
+    async def release(self, concurrency: list[Concurrency], lease: str) -> None:
+        if not concurrency:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as p:
+                for c in concurrency:
+                    p.zrem(PREFIX + c.key, lease)
+                await p.execute()
+        except RedisError as e:
+            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+
+    async def spent(self, key: str) -> int:
+        try:
+            return int(await self.client.get(PREFIX + key) or 0)
+        except RedisError as e:
+            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+
+    # --- ledger --------------------------------------------------------------------------
+    def record(self, rec: UsageRecord) -> None:
+        if len(self._queue) >= MAX_PENDING:
+            log.error("redis ledger backlog full; dropping the oldest row (request %s)", self._queue[0].request_id)
+            del self._queue[0]
+        self._queue.append(rec)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                await self.flush()
+            except StoreError as e:
+                log.warning("ledger flush to redis failed, %d rows kept for retry: %s", len(self._queue), e)
+
+    async def flush(self) -> None:
+        while self._queue:
+            batch = self._queue[:500]
+            agg: dict[tuple[str, str, str], dict[str, int]] = {}
+            for rec in batch:
+                aggregate_into(agg, rec)
+            try:
+                async with self.client.pipeline(transaction=True) as p:
+                    for rec in batch:
+                        p.xadd(PREFIX + "ledger", {k: json.dumps(v) for k, v in rec.row().items()}, maxlen=LEDGER_MAXLEN, approximate=True)
+                    for (day, tenant, model), row in agg.items():
+                        key = f"{PREFIX}usage:{day}"
+                        for f, v in row.items():
+                            if v:
+                                p.hincrby(key, json.dumps([tenant, model, f]), v)
+                        p.sadd(PREFIX + "usage:days", day)
+                    await p.execute()
+            except RedisError as e:
+                raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+            del self._queue[: len(batch)]
+
+    async def usage(self, tenant: str | None, since: str | None) -> list[dict[str, Any]]:
+        await self.flush()
+        try:
+            days = sorted(d for d in await self.client.smembers(PREFIX + "usage:days") if since is None or d >= since)
+            rows: dict[tuple[str, str, str], dict[str, int]] = {}
+            for day in days:
+                for field, value in (await self.client.hgetall(f"{PREFIX}usage:{day}")).items():
+                    t, m, f = json.loads(field)
+                    if tenant is None or t == tenant:
+                        rows.setdefault((day, t, m), dict.fromkeys(AGGREGATE_FIELDS, 0))[f] = int(value)
+        except RedisError as e:
+            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+        return [{"day": d, "tenant": t, "model": m, **row} for (d, t, m), row in sorted(rows.items())]
+
+
+def _safe(url: str) -> str:
+    """The URL without a password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}"
