@@ -30,6 +30,8 @@ class ServerConfig(Strict):
     sse_keepalive: float = Field(15, gt=0)  # seconds of silence before a `: keepalive` comment
     drain_seconds: float = Field(30, ge=0)  # how long SIGTERM waits for in-flight requests
     admin_key: str | None = None  # guards /admin/* (reload, channel state); unset = no admin API
+    metrics_token: str | None = None  # when set, GET /metrics needs it as a Bearer token
+    access_log: bool = True  # one JSON line per request
 
 
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")

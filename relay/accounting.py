@@ -22,6 +22,8 @@ from config.schema import TenantConfig
 
 from . import limits
 from .chat_stream import StreamOutcome
+from .logs import log_request
+from .metrics import Metrics
 from .runtime import Runtime
 from .store import Store, StoreError, UsageRecord
 
@@ -31,8 +33,11 @@ CLIENT_CLOSED = 499
 
 class Accounting:
     def __init__(self, store: Store, rt: Runtime, tenant: TenantConfig, api: str, request_id: str,
-                 tasks: set[asyncio.Task[Any]]):
+                 tasks: set[asyncio.Task[Any]], metrics: Metrics, client: str | None):
         self.store = store
+        self.metrics = metrics
+        self.client = client
+        self.attempts = 0
         self.rt = rt
         self.tenant = tenant
         self.api = api
@@ -63,6 +68,7 @@ class Accounting:
         try:
             adm = await self.store.admit(plan.req, time.time())
         except StoreError as e:
+            self.metrics.store_errors.labels("admit").inc()
             if self.rt.config.store.on_error == "fail_open":
                 log.error("usage store unavailable, admitting request %s without limits: %s", self.request_id, e)
                 return
@@ -70,6 +76,7 @@ class Accounting:
             raise RelayError(503, "The gateway's usage store is unavailable; retry shortly.", type="api_error",
                              code="store_unavailable", headers={"retry-after": "1"}) from None
         if not adm.ok:
+            self.metrics.rate_limited.labels(self.tenant.name, adm.failed or "requests").inc()
             raise limits.rejection(adm, self.tenant.name, plan)
         self.admitted = True
         self.headers = limits.headers(adm)
@@ -120,6 +127,7 @@ class Accounting:
         rec = UsageRecord(now, self.request_id, self.tenant.name, self.model, self.channel, self.api, self.stream, self.status,
                           inp, cached, out, reasoning, (time.monotonic() - self.started) * 1000, ttft, estimated)
         self.store.record(rec)
+        self._observe(rec)
         if self.plan is None or not self.admitted:
             return
         total = inp + out
@@ -127,14 +135,39 @@ class Accounting:
             await self.store.settle([(r, total - self.plan.estimate) for r in self.plan.token_rates],
                                     [(b, total) for b in self.plan.req.budgets], now)
         except StoreError as e:
+            self.metrics.store_errors.labels("settle").inc()
             log.error("could not settle usage of request %s: %s", self.request_id, e)
         try:
             await self.store.release(self.plan.req.concurrency, self.plan.req.lease)
         except StoreError as e:
+            self.metrics.store_errors.labels("release").inc()
             log.error("could not release the concurrency slot of request %s (it expires by itself): %s", self.request_id, e)
 
 
-def accounting(request: web.Request, rt: Runtime, tenant: TenantConfig, api: str) -> Accounting:
-    from .keys import BACKGROUND, REQUEST_ID, STORE
+    def _observe(self, rec: UsageRecord) -> None:
+        m, channel = self.metrics, rec.channel or "none"
+        m.requests.labels(rec.tenant, rec.model, channel, rec.api, str(rec.status)).inc()
+        m.duration.labels(rec.tenant, rec.model, channel, rec.api).observe(rec.duration_ms / 1000)
+        if rec.ttft_ms is not None:
+            m.ttft.labels(rec.model, channel, rec.api).observe(rec.ttft_ms / 1000)
+        for kind, n in (("input", rec.input_tokens), ("cached", rec.cached_tokens), ("output", rec.output_tokens),
+                        ("reasoning", rec.reasoning_tokens)):
+            if n:
+                m.tokens.labels(rec.tenant, rec.model, channel, kind).inc(n)
+        if self.rt.config.server.access_log:
+            log_request({
+                "request_id": rec.request_id, "tenant": rec.tenant, "model": rec.model, "channel": rec.channel,
+                "api": rec.api, "stream": rec.stream, "status": rec.status, "duration_ms": round(rec.duration_ms, 2),
+                "ttft_ms": round(rec.ttft_ms, 2) if rec.ttft_ms is not None else None,
+                "input_tokens": rec.input_tokens, "output_tokens": rec.output_tokens, "cached_tokens": rec.cached_tokens,
+                "reasoning_tokens": rec.reasoning_tokens, "estimated": rec.estimated, "attempts": self.attempts,
+                "client": self.client,
+            })
 
-    return Accounting(request.app[STORE], rt, tenant, api, request[REQUEST_ID], request.app[BACKGROUND])
+
+def accounting(request: web.Request, rt: Runtime, tenant: TenantConfig, api: str) -> Accounting:
+    from .keys import ACCOUNTED, BACKGROUND, METRICS, REQUEST_ID, STORE
+
+    request[ACCOUNTED] = True
+    return Accounting(request.app[STORE], rt, tenant, api, request[REQUEST_ID], request.app[BACKGROUND],
+                      request.app[METRICS], request.remote)

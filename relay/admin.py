@@ -12,7 +12,7 @@ from config.schema import RelayConfig
 
 from .auth import is_admin
 from .httpio import json_response
-from .keys import BREAKERS, CONFIG_PATH, RUNTIME, SESSION, STORE
+from .keys import BREAKERS, CONFIG_PATH, METRICS, RUNTIME, SESSION, STORE
 from .runtime import build_runtime
 from .store import StoreError
 
@@ -46,12 +46,14 @@ def reload_config(app: web.Application) -> tuple[bool, list[str]]:
     try:
         config = load_config(path)
     except ConfigError as e:
+        app[METRICS].reloads.labels("failure").inc()
         log.error("config reload rejected; the previous config stays in force:\n%s", "\n".join(e.lines()))
         return False, e.lines()
     holder = app[RUNTIME]
     old = holder.current.config
     holder.current = build_runtime(config, app[SESSION])
     app[BREAKERS].cfg = config.router.cooldown
+    app[METRICS].reloads.labels("success").inc()
     log.info("config reloaded from %s: %s", path, describe_change(old, config))
     return True, []
 

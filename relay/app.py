@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -15,7 +16,9 @@ from config.schema import RelayConfig
 from . import admin, handlers
 from .httpio import error_response, request_id
 from .breaker import Breakers
-from .keys import BACKGROUND, BREAKERS, CONFIG_PATH, REQUEST_ID, RUNTIME, SESSION, STORE, RuntimeHolder
+from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, RuntimeHolder
+from .metrics import Metrics
+from .logs import log_request
 from .runtime import build_runtime
 from .store import open_store
 
@@ -24,10 +27,25 @@ log = logging.getLogger("relay")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+QUIET = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: logged only when they fail
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id(request)
     request[REQUEST_ID] = rid
+    started = time.monotonic()
+    resp = await _answer(request, handler, rid)
+    # Model calls are logged by their accounting, with tokens; everything else here.
+    if not request.get(ACCOUNTED) and (resp.status >= 400 or request.path not in QUIET):
+        holder = request.app.get(RUNTIME)
+        if holder is None or holder.current.config.server.access_log:
+            log_request({"request_id": rid, "method": request.method, "path": request.path, "status": resp.status,
+                         "duration_ms": round((time.monotonic() - started) * 1000, 2), "client": request.remote})
+    return resp
+
+
+async def _answer(request: web.Request, handler: Handler, rid: str) -> web.StreamResponse:
     id_header = {"x-request-id": rid}
     try:
         resp = await handler(request)
@@ -59,6 +77,7 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
     app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 40)
     if config_path is not None:
         app[CONFIG_PATH] = Path(config_path)
+    app[METRICS] = Metrics()
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
@@ -89,6 +108,7 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/metrics", handlers.metrics)
     app.router.add_post("/admin/reload", admin.reload)
     app.router.add_get("/admin/channels", admin.channels)
     app.router.add_get("/admin/usage", admin.usage)

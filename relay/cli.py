@@ -44,7 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print("\n".join(e.lines()), file=sys.stderr)
         return 1
-    logging.basicConfig(level=config.server.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    from .logs import setup
+
+    setup(config.server.log_level)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     run = asyncio.run

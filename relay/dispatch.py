@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -17,9 +18,26 @@ from adaptors.errors import RelayError
 from config.schema import RouterConfig
 
 from .breaker import Breakers
+from .metrics import Metrics, reason_of
 from .router import Candidate
 
 log = logging.getLogger("relay")
+
+
+@dataclass(slots=True)
+class Health:
+    """What dispatch reports to: the breakers and the metrics."""
+
+    router: RouterConfig
+    breakers: Breakers
+    metrics: Metrics
+
+    def attempt_over(self, channel: str, started: float, error: RelayError | None) -> None:
+        m = self.metrics
+        m.inflight.labels(channel).dec()
+        m.upstream.labels(channel).observe(time.monotonic() - started)
+        if error is not None:
+            m.upstream_errors.labels(channel, reason_of(error.status, error.code)).inc()
 
 
 @dataclass(slots=True)
@@ -28,7 +46,8 @@ class Answer:
     call: Call
     result: Any  # a chat completion dict, or a ChatStream when streaming
     attempts: int
-    breakers: Breakers
+    health: Health
+    started: float  # monotonic start of the attempt that answered
     failed: list[tuple[str, str]] = field(default_factory=list)  # (channel, code) before this one
     settled: bool = False
 
@@ -48,12 +67,14 @@ class Answer:
             return
         self.settled = True
         name = self.candidate.channel.name
+        breakers = self.health.breakers
         if error is not None and error.retryable:
-            self.breakers.failure(name, retry_after_seconds(error))
+            breakers.failure(name, retry_after_seconds(error))
         elif finished or error is not None:
-            self.breakers.success(name)
+            breakers.success(name)
         else:
-            self.breakers.release(name)
+            breakers.release(name)
+        self.health.attempt_over(name, self.started, error)
 
 
 def retry_after_seconds(err: RelayError) -> float | None:
@@ -74,9 +95,9 @@ async def dispatch(
     build: Callable[[Candidate], dict[str, Any]],
     request_id: str,
     stream: bool,
-    router: RouterConfig,
-    breakers: Breakers,
+    health: Health,
 ) -> Answer:
+    router, breakers, metrics = health.router, health.breakers, health.metrics
     failed: list[tuple[str, str]] = []
     last_error: RelayError | None = None
     cooling: list[str] = []
@@ -90,12 +111,16 @@ async def dispatch(
             cooling.append(name)
             continue
         if attempts:
+            metrics.failovers.labels(candidate.model, failed[-1][0]).inc()
             await asyncio.sleep(backoff(attempts))
         attempts += 1
         call = Call(body, candidate.upstream_model, request_id, {"x-request-id": request_id})
+        started = time.monotonic()
+        metrics.inflight.labels(name).inc()
         try:
             result = await (candidate.adaptor.open_stream(call) if stream else candidate.adaptor.complete(call))
         except RelayError as e:
+            health.attempt_over(name, started, e if e.retryable else None)
             if not e.retryable:
                 breakers.success(name)  # the upstream answered; the request was at fault
                 e.headers.setdefault("x-relay-channel", name)
@@ -109,8 +134,9 @@ async def dispatch(
             continue
         except BaseException:
             breakers.release(name)
+            health.attempt_over(name, started, None)
             raise
-        answer = Answer(candidate, call, result, attempts, breakers, failed)
+        answer = Answer(candidate, call, result, attempts, health, started, failed)
         if not stream:
             answer.settle(None, finished=True)
         return answer

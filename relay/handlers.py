@@ -9,21 +9,30 @@ from aiohttp import web
 
 from adaptors.base import Call, NativeResponses
 from adaptors.chat import validate_chat_request, wants_usage_chunk
-from adaptors.errors import bad_request
+from adaptors.errors import RelayError, bad_request
 from adaptors.responses import ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat
 from adaptors.tokens import estimate_prompt
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from .accounting import accounting
+from .auth import is_admin
+from .metrics import exposition
 from .chat_stream import StreamOutcome, write_chat_stream
-from .dispatch import dispatch
+from .dispatch import Health, dispatch
 from .httpio import json_response, read_json
-from .keys import BREAKERS, REQUEST_ID, RUNTIME
+from .keys import BREAKERS, METRICS, REQUEST_ID, RUNTIME
 from .native import relay_native
 from .responses_stream import write_events, write_responses_stream
 from .router import Candidate
+from .runtime import Runtime
 from .sse_out import KeepaliveWriter, stream_answer
 
 log = logging.getLogger("relay")
+
+
+def health(request: web.Request, rt: Runtime) -> Health:
+    return Health(rt.config.router, request.app[BREAKERS], request.app[METRICS])
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -35,8 +44,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     async with accounting(request, rt, tenant, "chat") as acct:
         acct.stream = stream
         await acct.admit(body["model"], estimate_prompt(body["messages"]), body.get("max_completion_tokens") or body.get("max_tokens"))
-        answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream, rt.config.router, request.app[BREAKERS])
-        acct.channel = answer.candidate.channel.name
+        answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream, health(request, rt))
+        acct.channel, acct.attempts = answer.candidate.channel.name, answer.attempts
         headers = {**answer.headers(), **acct.headers}
         if not stream:
             acct.usage = answer.result.get("usage")
@@ -75,13 +84,13 @@ async def responses(request: web.Request) -> web.StreamResponse:
         messages = conv.chat["messages"] if conv else [{"content": body.get("input") if isinstance(body.get("input"), str) else ""}]
         await acct.admit(model, estimate_prompt(messages), body.get("max_output_tokens"))
         if native:
-            acct.channel = first.channel.name
+            acct.channel, acct.attempts = first.channel.name, 1
             call = Call(body, first.upstream_model, rid, {"x-request-id": rid})
             return await relay_native(request, first.adaptor, call, {"x-relay-channel": first.channel.name, **acct.headers}, acct)
 
         assert conv is not None
-        answer = await dispatch(candidates, build, rid, conv.stream, rt.config.router, request.app[BREAKERS])
-        acct.channel = answer.candidate.channel.name
+        answer = await dispatch(candidates, build, rid, conv.stream, health(request, rt))
+        acct.channel, acct.attempts = answer.candidate.channel.name, answer.attempts
         conv = conversions[answer.candidate.channel.name]
         headers = {**answer.headers(), **acct.headers}
         if conv.tools.dropped:
@@ -119,3 +128,15 @@ async def readyz(request: web.Request) -> web.Response:
     if holder is None or holder.current is None:
         return json_response({"status": "not ready"}, status=503)
     return json_response({"status": "ready", "channels": len(holder.current.config.channels)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME].current
+    token = rt.config.server.metrics_token
+    if token and not is_admin(request, token):
+        raise RelayError(401, "GET /metrics needs the server's metrics_token as a Bearer token.", code="invalid_metrics_token")
+    m = request.app[METRICS]
+    breakers = request.app[BREAKERS]
+    for ch in rt.config.channels:
+        m.channel_up.labels(ch.name).set(1 if breakers.is_up(ch.name) else 0)
+    return web.Response(body=exposition(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

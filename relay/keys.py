@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from .breaker import Breakers
+from .metrics import Metrics
 from .store import Store
 from .runtime import Runtime
 
@@ -24,5 +25,7 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 BREAKERS = web.AppKey("breakers", Breakers)  # outlive reloads: keyed by channel name
 STORE = web.AppKey("store", Store)  # limits, budgets and the ledger; chosen at start (store.url)
 BACKGROUND = web.AppKey("background", set)  # accounting tasks still running, awaited at shutdown
+METRICS = web.AppKey("metrics", Metrics)
 CONFIG_PATH = web.AppKey("config_path", Path)  # set when serving a file (enables reload)
 REQUEST_ID = web.RequestKey("request_id", str)
+ACCOUNTED = web.RequestKey("accounted", bool)  # a model call, logged by its accounting

@@ -18,6 +18,7 @@ class Candidate:
     channel: ChannelConfig
     adaptor: Adaptor
     upstream_model: str
+    model: str  # the public name it serves (an alias's target)
 
 
 def weighted_order(items: list[Candidate], rng: random.Random) -> list[Candidate]:
@@ -37,7 +38,7 @@ class Router:
         by_model: dict[str, list[Candidate]] = {}
         for cfg, adaptor in channels:
             for public, upstream in cfg.models.items():
-                by_model.setdefault(public, []).append(Candidate(cfg, adaptor, upstream))
+                by_model.setdefault(public, []).append(Candidate(cfg, adaptor, upstream, public))
         for model, cands in by_model.items():
             priorities = sorted({c.channel.priority for c in cands})
             self._tiers[model] = [[c for c in cands if c.channel.priority == p] for p in priorities]
