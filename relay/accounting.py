@@ -76,10 +76,15 @@ class Accounting:
             raise RelayError(503, "The gateway's usage store is unavailable; retry shortly.", type="api_error",
                              code="store_unavailable", headers={"retry-after": "1"}) from None
         if not adm.ok:
+            if adm.failed == "budget":
+                self.metrics.budget_left.labels(self.tenant.name).set(0)
             self.metrics.rate_limited.labels(self.tenant.name, adm.failed or "requests").inc()
             raise limits.rejection(adm, self.tenant.name, plan)
         self.admitted = True
         self.headers = limits.headers(adm)
+        if "budget" in adm.status:
+            limit, remaining, _ = adm.status["budget"]
+            self.metrics.budget_left.labels(self.tenant.name).set(remaining / limit)
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if isinstance(exc, RelayError):

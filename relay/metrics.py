@@ -31,6 +31,8 @@ class Metrics:
         self.rate_limited = Counter("relay_rate_limited", "Requests refused by tenant limits", ["tenant", "limit"], registry=r)
         self.cli_processes = Gauge("relay_cli_processes", "Claude CLI processes running", ["channel"], registry=r, multiprocess_mode="livesum")
         self.reloads = Counter("relay_config_reloads", "Config reloads", ["result"], registry=r)
+        self.budget_left = Gauge("relay_budget_remaining_ratio", "Share of the period's token budget left",
+                                 ["tenant"], registry=r, multiprocess_mode="min")
         self.store_errors = Counter("relay_store_errors", "Usage store operations that failed", ["op"], registry=r)
         self.build = Gauge("relay_build_info", "Relay version", ["version"], registry=r, multiprocess_mode="max")
         self.build.labels(__version__).set(1)

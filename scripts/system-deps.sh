@@ -6,7 +6,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 need_apt=()
 want() { command -v "$1" >/dev/null 2>&1 || need_apt+=("$2"); }
 
-want redis-server redis-server
+want redis-server redis-server   # the Redis store's tests
+want promtool prometheus         # checks deploy/prometheus/*.yml
 
 if [ "${1:-}" = bench ]; then
   want nginx nginx; want wrk wrk; want taskset util-linux
