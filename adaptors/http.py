@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
@@ -18,6 +17,7 @@ import aiohttp
 from config.schema import Timeouts
 
 from .base import Call, ChatStream, RawUpstream, StreamConverter, StreamItem
+from .deadline import Deadline
 from .errors import RelayError, upstream_bad_response, upstream_timeout, upstream_unreachable
 
 log = logging.getLogger("relay")
@@ -31,25 +31,6 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes
-
-
-class Deadline:
-    """Turns the channel's timeouts into per-wait limits, remembering which limit applies."""
-
-    __slots__ = ("t", "end", "got_first")
-
-    def __init__(self, t: Timeouts):
-        self.t = t
-        self.end = time.monotonic() + t.total
-        self.got_first = False
-
-    def remaining(self) -> float:
-        return self.end - time.monotonic()
-
-    def next_wait(self) -> tuple[float, str]:
-        left = self.end - time.monotonic()
-        step, what = (self.t.idle, "idle") if self.got_first else (self.t.first_byte, "first_byte")
-        return (left, "total") if left <= step else (step, what)
 
 
 class HttpAdaptor:

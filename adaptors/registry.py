@@ -5,10 +5,11 @@ from typing import assert_never
 
 import aiohttp
 
-from config.schema import AnthropicChannel, ChannelConfig, MockChannel, OpenAIChannel
+from config.schema import AnthropicChannel, ChannelConfig, ClaudeCliChannel, MockChannel, OpenAIChannel
 
 from .anthropic import AnthropicAdaptor
 from .base import Adaptor
+from .claude_cli import ClaudeCliAdaptor
 from .mock import MockAdaptor
 from .openai import OpenAIAdaptor
 
@@ -19,6 +20,8 @@ def make_adaptor(cfg: ChannelConfig, session: aiohttp.ClientSession) -> Adaptor:
             return OpenAIAdaptor(cfg, session)
         case AnthropicChannel():
             return AnthropicAdaptor(cfg, session)
+        case ClaudeCliChannel():
+            return ClaudeCliAdaptor(cfg)
         case MockChannel():
             return MockAdaptor(cfg)
         case _:

@@ -125,6 +125,18 @@ class AnthropicChannel(ChannelBase):
     default_max_tokens: int = Field(4096, ge=1)  # Anthropic requires max_tokens
 
 
+class ClaudeCliChannel(ChannelBase):
+    """The Claude Code CLI (`claude -p`), one process per request."""
+
+    type: Literal["claude_cli"]
+    command: str = "claude"  # path or name on PATH
+    api_key: str | None = None  # passed to the child as ANTHROPIC_API_KEY
+    base_url: str | None = None  # passed as ANTHROPIC_BASE_URL
+    max_concurrent: int = Field(4, ge=1, le=256)  # processes at once for this channel
+    queue_timeout: float = Field(30, ge=0)  # seconds a request may wait for a process slot, then 429
+    extra_args: list[str] = []  # appended to the command line
+
+
 class MockChannel(ChannelBase):
     """Built-in, no network: deterministic answers for demos and load tests of Relay itself."""
 
@@ -134,8 +146,8 @@ class MockChannel(ChannelBase):
     reply: str | None = None  # fixed answer text; default derives one from the prompt
 
 
-ChannelConfig = Annotated[Union[OpenAIChannel, AnthropicChannel, MockChannel], Field(discriminator="type")]
-CHANNEL_TYPES = ("openai", "anthropic", "mock")
+ChannelConfig = Annotated[Union[OpenAIChannel, AnthropicChannel, ClaudeCliChannel, MockChannel], Field(discriminator="type")]
+CHANNEL_TYPES = ("openai", "anthropic", "claude_cli", "mock")
 
 
 class ResponsesConfig(Strict):

@@ -51,7 +51,7 @@ def reload_config(app: web.Application) -> tuple[bool, list[str]]:
         return False, e.lines()
     holder = app[RUNTIME]
     old = holder.current.config
-    holder.current = build_runtime(config, app[SESSION])
+    holder.current = build_runtime(config, app[SESSION], holder.current)
     app[BREAKERS].cfg = config.router.cooldown
     app[METRICS].reloads.labels("success").inc()
     log.info("config reloaded from %s: %s", path, describe_change(old, config))

@@ -137,6 +137,8 @@ async def metrics(request: web.Request) -> web.Response:
         raise RelayError(401, "GET /metrics needs the server's metrics_token as a Bearer token.", code="invalid_metrics_token")
     m = request.app[METRICS]
     breakers = request.app[BREAKERS]
-    for ch in rt.config.channels:
+    for ch, adaptor in rt.channels:
         m.channel_up.labels(ch.name).set(1 if breakers.is_up(ch.name) else 0)
+        if ch.type == "claude_cli":
+            m.cli_processes.labels(ch.name).set(getattr(adaptor, "running", 0))
     return web.Response(body=exposition(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -11,7 +11,7 @@ from adaptors.sse import SSEDecoder
 
 from .accounting import Accounting
 from .chat_stream import StreamOutcome
-from .sse_out import SSE_HEADERS
+from .sse_out import SSE_HEADERS, finish
 
 _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
@@ -72,6 +72,6 @@ async def relay_native(request: web.Request, adaptor: Any, call: Any, headers: d
         acct.outcome.finished = True
         return resp
     finally:
-        await upstream.chunks.aclose()
+        await finish(upstream.chunks.aclose())
         tap.close()
         acct.usage = tap.usage

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from adaptors.registry import make_adaptor
-from config.schema import RelayConfig
+from adaptors.base import Adaptor
+from config.schema import ChannelConfig, RelayConfig
 
 from .auth import KeyIndex
 from .router import Router
@@ -17,8 +18,15 @@ class Runtime:
     config: RelayConfig
     keys: KeyIndex
     router: Router
+    channels: list[tuple[ChannelConfig, Adaptor]]
 
 
-def build_runtime(config: RelayConfig, session: aiohttp.ClientSession) -> Runtime:
-    channels = [(ch, make_adaptor(ch, session)) for ch in config.channels]
-    return Runtime(config, KeyIndex(config.tenants), Router(channels, config.aliases))
+def build_runtime(config: RelayConfig, session: aiohttp.ClientSession, previous: Runtime | None = None) -> Runtime:
+    # A channel whose config did not change keeps its adaptor across a reload, and with it
+    # its process slots and counters.
+    kept = {cfg.name: (cfg, adaptor) for cfg, adaptor in previous.channels} if previous else {}
+    channels = [
+        (ch, kept[ch.name][1] if ch.name in kept and kept[ch.name][0] == ch else make_adaptor(ch, session))
+        for ch in config.channels
+    ]
+    return Runtime(config, KeyIndex(config.tenants), Router(channels, config.aliases), channels)

@@ -60,9 +60,28 @@ async def stream_answer(
         await resp.write_eof()
         return resp
     finally:
+        # Closing the upstream here also covers a client that went away (the handler is
+        # cancelled): the upstream connection or process is cut at once. The closing runs in
+        # a task of its own, so a cancellation arriving meanwhile cannot cut it short (a CLI
+        # process must still be killed and reaped).
+        await finish(_close(answer, writer, outcome))
+
+
+async def _close(answer: Answer, writer: KeepaliveWriter | None, outcome: StreamOutcome) -> None:
+    try:
         if writer is not None:
             await writer.stop()
-        # Closing the upstream here also covers a client that went away (the handler is
-        # cancelled): the upstream connection or process is cut at once.
         await answer.stream.aclose()
+    finally:
         answer.settle(outcome.error, outcome.finished)
+
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+async def finish(work: Awaitable[None]) -> None:
+    """Runs `work` to the end even if the caller is cancelled while waiting for it."""
+    task = asyncio.ensure_future(work)
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+    await asyncio.shield(task)

@@ -13,8 +13,16 @@ if [ "${1:-}" = bench ]; then
   want nginx nginx; want wrk wrk; want taskset util-linux
 fi
 
+want npm npm                     # installs the claude CLI below
+
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# The real Claude Code CLI, pinned, for the claude_cli channel's tests (local to the repo).
+CLAUDE_CODE_VERSION=2.1.197
+if [ "${1:-}" != bench ] && ! "$here/.tools/node_modules/.bin/claude" --version 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION "; then
+  npm install --prefix "$here/.tools" --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >/dev/null
 fi

@@ -48,7 +48,7 @@ def test_missing_env_var_names_it_and_its_line():
 def test_wrong_channel_type_is_named_with_line():
     text = GOOD.replace("type: openai", "type: opneai")
     assert errors_of(text, {"ACME_KEY": "k", "UP_KEY": "s"}) == [
-        "c.yaml:6 channels[0].type: 'opneai' is not one of openai, anthropic, mock"
+        "c.yaml:6 channels[0].type: 'opneai' is not one of openai, anthropic, claude_cli, mock"
     ]
 
 
@@ -109,5 +109,5 @@ def test_check_config_rejects_a_broken_file_with_every_error(tmp_path):
     assert r.returncode == 1
     assert f"{bad}:4 tenants[0].keys[0]: environment variable ACME_KEY is not set" in r.stderr
     assert f"{bad}:3 tenants[0].bogus: unknown key" in r.stderr
-    assert f"{bad}:7 channels[0].type: 'opneai' is not one of openai, anthropic, mock" in r.stderr
+    assert f"{bad}:7 channels[0].type: 'opneai' is not one of openai, anthropic, claude_cli, mock" in r.stderr
     assert "sk-secret-xyz" not in r.stderr + r.stdout

@@ -32,7 +32,7 @@ def _data_url(url: str, param: str) -> tuple[str, str]:
     return head[5:].split(";", 1)[0], data
 
 
-def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
+def content_blocks(content: Any, param: str) -> list[dict[str, Any]]:
     """Chat content (string or parts) -> Anthropic content blocks."""
     if content is None:
         return []
@@ -91,7 +91,7 @@ def _thinking_blocks(msg: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _assistant_blocks(msg: dict[str, Any], param: str) -> list[dict[str, Any]]:
-    blocks = _thinking_blocks(msg) + _blocks(msg.get("content"), f"{param}.content")
+    blocks = _thinking_blocks(msg) + content_blocks(msg.get("content"), f"{param}.content")
     for j, call in enumerate(msg.get("tool_calls") or ()):
         fn = call.get("function") or {}
         raw = fn.get("arguments") or "{}"
@@ -127,13 +127,13 @@ def _turns(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[d
             if text:
                 system.append({"type": "text", "text": text})
         elif role == "user":
-            add("user", _blocks(msg.get("content"), f"{param}.content"))
+            add("user", content_blocks(msg.get("content"), f"{param}.content"))
         elif role == "assistant":
             add("assistant", _assistant_blocks(msg, param))
         elif role == "tool":
             content = msg.get("content")
             result: dict[str, Any] = {"type": "tool_result", "tool_use_id": msg.get("tool_call_id")}
-            blocks = _blocks(content, f"{param}.content")
+            blocks = content_blocks(content, f"{param}.content")
             result["content"] = blocks if blocks else ""
             add("user", [result])
     if turns and turns[0]["role"] != "user":

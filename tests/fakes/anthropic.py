@@ -3,7 +3,8 @@
 - `text`, `tool_use`, `parallel_tool_use`, `thinking`, `max_tokens`, `error_midstream`:
   replay tests/fixtures/anthropic/<name>.(sse|json)
 - `status-NNN`: the recorded Anthropic error body for HTTP NNN (429 carries retry-after: 11)
-- `hang-headers`: never answers
+- `hang-headers`: never answers; `hang-midstream`: a few events, then silence
+- `paced-NNN`: the `text` stream with NNN ms before each event
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ class FakeAnthropic(FakeUpstream):
             return web.Response(status=status, body=self.fixture(f"error-{status}.json"), content_type="application/json", headers=headers)
         if model == "hang-headers":
             await asyncio.sleep(3600)
+        if model == "hang-midstream" and body.get("stream"):
+            return await self.replay(request, self.fixture("text.sse"), hang_after=3)
+        if model.startswith("paced-") and body.get("stream"):
+            return await self.replay(request, self.fixture("text.sse"), delay=int(model.removeprefix("paced-")) / 1000)
         if body.get("stream"):
             return await self.replay(request, self.fixture(f"{model}.sse"))
         return web.Response(body=self.fixture(f"{model}.json"), content_type="application/json")

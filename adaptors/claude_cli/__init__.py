@@ -1,0 +1,3 @@
+from .adaptor import ClaudeCliAdaptor
+
+__all__ = ["ClaudeCliAdaptor"]

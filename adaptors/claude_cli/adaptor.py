@@ -1,0 +1,183 @@
+"""Channel type `claude_cli`: the Claude Code CLI, one process per request, bounded."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any, AsyncIterator
+
+from config.schema import ClaudeCliChannel
+
+from ..accumulate import accumulate
+from ..anthropic.errors import map_error
+from ..anthropic.stream import EventConverter
+from ..anthropic.usage import chat_usage
+from ..base import Call, ChatStream, StreamItem
+from ..chunks import usage_chunk
+from ..deadline import Deadline
+from ..errors import RelayError, upstream_bad_response, upstream_timeout, upstream_unreachable
+from . import prompt
+from .framer import LineFramer, LineTooLong
+from .messages import Result, StreamEvent, parse_message
+from .process import CliProcess
+
+log = logging.getLogger("relay")
+# What the child may see of the gateway's environment: enough to find node, nothing secret.
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "HTTPS_PROXY", "NO_PROXY")
+
+
+class ClaudeCliAdaptor:
+    def __init__(self, cfg: ClaudeCliChannel):
+        self.name = cfg.name
+        self.cfg = cfg
+        self.slots = asyncio.Semaphore(cfg.max_concurrent)  # FIFO: waiters are served in order
+        self.running = 0  # processes alive now (relay_cli_processes)
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        stream = await self.open_stream(call)
+        items: list[dict[str, Any]] = []
+        try:
+            async for item in stream:
+                if isinstance(item, RelayError):
+                    raise item
+                items.append(item)
+        finally:
+            await stream.aclose()
+        return accumulate(items, call.request.get("model", call.upstream_model))
+
+    async def open_stream(self, call: Call) -> ChatStream:
+        cfg = self.cfg
+        base_env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        inv = prompt.build(call.request, call.upstream_model, command=cfg.command, base_env=base_env, home="",
+                           extra_args=cfg.extra_args, api_key=cfg.api_key, base_url=cfg.base_url,
+                           first_byte=cfg.timeout.first_byte)
+        call.ignored_params.extend(inv.ignored)
+        try:
+            await asyncio.wait_for(self.slots.acquire(), cfg.queue_timeout)
+        except TimeoutError:
+            raise RelayError(429, f"All {cfg.max_concurrent} processes of channel {self.name!r} stayed busy for "
+                             f"{cfg.queue_timeout:g}s; retry shortly.", type="rate_limit_error", code="channel_busy",
+                             headers={"retry-after": "2"}) from None
+        try:
+            proc = await CliProcess.spawn(inv.argv, inv.env, inv.stdin)
+        except OSError as e:
+            self.slots.release()
+            raise upstream_unreachable(self.name, f"cannot start {cfg.command!r} ({e.strerror or type(e).__name__})") from None
+        self.running += 1
+        run = _Run(self, proc, call.request.get("model", call.upstream_model))
+        try:
+            first = await run.until_first()
+        except BaseException:
+            await run.close()
+            raise
+        return run.stream(first)
+
+
+class _Run:
+    """One process's output, converted: stream events through the Anthropic converter, usage
+    and errors from the result line."""
+
+    def __init__(self, owner: ClaudeCliAdaptor, proc: CliProcess, model: str):
+        self.owner = owner
+        self.proc = proc
+        self.framer = LineFramer()
+        self.events = EventConverter(owner.name, model)
+        self.model = model
+        self.deadline = Deadline(owner.cfg.timeout)
+        self.result: Result | None = None
+        self._closing: asyncio.Future[None] | None = None
+
+    async def until_first(self) -> list[StreamItem]:
+        """Reads until the model's answer begins; an error before that is raised, so the
+        gateway may still try another channel."""
+        items: list[StreamItem] = []
+        async for batch in self._batches():
+            items += batch
+            if items:
+                break
+        if items and isinstance(items[0], RelayError):
+            raise items[0]
+        return items
+
+    async def stream(self, first: list[StreamItem]) -> AsyncIterator[StreamItem]:
+        try:
+            for item in first:
+                yield item
+            if first and isinstance(first[-1], RelayError):
+                return
+            async for batch in self._batches():
+                for item in batch:
+                    yield item
+                if batch and isinstance(batch[-1], RelayError):
+                    return
+        finally:
+            await self.close()
+
+    async def _batches(self) -> AsyncIterator[list[StreamItem]]:
+        """Chat items per stdout chunk, ending with the result (or the error that replaced it)."""
+        try:
+            while self.result is None:
+                left, what = self.deadline.next_wait()
+                try:
+                    data = await asyncio.wait_for(self.proc.read(), left)
+                except TimeoutError:
+                    yield [upstream_timeout(self.owner.name, what)]
+                    return
+                lines = self.framer.push(data) if data else self.framer.flush()
+                items: list[StreamItem] = []
+                for line in lines:
+                    items += self._convert(parse_message(line))
+                if items:
+                    self.deadline.got_first = True
+                    yield items
+                if not data:
+                    if self.result is None:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self.proc.proc.wait(), 2)
+                        yield [self._died()]
+                    return
+        except (ValueError, LineTooLong) as e:
+            log.warning("channel %s: unreadable CLI output (%s); stderr: %s", self.owner.name, e, self.proc.stderr_tail())
+            yield [upstream_bad_response(self.owner.name, str(e))]
+
+    def _convert(self, msg: Any) -> list[StreamItem]:
+        if isinstance(msg, StreamEvent):
+            # Usage comes from the result line (it has the whole run's numbers).
+            return [c for c in self.events.event(msg.event) if isinstance(c, RelayError) or c.get("choices")]
+        if isinstance(msg, Result):
+            self.result = msg
+            # The CLI reports a reply cut at max_tokens as an error, after the whole message
+            # (stop_reason max_tokens) has streamed: for the client that is finish_reason length.
+            truncated = self.events.finished and self.events.stop_reason == "max_tokens" and not msg.api_error_status
+            if msg.is_error and not truncated:
+                return [self._error(msg)]
+            return [usage_chunk(self.events.id, self.model, self.events.created, chat_usage(msg.usage))]
+        return []
+
+    def _error(self, res: Result) -> RelayError:
+        if res.api_error_status:
+            return map_error(self.owner.name, res.api_error_status, {}, {"error": {"message": res.text}})
+        log.warning("channel %s: the CLI reported an error: %s; stderr: %s", self.owner.name, res.text[:500], self.proc.stderr_tail())
+        return RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI failed ({res.text[:200] or 'no detail'})",
+                          type="api_error", code="upstream_error")
+
+    def _died(self) -> RelayError:
+        code = self.proc.proc.returncode
+        log.warning("channel %s: the CLI exited (code %s) without a result; stderr: %s", self.owner.name, code, self.proc.stderr_tail())
+        return RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI ended without an answer"
+                          f"{f' (exit code {code})' if code is not None else ''}; the gateway log has its stderr",
+                          type="api_error", code="upstream_error")
+
+    async def close(self) -> None:
+        # Shielded: a cancelled caller must not leave the process alive or the slot taken.
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shutdown())
+        await asyncio.shield(self._closing)
+
+    async def _shutdown(self) -> None:
+        try:
+            await self.proc.close()
+        finally:
+            self.owner.running -= 1
+            self.owner.slots.release()

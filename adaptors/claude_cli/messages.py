@@ -1,0 +1,53 @@
+"""The CLI's stream-json output lines as typed messages (pure)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import jsonfast
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    event: dict[str, Any]  # a raw Anthropic stream event
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    is_error: bool
+    api_error_status: int | None
+    text: str
+    usage: dict[str, Any] = field(default_factory=dict)
+    cost_usd: float | None = None
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Other:
+    kind: str  # system/init, system/status, assistant, ...: nothing the answer needs
+
+
+Message = StreamEvent | Result | Other
+
+
+def parse_message(line: bytes) -> Message:
+    try:
+        obj = jsonfast.loads(line)
+    except jsonfast.JSONDecodeError:
+        raise ValueError("the CLI printed a line that is not JSON") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise ValueError("the CLI printed a JSON line without a type")
+    kind = obj["type"]
+    if kind == "stream_event" and isinstance(obj.get("event"), dict):
+        return StreamEvent(obj["event"])
+    if kind == "result":
+        status = obj.get("api_error_status")
+        return Result(
+            is_error=bool(obj.get("is_error")),
+            api_error_status=int(status) if isinstance(status, (int, float)) else None,
+            text=str(obj.get("result") or ""),
+            usage=obj.get("usage") if isinstance(obj.get("usage"), dict) else {},
+            cost_usd=obj.get("total_cost_usd") if isinstance(obj.get("total_cost_usd"), (int, float)) else None,
+            stop_reason=obj.get("stop_reason"),
+        )
+    return Other(f"{kind}/{obj.get('subtype', '')}")

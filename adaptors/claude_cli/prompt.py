@@ -1,0 +1,117 @@
+"""Chat request -> the CLI's command line, environment and stdin (pure)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import jsonfast
+from ..anthropic.request import content_blocks
+from ..errors import bad_request
+
+DEFAULT_SYSTEM = "You are a helpful assistant."
+# Sampling and length parameters the CLI has no flag for: left out, and named in
+# x-relay-ignored-params so the client knows.
+IGNORED = ("temperature", "top_p", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias",
+           "service_tier", "metadata", "user", "store", "parallel_tool_calls")
+EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+CHANNEL = "claude_cli channels"
+
+
+@dataclass
+class Invocation:
+    argv: list[str]
+    env: dict[str, str]
+    stdin: bytes
+    ignored: list[str] = field(default_factory=list)
+
+
+def check(req: dict[str, Any]) -> None:
+    """What the CLI cannot do is a 400 naming the param, never a silent change of the answer."""
+    if req.get("tools") or req.get("functions"):
+        raise bad_request(f"{CHANNEL} cannot call client-defined tools; use an anthropic channel for function calling.",
+                          param="tools" if req.get("tools") else "functions")
+    if req.get("tool_choice") not in (None, "none", "auto"):
+        raise bad_request(f"{CHANNEL} cannot call client-defined tools.", param="tool_choice")
+    if (req.get("n") or 1) > 1:
+        raise bad_request(f"{CHANNEL} return one choice; 'n' must be 1.", param="n")
+    if req.get("logprobs") or req.get("top_logprobs"):
+        raise bad_request(f"{CHANNEL} cannot return logprobs.", param="logprobs")
+    fmt = req.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
+        raise bad_request(f"{CHANNEL} cannot enforce response_format {fmt['type']}; ask for JSON in the prompt, "
+                          "or use an anthropic channel.", param="response_format")
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(p.get("text", "") for p in content or () if isinstance(p, dict) and p.get("type") == "text")
+
+
+def _render_turn(msg: dict[str, Any]) -> str:
+    role = msg.get("role")
+    if role == "assistant":
+        text = _text(msg.get("content"))
+        calls = [f"[called {c['function']['name']}({c['function'].get('arguments', '')})]" for c in msg.get("tool_calls") or ()]
+        return "\n".join(x for x in [text, *calls] if x)
+    if role == "tool":
+        return f"[result of {msg.get('tool_call_id', 'a tool call')}]: {_text(msg.get('content'))}"
+    return _text(msg.get("content"))
+
+
+def user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """(system prompt, content blocks of the single user turn the CLI gets).
+
+    One user turn goes as it is. A longer conversation is written out as a transcript in
+    order, followed by the last user turn; images of every user turn are kept as blocks."""
+    system = "\n\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+    turns = [(i, m) for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")]
+    if not turns or turns[-1][1].get("role") != "user":
+        raise bad_request(f"{CHANNEL} need the conversation to end with a user message.", param="messages")
+    blocks: list[dict[str, Any]] = []
+    if len(turns) > 1:
+        lines = ["Conversation so far:"]
+        for i, m in turns[:-1]:
+            lines.append(f"<{m['role']}>\n{_render_turn(m)}\n</{m['role']}>")
+            if m["role"] == "user" and not isinstance(m.get("content"), str):
+                blocks += [b for b in content_blocks(m["content"], f"messages[{i}].content") if b["type"] != "text"]
+        lines.append("Reply to the last user message:")
+        blocks.insert(0, {"type": "text", "text": "\n\n".join(lines)})
+    last_index, last = turns[-1]
+    blocks += content_blocks(last.get("content"), f"messages[{last_index}].content")
+    return system or DEFAULT_SYSTEM, blocks
+
+
+def build(req: dict[str, Any], model: str, *, command: str, base_env: dict[str, str], home: str,
+          extra_args: list[str], api_key: str | None, base_url: str | None, first_byte: float) -> Invocation:
+    check(req)
+    system, blocks = user_message(req["messages"])
+    argv = [command, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
+            "--input-format", "stream-json", "--model", model, "--tools", "", "--system-prompt", system,
+            "--no-session-persistence"]
+    if api_key:
+        argv.append("--bare")  # API-key only: skips hooks, plugins, CLAUDE.md discovery and OAuth
+    effort = req.get("reasoning_effort")
+    if effort in EFFORT:
+        argv += ["--effort", EFFORT[effort]]
+    argv += extra_args
+    env = {
+        **base_env,
+        "HOME": home,
+        "TMPDIR": home,
+        "CLAUDE_CODE_MAX_RETRIES": "0",  # retries and failover belong to the gateway
+        "API_TIMEOUT_MS": str(int(first_byte * 1000)),
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    }
+    max_out = req.get("max_completion_tokens") or req.get("max_tokens")
+    if max_out:
+        env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(max_out)
+    if api_key:
+        env["ANTHROPIC_API_KEY"] = api_key
+    if base_url:
+        env["ANTHROPIC_BASE_URL"] = base_url
+    line = jsonfast.dumps({"type": "user", "message": {"role": "user", "content": blocks}}) + b"\n"
+    return Invocation(argv, env, line, [k for k in IGNORED if req.get(k) is not None])

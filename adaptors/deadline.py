@@ -1,0 +1,25 @@
+"""A channel's timeouts as per-wait limits: first byte, then idle gaps, all within total."""
+from __future__ import annotations
+
+import time
+
+from config.schema import Timeouts
+
+
+class Deadline:
+    """Turns the channel's timeouts into per-wait limits, remembering which limit applies."""
+
+    __slots__ = ("t", "end", "got_first")
+
+    def __init__(self, t: Timeouts):
+        self.t = t
+        self.end = time.monotonic() + t.total
+        self.got_first = False
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def next_wait(self) -> tuple[float, str]:
+        left = self.end - time.monotonic()
+        step, what = (self.t.idle, "idle") if self.got_first else (self.t.first_byte, "first_byte")
+        return (left, "total") if left <= step else (step, what)
