@@ -12,10 +12,11 @@ from typing import Any, AsyncGenerator, AsyncIterator, Protocol, runtime_checkab
 from .errors import RelayError
 
 Chunk = dict[str, Any]
-# A stream yields chat chunks; an upstream failure after the stream began arrives as a
-# RelayError item (not an exception) so the relay can still write what came before it.
+# A stream yields batches of chat chunks, one batch per upstream read, so the relay can write
+# a batch with one syscall. An upstream failure after the stream began arrives as a
+# RelayError item (not an exception), last in its batch, so what came before it is kept.
 StreamItem = Chunk | RelayError
-ChatStream = AsyncIterator[StreamItem]
+ChatStream = AsyncIterator[list[StreamItem]]
 
 
 @dataclass(slots=True)

@@ -58,30 +58,37 @@ class HttpAdaptor:
     # --- I/O -----------------------------------------------------------------------------
     async def complete(self, call: Call) -> dict[str, Any]:
         req = self.build_request(call, stream=False)
-        deadline = Deadline(self.timeouts)
-        resp = await self._send(req, deadline)
+        t = self.timeouts
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        answered = False
         try:
-            body = await self._within(resp.read(), deadline.remaining(), "total")
+            # One timer for the whole exchange: first_byte until the headers, then total.
+            async with asyncio.timeout(min(t.first_byte, t.total)) as cm:
+                resp = await self._post(req)
+                answered = True
+                cm.reschedule(start + t.total)
+                try:
+                    body = await resp.read()
+                finally:
+                    resp.release()
+        except TimeoutError:
+            raise upstream_timeout(self.name, "total" if answered or loop.time() - start >= t.total else "first_byte") from None
         except aiohttp.ClientError as e:
             raise upstream_unreachable(self.name, f"connection lost while reading the answer ({type(e).__name__})") from None
-        finally:
-            resp.release()
         return self.parse_response(body, call)
 
     async def open_stream(self, call: Call) -> ChatStream:
         req = self.build_request(call, stream=True)
         deadline = Deadline(self.timeouts)
-        resp = await self._send(req, deadline)
+        left, what = deadline.next_wait()
+        resp = await self._within(self._post(req), left, what)
         return self._relay_stream(resp, self.stream_converter(call), deadline)
 
-    async def _send(self, req: UpstreamRequest, deadline: Deadline) -> aiohttp.ClientResponse:
-        left, what = deadline.next_wait()
+    async def _post(self, req: UpstreamRequest) -> aiohttp.ClientResponse:
+        """Sends the request; an HTTP error status comes back as the adaptor's RelayError."""
         try:
-            resp = await self._within(
-                self.session.post(req.url, data=req.body, headers=req.headers, timeout=self._client_timeout()),
-                left,
-                what,
-            )
+            resp = await self.session.post(req.url, data=req.body, headers=req.headers, timeout=self._client_timeout())
         except aiohttp.ClientConnectorError as e:
             raise upstream_unreachable(self.name, f"cannot connect ({e.os_error.strerror or type(e.os_error).__name__})") from None
         except aiohttp.ServerTimeoutError:
@@ -90,8 +97,8 @@ class HttpAdaptor:
             raise upstream_unreachable(self.name, type(e).__name__) from None
         if resp.status >= 400:
             try:
-                body = await self._within(resp.content.read(MAX_ERROR_BODY), self.timeouts.idle, "idle")
-            except (aiohttp.ClientError, RelayError):
+                body = await resp.content.read(MAX_ERROR_BODY)
+            except aiohttp.ClientError:
                 body = b""
             finally:
                 resp.release()
@@ -122,20 +129,20 @@ class HttpAdaptor:
 
     async def _relay_stream(
         self, resp: aiohttp.ClientResponse, conv: StreamConverter, deadline: Deadline
-    ) -> AsyncIterator[StreamItem]:
+    ) -> AsyncIterator[list[StreamItem]]:
         chunks = resp.content.iter_any()
         finished = False
         try:
             while (data := await self._next_chunk(chunks, deadline)) is not None:
-                for item in conv.feed(data):
-                    yield item
-            for item in conv.close():
-                yield item
+                if batch := conv.feed(data):
+                    yield batch
+            if batch := conv.close():
+                yield batch
             finished = True
         except RelayError as e:
-            yield e
+            yield [e]
         except ValueError as e:  # a converter met something it cannot read
-            yield upstream_bad_response(self.name, str(e))
+            yield [upstream_bad_response(self.name, str(e))]
         finally:
             # A stream read to its end may go back to the pool; any other is cut off, which
             # also tells the upstream to stop generating.
@@ -144,7 +151,8 @@ class HttpAdaptor:
     async def raw(self, req: UpstreamRequest) -> RawUpstream:
         """Sends `req` and relays the answer's bytes untouched (same timeouts as streams)."""
         deadline = Deadline(self.timeouts)
-        resp = await self._send(req, deadline)
+        left, what = deadline.next_wait()
+        resp = await self._within(self._post(req), left, what)
         return RawUpstream(resp.status, resp.headers.get("Content-Type", "application/json"), self._raw_chunks(resp, deadline))
 
     async def _raw_chunks(self, resp: aiohttp.ClientResponse, deadline: Deadline) -> AsyncIterator[bytes]:

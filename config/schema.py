@@ -32,6 +32,7 @@ class ServerConfig(Strict):
     admin_key: str | None = None  # guards /admin/* (reload, channel state); unset = no admin API
     metrics_token: str | None = None  # when set, GET /metrics needs it as a Bearer token
     access_log: bool = True  # one JSON line per request
+    workers: int = Field(1, ge=1, le=64)  # processes sharing the port (SO_REUSEPORT)
 
 
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")

@@ -54,6 +54,7 @@ class Accounting:
         self.plan: limits.Plan | None = None
         self.admitted = False
         self.headers: dict[str, str] = {}
+        self.total_tokens = 0
 
     async def __aenter__(self) -> Accounting:
         return self
@@ -100,7 +101,10 @@ class Accounting:
             self.status = CLIENT_CLOSED
         if not self.model:
             return  # rejected before a model was named: nothing to account
-        task = asyncio.get_running_loop().create_task(self._close())
+        self._record()
+        if self.plan is None or not self.admitted:
+            return  # nothing held in the store: done without a task
+        task = asyncio.get_running_loop().create_task(self._release())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         try:
@@ -123,19 +127,22 @@ class Accounting:
         chars = self.outcome.output_chars if self.outcome else 0
         return self.estimate_in, 0, (chars + 3) // 4, 0, True
 
-    async def _close(self) -> None:
+    def _record(self) -> None:
+        """The ledger row, metrics and access line: no waiting, so nothing can cut it short."""
         inp, cached, out, reasoning, estimated = self._tokens()
-        now = time.time()
         ttft = None
         if self.outcome is not None and self.outcome.first_chunk_at is not None:
             ttft = (self.outcome.first_chunk_at - self.started) * 1000
-        rec = UsageRecord(now, self.request_id, self.tenant.name, self.model, self.channel, self.api, self.stream, self.status,
-                          inp, cached, out, reasoning, (time.monotonic() - self.started) * 1000, ttft, estimated)
+        rec = UsageRecord(time.time(), self.request_id, self.tenant.name, self.model, self.channel, self.api, self.stream,
+                          self.status, inp, cached, out, reasoning, (time.monotonic() - self.started) * 1000, ttft, estimated)
         self.store.record(rec)
         self._observe(rec)
-        if self.plan is None or not self.admitted:
-            return
-        total = inp + out
+        self.total_tokens = inp + out
+
+    async def _release(self) -> None:
+        """Settles token counters and budgets with the real usage, and frees the slot."""
+        assert self.plan is not None
+        now, total = time.time(), self.total_tokens
         try:
             await self.store.settle([(r, total - self.plan.estimate) for r in self.plan.token_rates],
                                     [(b, total) for b in self.plan.req.budgets], now)
@@ -148,17 +155,16 @@ class Accounting:
             self.metrics.store_errors.labels("release").inc()
             log.error("could not release the concurrency slot of request %s (it expires by itself): %s", self.request_id, e)
 
-
     def _observe(self, rec: UsageRecord) -> None:
         m, channel = self.metrics, rec.channel or "none"
-        m.requests.labels(rec.tenant, rec.model, channel, rec.api, str(rec.status)).inc()
-        m.duration.labels(rec.tenant, rec.model, channel, rec.api).observe(rec.duration_ms / 1000)
+        m.child(m.requests, rec.tenant, rec.model, channel, rec.api, str(rec.status)).inc()
+        m.child(m.duration, rec.tenant, rec.model, channel, rec.api).observe(rec.duration_ms / 1000)
         if rec.ttft_ms is not None:
-            m.ttft.labels(rec.model, channel, rec.api).observe(rec.ttft_ms / 1000)
+            m.child(m.ttft, rec.model, channel, rec.api).observe(rec.ttft_ms / 1000)
         for kind, n in (("input", rec.input_tokens), ("cached", rec.cached_tokens), ("output", rec.output_tokens),
                         ("reasoning", rec.reasoning_tokens)):
             if n:
-                m.tokens.labels(rec.tenant, rec.model, channel, kind).inc(n)
+                m.child(m.tokens, rec.tenant, rec.model, channel, kind).inc(n)
         if self.rt.config.server.access_log:
             log_request({
                 "request_id": rec.request_id, "tenant": rec.tenant, "model": rec.model, "channel": rec.channel,

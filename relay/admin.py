@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from .httpio import json_response
 from .keys import BREAKERS, CONFIG_PATH, METRICS, RUNTIME, SESSION, STORE
 from .runtime import build_runtime
 from .store import StoreError
+from .workers import SUPERVISOR_ENV, notify_supervisor_reload
 
 log = logging.getLogger("relay")
 
@@ -65,6 +67,14 @@ def _guard(request: web.Request) -> None:
 
 async def reload(request: web.Request) -> web.Response:
     _guard(request)
+    if SUPERVISOR_ENV in os.environ:
+        # One worker got the request; check the file here, then have the supervisor signal all.
+        try:
+            load_config(request.app[CONFIG_PATH])
+        except ConfigError as e:
+            return json_response({"status": "rejected", "errors": e.lines()}, status=400)
+        notify_supervisor_reload()
+        return json_response({"status": "reloaded"})
     ok, errors = reload_config(request.app)
     if not ok:
         return json_response({"status": "rejected", "errors": errors}, status=400)

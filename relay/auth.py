@@ -1,6 +1,7 @@
 """API key -> tenant, by sha256 digest lookup (no comparison loop over secrets)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -10,6 +11,7 @@ from adaptors.errors import RelayError
 from config.schema import TenantConfig
 
 
+@functools.lru_cache(maxsize=4096)
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 

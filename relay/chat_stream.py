@@ -42,22 +42,29 @@ class StreamOutcome:
 async def write_chat_stream(
     resp: Sink, stream: ChatStream, include_usage: bool, outcome: StreamOutcome
 ) -> None:
-    async for item in stream:
-        if isinstance(item, RelayError):
-            # After the first byte the status line is gone: the error travels in-band.
-            outcome.error = item
-            await resp.write(encode_data(jsonfast.dumps(item.body())))
+    """Chat chunks as `data:` frames, one write per upstream batch, `[DONE]` at the end."""
+    async for batch in stream:
+        frames: list[bytes] = []
+        for item in batch:
+            if isinstance(item, RelayError):
+                # After the first byte the status line is gone: the error travels in-band.
+                outcome.error = item
+                frames.append(encode_data(jsonfast.dumps(item.body())))
+                break
+            if "usage" in item:
+                use = item["usage"]
+                if use:
+                    outcome.usage = use
+                if not include_usage:
+                    if not item.get("choices"):
+                        continue  # the usage-only chunk the client did not ask for
+                    del item["usage"]
+            outcome.chunks += 1
+            outcome.saw(item)
+            frames.append(encode_data(jsonfast.dumps(item)))
+        if frames:
+            await resp.write(b"".join(frames))
+        if outcome.error is not None:
             return
-        if "usage" in item:
-            use = item["usage"]
-            if use:
-                outcome.usage = use
-            if not include_usage:
-                if not item.get("choices"):
-                    continue  # the usage-only chunk the client did not ask for
-                del item["usage"]
-        outcome.chunks += 1
-        outcome.saw(item)
-        await resp.write(encode_data(jsonfast.dumps(item)))
     await resp.write(DONE)
     outcome.finished = True

@@ -12,6 +12,8 @@ from config.schema import RelayConfig
 
 from . import __version__
 
+log = logging.getLogger("relay")
+
 
 def summary(config: RelayConfig) -> str:
     kinds = Counter(ch.type for ch in config.channels)
@@ -49,6 +51,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup(config.server.log_level)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
+    workers = args.workers or config.server.workers
+    if workers > 1:
+        from .workers import supervise
+
+        if config.store.url.startswith("memory://"):
+            log.warning("store.url is memory://: each of the %d workers enforces its own limits", workers)
+        return supervise(Path(args.config).resolve(), host, port, workers, config.server.drain_seconds)
     run = asyncio.run
     try:
         import uvloop  # measurably faster event loop where available
@@ -130,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", required=True, help="YAML config file")
     s.add_argument("--host", help="listen address (default: server.host)")
     s.add_argument("--port", type=int, help="listen port (default: server.port)")
+    s.add_argument("--workers", type=int, help="processes sharing the port (default: server.workers)")
     s.set_defaults(func=cmd_serve)
     r = sub.add_parser("reload", help="make a running server re-read its config file")
     r.add_argument("-c", "--config", required=True, help="the YAML config file the server runs")

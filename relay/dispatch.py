@@ -34,10 +34,10 @@ class Health:
 
     def attempt_over(self, channel: str, started: float, error: RelayError | None) -> None:
         m = self.metrics
-        m.inflight.labels(channel).dec()
-        m.upstream.labels(channel).observe(time.monotonic() - started)
+        m.child(m.inflight, channel).dec()
+        m.child(m.upstream, channel).observe(time.monotonic() - started)
         if error is not None:
-            m.upstream_errors.labels(channel, reason_of(error.status, error.code)).inc()
+            m.child(m.upstream_errors, channel, reason_of(error.status, error.code)).inc()
 
 
 @dataclass(slots=True)
@@ -116,7 +116,7 @@ async def dispatch(
         attempts += 1
         call = Call(body, candidate.upstream_model, request_id, {"x-request-id": request_id})
         started = time.monotonic()
-        metrics.inflight.labels(name).inc()
+        metrics.child(metrics.inflight, name).inc()
         try:
             result = await (candidate.adaptor.open_stream(call) if stream else candidate.adaptor.complete(call))
         except RelayError as e:

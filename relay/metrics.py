@@ -2,7 +2,10 @@
 names) or small fixed sets, never from raw client input, so cardinality stays bounded."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from . import __version__
 
@@ -36,6 +39,16 @@ class Metrics:
         self.store_errors = Counter("relay_store_errors", "Usage store operations that failed", ["op"], registry=r)
         self.build = Gauge("relay_build_info", "Relay version", ["version"], registry=r, multiprocess_mode="max")
         self.build.labels(__version__).set(1)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, memoised: label sets come from the config, so the memo
+        stays small, and the hot path skips prometheus-client's lock and checks."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
 
 def reason_of(status: int, code: str | None) -> str:
@@ -56,4 +69,11 @@ def reason_of(status: int, code: str | None) -> str:
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
+    """This process's metrics, or with several workers (PROMETHEUS_MULTIPROC_DIR set) the
+    sum over all of them."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path)
+        return generate_latest(combined)
     return generate_latest(registry)

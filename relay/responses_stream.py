@@ -18,15 +18,21 @@ async def write_events(resp: Sink, events: list[dict]) -> None:
 async def write_responses_stream(
     resp: Sink, stream: ChatStream, machine: ResponsesStream, outcome: StreamOutcome
 ) -> None:
-    async for item in stream:
-        if isinstance(item, RelayError):
-            outcome.error = item
-            await write_events(resp, machine.fail(item))
+    """Chat chunks through the bridge machine, one write per upstream batch."""
+    async for batch in stream:
+        events: list[dict] = []
+        for item in batch:
+            if isinstance(item, RelayError):
+                outcome.error = item
+                events += machine.fail(item)
+                break
+            if item.get("usage"):
+                outcome.usage = item["usage"]
+            outcome.chunks += 1
+            outcome.saw(item)
+            events += machine.feed(item)
+        await write_events(resp, events)
+        if outcome.error is not None:
             return
-        if item.get("usage"):
-            outcome.usage = item["usage"]
-        outcome.chunks += 1
-        outcome.saw(item)
-        await write_events(resp, machine.feed(item))
     await write_events(resp, machine.finish())
     outcome.finished = True

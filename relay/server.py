@@ -22,7 +22,8 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
     # shutdown_timeout: how long in-flight requests and streams may run on after SIGTERM.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=config.server.drain_seconds)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    # reuse_port: several worker processes may listen on the same port (relay/workers.py).
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True, backlog=4096)
     await site.start()
     channels = ", ".join(f"{c.name}({c.type})" for c in config.channels)
     log.info(

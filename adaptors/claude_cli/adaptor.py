@@ -38,10 +38,11 @@ class ClaudeCliAdaptor:
         stream = await self.open_stream(call)
         items: list[dict[str, Any]] = []
         try:
-            async for item in stream:
-                if isinstance(item, RelayError):
-                    raise item
-                items.append(item)
+            async for batch in stream:
+                for item in batch:
+                    if isinstance(item, RelayError):
+                        raise item
+                    items.append(item)
         finally:
             await stream.aclose()
         return accumulate(items, call.request.get("model", call.upstream_model))
@@ -100,15 +101,14 @@ class _Run:
             raise items[0]
         return items
 
-    async def stream(self, first: list[StreamItem]) -> AsyncIterator[StreamItem]:
+    async def stream(self, first: list[StreamItem]) -> AsyncIterator[list[StreamItem]]:
         try:
-            for item in first:
-                yield item
+            if first:
+                yield first
             if first and isinstance(first[-1], RelayError):
                 return
             async for batch in self._batches():
-                for item in batch:
-                    yield item
+                yield batch
                 if batch and isinstance(batch[-1], RelayError):
                     return
         finally:

@@ -29,14 +29,18 @@ class MockAdaptor:
     async def open_stream(self, call: Call) -> ChatStream:
         return self._stream(call)
 
-    async def _stream(self, call: Call) -> AsyncIterator[StreamItem]:
+    async def _stream(self, call: Call) -> AsyncIterator[list[StreamItem]]:
         r = make_reply(call.request, self.cfg.reply)
         cid, created, model = chunks.completion_id(), chunks.now(), call.upstream_model
         delay = self.cfg.chunk_delay
-        yield chunks.chunk(cid, model, created, {"role": "assistant", "content": ""})
-        for piece in split_even(r.text, self.cfg.stream_chunks):
-            if delay:
+        pieces = [chunks.chunk(cid, model, created, {"content": p}) for p in split_even(r.text, self.cfg.stream_chunks)]
+        if delay:  # one chunk per pause, as a model would send them
+            yield [chunks.chunk(cid, model, created, {"role": "assistant", "content": ""})]
+            for piece in pieces:
                 await asyncio.sleep(delay)
-            yield chunks.chunk(cid, model, created, {"content": piece})
-        yield chunks.chunk(cid, model, created, {}, r.finish_reason)
-        yield chunks.usage_chunk(cid, model, created, chunks.usage(r.prompt_tokens, r.completion_tokens))
+                yield [piece]
+            pieces = []
+        yield [chunks.chunk(cid, model, created, {"role": "assistant", "content": ""})] * (not delay) + pieces + [
+            chunks.chunk(cid, model, created, {}, r.finish_reason),
+            chunks.usage_chunk(cid, model, created, chunks.usage(r.prompt_tokens, r.completion_tokens)),
+        ]

@@ -1,0 +1,239 @@
+"""`make bench`: Relay against nginx-served upstream bodies, each row beside the same upstream
+called directly. Relay is pinned to core 0; nginx, wrk and the helpers to core 1.
+Writes bench-results/latest.json and prints the README table."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from ..proc import ROOT, free_port
+from . import bodies, wrk
+
+KEY = "sk-bench"
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+ROWS = [
+    # name, api path, model, stream, upstream path
+    ("chat, openai passthrough, non-stream", "/v1/chat/completions", "oa-json", False, "/oa-json/v1/chat/completions"),
+    ("chat, openai passthrough, stream", "/v1/chat/completions", "oa-sse", True, "/oa-sse/v1/chat/completions"),
+    ("chat via anthropic, non-stream", "/v1/chat/completions", "an-json", False, "/an-json/v1/messages"),
+    ("chat via anthropic, stream", "/v1/chat/completions", "an-sse", True, "/an-sse/v1/messages"),
+    ("responses via anthropic, non-stream", "/v1/responses", "an-json", False, "/an-json/v1/messages"),
+    ("responses via anthropic, stream", "/v1/responses", "an-sse", True, "/an-sse/v1/messages"),
+    ("responses via openai native, stream", "/v1/responses", "na-sse", True, "/na-sse/v1/responses"),
+]
+
+
+def body_for(path: str, model: str, stream: bool) -> dict:
+    if path == "/v1/responses":
+        return {"model": model, "input": "Say something.", "stream": stream}
+    return {"model": model, "messages": [{"role": "user", "content": "Say something."}], "stream": stream}
+
+
+def upstream_body(upstream: str, model: str, stream: bool) -> dict:
+    if upstream.endswith("/messages"):
+        return {"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": "Say something."}], "stream": stream}
+    return body_for("/v1/responses" if upstream.endswith("/responses") else "/v1/chat/completions", model, stream)
+
+
+def start_nginx(tmp: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    root = tmp / "www"
+    for prefix, (name, ctype, make) in bodies.UPSTREAMS.items():
+        f = root / prefix / "v1" / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(make())
+    locations = "\n".join(
+        f"    location /{prefix}/ {{ root {root}; default_type {ctype}; error_page 405 =200 $uri; }}"
+        for prefix, (_, ctype, _) in bodies.UPSTREAMS.items()
+    )
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port} backlog=8192;
+{locations}
+  }}
+}}
+""")
+    proc = subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", str(conf), "-g", "daemon off;"])
+    wait_port(port)
+    return proc, port
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def relay_config(tmp: Path, nginx: int, paced: int) -> Path:
+    channels = []
+    for prefix in bodies.UPSTREAMS:
+        kind = "anthropic" if prefix.startswith("an-") else "openai"
+        base = f"http://127.0.0.1:{nginx}/{prefix}" + ("" if kind == "anthropic" else "/v1")
+        extra = "\n    api_key: sk-ant-bench" if kind == "anthropic" else ("\n    responses: native" if prefix == "na-sse" else "")
+        channels.append(f"  - name: {prefix}\n    type: {kind}\n    base_url: {base}{extra}\n    models: [{prefix}]")
+    for name in ("paced", "slow"):
+        channels.append(f"  - name: {name}\n    type: openai\n    base_url: http://127.0.0.1:{paced}/{name}/v1\n    models: [{name}]\n"
+                        f"    timeout: {{first_byte: 60, idle: 60, total: 600}}")
+    path = tmp / "relay.yaml"
+    path.write_text(f"""\
+server: {{log_level: warning}}
+store: {{url: "sqlite:///{tmp}/bench.db"}}
+tenants:
+  - name: bench
+    keys: [{KEY}]
+channels:
+""" + "\n".join(channels) + "\n")
+    return path
+
+
+def start_relay(config: Path, port: int, cpus: str, workers: int = 1) -> subprocess.Popen:
+    log = open(config.parent / f"relay-{workers}.log", "w")
+    proc = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", "relay", "serve", "-c", str(config), "--port", str(port),
+                             "--workers", str(workers)], cwd=config.parent, stderr=log)
+    wait_port(port)
+    time.sleep(0.5)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def check(url: str, body: dict) -> None:
+    """One request must succeed before a scenario is measured: errors are fast and would
+    flatter the numbers."""
+    async with aiohttp.ClientSession() as s:
+        async with s.post(url, json=body, headers={"Authorization": f"Bearer {KEY}"}) as r:
+            text = await r.text()
+            if r.status != 200 or "error" in text[:200]:
+                raise RuntimeError(f"{url} {body.get('model')}: {r.status} {text[:300]}")
+
+
+async def ttft(url: str, body: dict, samples: int = 20) -> float:
+    times = []
+    async with aiohttp.ClientSession() as s:
+        for _ in range(samples):
+            t = time.perf_counter()
+            async with s.post(url, json=body, headers={"Authorization": f"Bearer {KEY}"}) as r:
+                while True:
+                    line = await r.content.readline()
+                    if line.startswith(b"data: {") and b'"content"' in line:
+                        times.append(time.perf_counter() - t)
+                        break
+                await r.read()
+    times.sort()
+    return times[len(times) // 2] * 1000
+
+
+def rss_kb(pid: int) -> tuple[int, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    get = lambda k: int(next(line.split()[1] for line in status.splitlines() if line.startswith(k)))
+    return get("VmRSS:"), get("VmHWM:")
+
+
+def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    tmp = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    tmp.chmod(0o755)  # nginx workers run as an unprivileged user and must read the bodies
+    nginx, nginx_port = start_nginx(tmp)
+    paced_port = free_port()
+    paced = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "tests.bench.paced", str(paced_port)], cwd=ROOT)
+    wait_port(paced_port)
+    config = relay_config(tmp, nginx_port, paced_port)
+    port = free_port()
+    relay = start_relay(config, port, "0")
+    relay_url, direct_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{nginx_port}"
+    rows = []
+    try:
+        for name, path, model, stream, upstream in ROWS:
+            body, ubody = body_for(path, model, stream), upstream_body(upstream, model, stream)
+            asyncio.run(check(relay_url + path, body))
+            wrk.run(relay_url + path, body, connections=8, seconds=1, cpu="1", key=KEY)  # warm-up
+            r32 = wrk.run(relay_url + path, body, connections=32, seconds=SECONDS, cpu="1", key=KEY)
+            d32 = wrk.run(direct_url + upstream, ubody, connections=32, seconds=SECONDS, cpu="1", key=KEY)
+            r1 = wrk.run(relay_url + path, body, connections=1, seconds=SECONDS, cpu="1", key=KEY)
+            d1 = wrk.run(direct_url + upstream, ubody, connections=1, seconds=SECONDS, cpu="1", key=KEY)
+            rows.append({"scenario": name, "rps_c32": r32.rps, "p50_ms_c32": r32.p50_ms, "p99_ms_c32": r32.p99_ms,
+                         "errors": r32.errors + r1.errors, "direct_rps_c32": d32.rps,
+                         "added_p50_ms_c1": round(r1.p50_ms - d1.p50_ms, 3), "relay_p50_ms_c1": r1.p50_ms, "direct_p50_ms_c1": d1.p50_ms})
+            print(f"{name}: {r32.rps:.0f} rps (direct {d32.rps:.0f}), p50 {r32.p50_ms:.2f} ms, added c=1 {r1.p50_ms - d1.p50_ms:.3f} ms", flush=True)
+        chat = body_for("/v1/chat/completions", "paced", True)
+        t_relay = asyncio.run(ttft(relay_url + "/v1/chat/completions", chat))
+        t_direct = asyncio.run(ttft(f"http://127.0.0.1:{paced_port}/paced/v1/chat/completions", chat))
+        extra = {"ttft_relay_p50_ms": round(t_relay, 2), "ttft_direct_p50_ms": round(t_direct, 2), "added_ttft_p50_ms": round(t_relay - t_direct, 2)}
+        print(f"TTFT p50: relay {t_relay:.2f} ms, direct {t_direct:.2f} ms", flush=True)
+        hold = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "tests.bench.hold", relay_url + "/v1/chat/completions", "5000", KEY, "3"],
+                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        held = json.loads(hold.stdout.readline())
+        rss, hwm = rss_kb(relay.pid)
+        hold.wait(timeout=120)
+        extra.update({"streams_open": held["open"], "stream_errors": held["errors"], "rss_mb_5000_streams": round(rss / 1024, 1),
+                      "peak_rss_mb": round(hwm / 1024, 1)})
+        print(f"5000 streams: {held}, RSS {rss / 1024:.0f} MB, peak {hwm / 1024:.0f} MB", flush=True)
+    finally:
+        stop(relay)
+    relay2 = start_relay(config, port, "0,1", workers=2)
+    try:
+        for row, (name, path, model, stream, upstream) in zip(rows, ROWS[:2]):
+            r = wrk.run(relay_url + path, body_for(path, model, stream), connections=32, seconds=SECONDS, cpu="1", key=KEY)
+            row["rps_c32_2_workers"] = r.rps
+            row["errors"] += r.errors
+    finally:
+        stop(relay2)
+        stop(paced)
+        stop(nginx)
+    results = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": os.cpu_count(), "rows": rows, **extra}
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    print()
+    print(table(results))
+
+
+def table(res: dict) -> str:
+    lines = ["| scenario | RPS (c=32) | direct RPS | p50 / p99 ms (c=32) | added p50 ms at c=1 | RPS, 2 workers | errors |",
+             "|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        two = f"{r['rps_c32_2_workers']:.0f}" if "rps_c32_2_workers" in r else ""
+        lines.append(f"| {r['scenario']} | {r['rps_c32']:.0f} | {r['direct_rps_c32']:.0f} | {r['p50_ms_c32']:.2f} / {r['p99_ms_c32']:.2f} | "
+                     f"{r['added_p50_ms_c1']:.3f} | {two} | {r['errors']} |")
+    lines.append("")
+    lines.append(f"Added TTFT p50 (paced upstream: first chunk at 200 ms, then every 20 ms): {res['added_ttft_p50_ms']:.2f} ms "
+                 f"(relay {res['ttft_relay_p50_ms']:.2f} ms, direct {res['ttft_direct_p50_ms']:.2f} ms).")
+    lines.append(f"5,000 concurrent streams on a slow upstream: {res['streams_open']} open, {res['stream_errors']} errors, "
+                 f"RSS {res['rss_mb_5000_streams']:.0f} MB (peak {res['peak_rss_mb']:.0f} MB).")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
