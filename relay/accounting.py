@@ -10,6 +10,7 @@ The closing work runs in a task of its own, so a client that leaves cannot cut i
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from types import TracebackType
@@ -18,11 +19,12 @@ from typing import Any
 from aiohttp import web
 
 from adaptors.errors import RelayError
+from adaptors.tokens import estimate_prompt
 from config.schema import TenantConfig
 
 from . import limits
 from .chat_stream import StreamOutcome
-from .logs import log_request
+from .logs import access, log_request
 from .metrics import Metrics
 from .runtime import Runtime
 from .store import Store, StoreError, UsageRecord
@@ -50,7 +52,7 @@ class Accounting:
         self.status = 200
         self.usage: dict[str, Any] | None = None  # chat usage, when the upstream reported it
         self.outcome: StreamOutcome | None = None
-        self.estimate_in = 0
+        self.messages: list[dict[str, Any]] = []
         self.plan: limits.Plan | None = None
         self.admitted = False
         self.headers: dict[str, str] = {}
@@ -59,10 +61,13 @@ class Accounting:
     async def __aenter__(self) -> Accounting:
         return self
 
-    async def admit(self, model: str, estimate_in: int, max_out: int | None) -> None:
+    async def admit(self, model: str, messages: list[dict[str, Any]], max_out: int | None) -> None:
         self.model = model
-        self.estimate_in = estimate_in
-        plan = limits.plan(self.tenant, model, estimate_in + (max_out or 0), self.request_id, time.time())
+        self.messages = messages
+        lim = self.tenant.limits
+        if not (lim.rpm or lim.tpm or lim.max_concurrent or lim.budget or model in lim.models):
+            return  # an unlimited tenant: nothing to check, nothing to estimate
+        plan = limits.plan(self.tenant, model, self.estimate_in + (max_out or 0), self.request_id, time.time())
         if plan.req.empty:
             return
         self.plan = plan
@@ -111,6 +116,10 @@ class Accounting:
             await asyncio.shield(task)
         except asyncio.CancelledError:
             pass  # the task finishes on its own
+
+    @functools.cached_property
+    def estimate_in(self) -> int:
+        return estimate_prompt(self.messages)
 
     def _tokens(self) -> tuple[int, int, int, int, bool]:
         """(input, cached, output, reasoning, estimated): the upstream's numbers when it
@@ -165,7 +174,7 @@ class Accounting:
                         ("reasoning", rec.reasoning_tokens)):
             if n:
                 m.child(m.tokens, rec.tenant, rec.model, channel, kind).inc(n)
-        if self.rt.config.server.access_log:
+        if self.rt.config.server.access_log and access.isEnabledFor(logging.INFO):
             log_request({
                 "request_id": rec.request_id, "tenant": rec.tenant, "model": rec.model, "channel": rec.channel,
                 "api": rec.api, "stream": rec.stream, "status": rec.status, "duration_ms": round(rec.duration_ms, 2),

@@ -82,6 +82,9 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
+            # No cookie jar: a cookie one upstream answer sets must never ride along on
+            # another tenant's request (and the jar's bookkeeping costs time per request).
+            cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
         )

@@ -11,7 +11,6 @@ from adaptors.base import Call, NativeResponses
 from adaptors.chat import validate_chat_request, wants_usage_chunk
 from adaptors.errors import RelayError, bad_request
 from adaptors.responses import ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat
-from adaptors.tokens import estimate_prompt
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -43,7 +42,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     candidates = rt.router.candidates(tenant, body["model"])
     async with accounting(request, rt, tenant, "chat") as acct:
         acct.stream = stream
-        await acct.admit(body["model"], estimate_prompt(body["messages"]), body.get("max_completion_tokens") or body.get("max_tokens"))
+        await acct.admit(body["model"], body["messages"], body.get("max_completion_tokens") or body.get("max_tokens"))
         answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream, health(request, rt))
         acct.channel, acct.attempts = answer.candidate.channel.name, answer.attempts
         headers = {**answer.headers(), **acct.headers}
@@ -82,7 +81,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     async with accounting(request, rt, tenant, "responses") as acct:
         acct.stream = body.get("stream") is True
         messages = conv.chat["messages"] if conv else [{"content": body.get("input") if isinstance(body.get("input"), str) else ""}]
-        await acct.admit(model, estimate_prompt(messages), body.get("max_output_tokens"))
+        await acct.admit(model, messages, body.get("max_output_tokens"))
         if native:
             acct.channel, acct.attempts = first.channel.name, 1
             call = Call(body, first.upstream_model, rid, {"x-request-id": rid})

@@ -25,20 +25,25 @@ def request_id(request: web.Request) -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 
 
+def _too_large(limit: int) -> RelayError:
+    return RelayError(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
+
+
 async def read_json(request: web.Request, limit: int) -> Any:
-    too_large = RelayError(
-        413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large"
-    )
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        parts.append(chunk)
-    raw = b"".join(parts)
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise _too_large(limit)
+        raw = await request.read()  # bounded by the declared length
+    else:  # chunked upload: count as it comes
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(chunk)
+        raw = b"".join(parts)
     if not raw.strip():
         raise bad_request("The request body is empty; send a JSON object.")
     try:
