@@ -153,9 +153,11 @@ async def test_multi_turn_function_call_history_is_forwarded_as_chat(relay, fake
         "store": False, "include": ["reasoning.encrypted_content"], "prompt_cache_key": "k", "service_tier": "auto",
         "truncation": "auto", "client_metadata": {"x": "y"}, "metadata": {"trace": "t1"},
     }
-    resp, out = await create_raw(relay, body)
-    assert resp.status == 200, out
+    raw = await relay.client().responses.with_raw_response.create(**{k: v for k, v in body.items() if k != "client_metadata"},
+                                                                   extra_body={"client_metadata": body["client_metadata"]})
+    out = json.loads(raw.http_response.content)
     validate("Response", out)
+    assert raw.parse().output_text == TEXT
     assert out["metadata"] == {"trace": "t1"} and out["instructions"] == "Be terse." and out["temperature"] == 0.3
     sent = fake_openai.last.body
     assert sent["messages"] == [
@@ -190,8 +192,8 @@ async def test_images_and_files_are_forwarded_as_chat_parts(relay, fake_openai):
         {"type": "input_image", "image_url": data_url},
         {"type": "input_file", "file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"},
     ]}]}
-    resp, _ = await create_raw(relay, body)
-    assert resp.status == 200
+    created = await relay.client().responses.create(**body)
+    assert created.output_text == TEXT
     assert fake_openai.last.body["messages"][0]["content"] == [
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "high"}},
