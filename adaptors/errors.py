@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import jsonfast
+
 
 class RelayError(Exception):
     """An error with the HTTP status and OpenAI error fields the client will see.
@@ -59,6 +61,17 @@ def upstream_auth(channel: str) -> RelayError:
         type="api_error",
         code="upstream_auth_error",
     )
+
+
+def upstream_json_object(channel: str, body: bytes, required: str, what: str) -> dict[str, Any]:
+    """An upstream body parsed as a JSON object with a list under `required`, or a 502."""
+    try:
+        data = jsonfast.loads(body)
+    except jsonfast.JSONDecodeError:
+        raise upstream_bad_response(channel, "the body is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get(required), list):
+        raise upstream_bad_response(channel, f"the body is not {what}")
+    return data
 
 
 def upstream_bad_response(channel: str, detail: str) -> RelayError:

@@ -14,3 +14,11 @@ def dumps(obj: Any) -> bytes:
 
 def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
+
+
+def loads_event(data: str) -> Any:
+    """A stream event's payload; ValueError (which stream readers turn into a 502) if it is not JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ValueError("a stream event is not JSON") from None

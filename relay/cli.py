@@ -24,6 +24,15 @@ def summary(config: RelayConfig) -> str:
     )
 
 
+def _load(path: str) -> RelayConfig | None:
+    """The config, or None after printing every error (for the commands that need one)."""
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print("\n".join(e.lines()), file=sys.stderr)
+        return None
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
@@ -41,10 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .server import serve
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print("\n".join(e.lines()), file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 1
     from .logs import setup
 
@@ -75,10 +82,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print("\n".join(e.lines()), file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 1
     if not config.server.admin_key:
         print("reload needs server.admin_key in the config (or send SIGHUP to the process)", file=sys.stderr)
@@ -105,10 +110,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
     from .usage_report import render
     from .store import StoreError, open_store
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print("\n".join(e.lines()), file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 1
     if config.store.url.startswith("memory://"):
         print("store.url is memory://: there is no ledger outside the running process", file=sys.stderr)

@@ -44,6 +44,11 @@ class Relay:
             await resp.read()
             return resp
 
+    async def post_json(self, path: str, body: Any, key: str | None = ACME_KEY) -> tuple[aiohttp.ClientResponse, Any]:
+        """A non-streaming call: the response and its parsed JSON body."""
+        resp = await self.post(path, body, key)
+        return resp, json.loads(await resp.read())
+
     async def raw_stream(self, path: str, body: Any, key: str = ACME_KEY) -> tuple[aiohttp.ClientResponse, str]:
         """A streamed answer exactly as sent, with its response (status, headers)."""
         async with aiohttp.ClientSession() as s:
@@ -148,20 +153,20 @@ def base_config(upstream_url: str, extra_channels: str = "", extra_tenants: str 
 ENV = {"ACME_KEY": ACME_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
 
 
-@pytest.fixture
-async def fake_openai(aiohttp_server: Callable[..., Any]) -> FakeOpenAI:
-    fake = FakeOpenAI()
+async def serve_fake(fake: Any, aiohttp_server: Callable[..., Any]) -> Any:
     fake.server = await aiohttp_server(fake.app(), host="127.0.0.1")
     fake.url = str(fake.server.make_url("")).rstrip("/")
     return fake
+
+
+@pytest.fixture
+async def fake_openai(aiohttp_server: Callable[..., Any]) -> FakeOpenAI:
+    return await serve_fake(FakeOpenAI(), aiohttp_server)
 
 
 @pytest.fixture
 async def fake_anthropic(aiohttp_server: Callable[..., Any]) -> FakeAnthropic:
-    fake = FakeAnthropic()
-    fake.server = await aiohttp_server(fake.app(), host="127.0.0.1")
-    fake.url = str(fake.server.make_url("")).rstrip("/")
-    return fake
+    return await serve_fake(FakeAnthropic(), aiohttp_server)
 
 
 ANTHROPIC_KEY = "sk-ant-upstream-secret-DO-NOT-LEAK"

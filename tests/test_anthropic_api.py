@@ -17,9 +17,7 @@ SIGNATURE = json.loads((__import__("tests.fakes.base", fromlist=["FIXTURES"]).FI
 
 
 async def chat_raw(relay, body):
-    resp = await relay.post("/v1/chat/completions", body)
-    data = json.loads(await resp.read())
-    return resp, data
+    return await relay.post_json("/v1/chat/completions", body)
 
 
 async def chat_stream_raw(relay, body):

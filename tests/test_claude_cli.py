@@ -23,15 +23,20 @@ CLI_KEY = "sk-ant-cli-channel-key"
 HELLO = [{"role": "system", "content": "Answer in German."}, {"role": "user", "content": "hello"}]
 
 
-def real_cli_config(anthropic_url: str, *, max_concurrent: int = 4, queue_timeout: float = 5,
-                    timeout: str = "{first_byte: 20, idle: 5, total: 60}") -> str:
-    assert CLAUDE.exists(), f"the claude CLI is missing at {CLAUDE}; `make test` installs it"
+def cli_config(channel: str) -> str:
     return f"""\
 store: {{url: memory://}}
 tenants:
   - name: acme
     keys: ["{ACME_KEY}"]
 channels:
+{channel}"""
+
+
+def real_cli_config(anthropic_url: str, *, max_concurrent: int = 4, queue_timeout: float = 5,
+                    timeout: str = "{first_byte: 20, idle: 5, total: 60}") -> str:
+    assert CLAUDE.exists(), f"the claude CLI is missing at {CLAUDE}; `make test` installs it"
+    return cli_config(f"""\
   - name: cli
     type: claude_cli
     command: {CLAUDE}
@@ -42,7 +47,7 @@ channels:
     timeout: {timeout}
     models: {{cli-text: text, cli-thinking: thinking, cli-max: max_tokens, cli-429: status-429, cli-529: status-529,
              cli-500: status-500, cli-400: status-400, cli-hang: hang-headers, cli-hang-mid: hang-midstream, cli-paced: paced-300}}
-"""
+""")
 
 
 def stand_in_config(tmp_path: Path, mode: str, marker: str, *, max_concurrent: int = 4, queue_timeout: float = 5,
@@ -50,12 +55,7 @@ def stand_in_config(tmp_path: Path, mode: str, marker: str, *, max_concurrent: i
     wrapper = tmp_path / "claude-stand-in"
     wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {STAND_IN} \"$@\"\n")
     wrapper.chmod(0o755)
-    return f"""\
-store: {{url: memory://}}
-tenants:
-  - name: acme
-    keys: ["{ACME_KEY}"]
-channels:
+    return cli_config(f"""\
   - name: fake-cli
     type: claude_cli
     command: {command or wrapper}
@@ -64,7 +64,7 @@ channels:
     timeout: {timeout}
     extra_args: [--fake-mode, {mode}, --marker, {marker}]
     models: [cli]
-"""
+""")
 
 
 def processes(marker: str) -> list[int]:

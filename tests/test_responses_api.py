@@ -15,9 +15,7 @@ TEXT = "Bonjour ! Voici un café ☕ et des émojis 🎉 — très bien."
 
 
 async def create_raw(relay, body):
-    resp = await relay.post("/v1/responses", body)
-    data = json.loads(await resp.read())
-    return resp, data
+    return await relay.post_json("/v1/responses", body)
 
 
 async def stream_raw(relay, body):

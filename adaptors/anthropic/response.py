@@ -4,18 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 from .. import chunks, jsonfast
-from ..errors import upstream_bad_response
+from ..errors import upstream_json_object
 from .thinking import encode_block
 from .usage import chat_usage, finish_reason
 
 
 def to_completion(channel: str, body: bytes, model: str, json_tool: str | None) -> dict[str, Any]:
-    try:
-        msg = jsonfast.loads(body)
-    except jsonfast.JSONDecodeError:
-        raise upstream_bad_response(channel, "the body is not JSON") from None
-    if not isinstance(msg, dict) or not isinstance(msg.get("content"), list):
-        raise upstream_bad_response(channel, "the body is not an Anthropic message")
+    msg = upstream_json_object(channel, body, "content", "an Anthropic message")
     text: list[str] = []
     thinking: list[str] = []
     tokens: list[str] = []

@@ -128,11 +128,7 @@ class SSEConverter:
         for ev in self._sse.feed(data):
             if not ev.data:
                 continue
-            try:
-                payload = jsonfast.loads(ev.data)
-            except jsonfast.JSONDecodeError:
-                raise ValueError("a stream event is not JSON") from None
-            out += self.events.event(payload)
+            out += self.events.event(jsonfast.loads_event(ev.data))
         return out
 
     def close(self) -> list[StreamItem]:

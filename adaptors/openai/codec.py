@@ -5,7 +5,7 @@ from typing import Any
 
 from .. import jsonfast
 from ..base import StreamItem
-from ..errors import RelayError, upstream_auth, upstream_bad_response
+from ..errors import RelayError, upstream_auth, upstream_bad_response, upstream_json_object
 from ..sse import SSEDecoder
 
 
@@ -26,13 +26,7 @@ def upstream_body(request: dict[str, Any], upstream_model: str, stream: bool) ->
 
 
 def parse_completion(channel: str, body: bytes) -> dict[str, Any]:
-    try:
-        data = jsonfast.loads(body)
-    except jsonfast.JSONDecodeError:
-        raise upstream_bad_response(channel, "the body is not JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise upstream_bad_response(channel, "the body is not a chat completion")
-    return data
+    return upstream_json_object(channel, body, "choices", "a chat completion")
 
 
 def error_from_body(channel: str, status: int, headers: dict[str, str], body: bytes) -> RelayError:
@@ -86,10 +80,7 @@ class ChatStreamConverter:
                 continue
             if not ev.data:
                 continue
-            try:
-                obj = jsonfast.loads(ev.data)
-            except jsonfast.JSONDecodeError:
-                raise ValueError("a stream event is not JSON") from None
+            obj = jsonfast.loads_event(ev.data)
             if isinstance(obj, dict) and "error" in obj:
                 err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
                 out.append(RelayError(502, str(err.get("message") or "upstream stream error"), type=str(err.get("type") or "api_error"), code=err.get("code") if isinstance(err.get("code"), str) else "upstream_error"))

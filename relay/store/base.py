@@ -7,6 +7,7 @@ ledger row without waiting.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -85,6 +86,17 @@ class UsageRecord:
 
 
 AGGREGATE_FIELDS = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "estimated")
+
+
+async def stop_task(task: "asyncio.Task[None] | None") -> None:
+    """Cancels a background task and waits until it has stopped."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
 
 
 class StoreError(Exception):

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .base import (
-    AGGREGATE_FIELDS, AdmitRequest, Admission, Budget, Concurrency, Rate, StoreError, UsageRecord, _tighten, aggregate_into,
+    AGGREGATE_FIELDS, AdmitRequest, Admission, Budget, Concurrency, Rate, StoreError, UsageRecord, stop_task, _tighten, aggregate_into,
 )
 
 log = logging.getLogger("relay")
@@ -96,12 +96,7 @@ class RedisStore:
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def close(self) -> None:
-        if self._flusher:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._flusher)
         try:
             await self.flush()
         except StoreError as e:

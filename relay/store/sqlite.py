@@ -14,7 +14,7 @@ from typing import Any, Callable, TypeVar
 
 from .. import gcra
 from .base import (
-    AGGREGATE_FIELDS, AdmitRequest, Admission, Budget, Concurrency, Rate, StoreError, UsageRecord, aggregate_into, decide,
+    AGGREGATE_FIELDS, AdmitRequest, Admission, Budget, Concurrency, Rate, StoreError, UsageRecord, stop_task, aggregate_into, decide,
 )
 
 T = TypeVar("T")
@@ -64,12 +64,7 @@ class SQLiteStore:
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def close(self) -> None:
-        if self._flusher:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._flusher)
         await self.flush()
         if self._con is not None:
             await self._run(self._con.close)
