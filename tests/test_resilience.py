@@ -19,7 +19,7 @@ def failover_config(openai_url: str, anthropic_url: str, primary: str, *, cooldo
                     keepalive: float = 15, extra: str = "") -> str:
     """`fo` is served by a failing primary (priority 0) and a healthy backup (priority 1)."""
     primary_channel = (
-        f"  - name: primary\n    type: openai\n    base_url: http://127.0.0.1:9/v1\n    models: {{fo: text}}\n"
+        "  - name: primary\n    type: openai\n    base_url: http://127.0.0.1:9/v1\n    models: {fo: text}\n"
         if primary == "refuse" else
         f"  - name: primary\n    type: anthropic\n    base_url: {anthropic_url}\n    api_key: k\n    models: {{fo: {primary}}}\n"
         if primary.startswith("anthropic:") else

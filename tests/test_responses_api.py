@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-import openai
 import pytest
 
-from .conftest import ACME_KEY, responses_events
+from .conftest import responses_events
 from .spec import validate, validate_error, validate_response_event
 
 TEXT = "Bonjour ! Voici un café ☕ et des émojis 🎉 — très bien."

@@ -62,7 +62,7 @@ def content_blocks(content: Any, param: str) -> list[dict[str, Any]]:
             elif f.get("file_url"):
                 block = {"type": "document", "source": {"type": "url", "url": f["file_url"]}}
             else:
-                raise bad_request(f"Files by 'file_id' cannot be sent to Anthropic; send 'file_data'.", param=f"{p}.file")
+                raise bad_request("Files by 'file_id' cannot be sent to Anthropic; send 'file_data'.", param=f"{p}.file")
             if f.get("filename"):
                 block["title"] = f["filename"]
             out.append(block)

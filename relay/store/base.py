@@ -88,7 +88,7 @@ class UsageRecord:
 AGGREGATE_FIELDS = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "estimated")
 
 
-async def stop_task(task: "asyncio.Task[None] | None") -> None:
+async def stop_task(task: asyncio.Task[None] | None) -> None:
     """Cancels a background task and waits until it has stopped."""
     if task is None:
         return
