@@ -112,10 +112,7 @@ class Accounting:
         task = asyncio.get_running_loop().create_task(self._release())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            pass  # the task finishes on its own
+        await asyncio.shield(task)  # if this request is cancelled meanwhile, the task still finishes
 
     @functools.cached_property
     def estimate_in(self) -> int:

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from .proc import ROOT, RelayProcess
+from .test_observability import scrape, value
 
 KEY = "sk-proc-test"
 ADMIN = "adm-proc-test"
@@ -113,5 +114,8 @@ async def test_sighup_reload_and_relay_reload(config_file):
                                       capture_output=True, text=True, cwd=ROOT, timeout=30)
         assert cli.returncode == 0 and cli.stdout.strip() == "reloaded"
         assert await ask(relay.url, "sk-newco", "extra-model") == 401
+        m = await scrape(relay.url)
+        assert value(m, "relay_config_reloads_total", result="success") == 2
+        assert value(m, "relay_config_reloads_total", result="failure") == 1
     finally:
         relay.stop()
