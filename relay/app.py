@@ -109,6 +109,7 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/responses", handlers.responses)
     app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_get("/v1/models/{model}", handlers.get_model)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)

@@ -109,13 +109,23 @@ async def responses(request: web.Request) -> web.StreamResponse:
         return await stream_answer(request, answer, write, rt.config.server.sse_keepalive, headers, acct.outcome)
 
 
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "relay"}
+
+
 async def list_models(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
-    models = rt.router.models_for(tenant)
-    return json_response(
-        {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "relay"} for m in models]}
-    )
+    return json_response({"object": "list", "data": [_model(m) for m in rt.router.models_for(tenant)]})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME].current
+    tenant = rt.keys.authenticate(request)
+    name = request.match_info["model"]
+    if name not in rt.router.models_for(tenant):  # another tenant's model is not found either
+        raise RelayError(404, f"The model '{name}' does not exist.", param="model", code="model_not_found")
+    return json_response(_model(name))
 
 
 async def healthz(request: web.Request) -> web.Response:

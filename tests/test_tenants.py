@@ -21,6 +21,18 @@ async def test_models_lists_only_the_tenants_models(relay):
     assert globex == ["globex-chat"]
 
 
+async def test_model_retrieve_is_per_tenant(relay):
+    from openai import NotFoundError
+
+    async with relay.client(GLOBEX_KEY) as client:
+        assert (await client.models.retrieve("globex-chat")).id == "globex-chat"
+        try:
+            await client.models.retrieve("gpt-4.1-mini")
+            raise AssertionError("another tenant's model must not be found")
+        except NotFoundError as e:
+            validate_error(e.body if "error" in (e.body or {}) else {"error": e.body})
+
+
 async def test_models_needs_a_key(relay):
     import aiohttp
 
