@@ -42,6 +42,14 @@ class RelayError(Exception):
         return f"RelayError({self.status}, {self.message!r}, code={self.code!r}, param={self.param!r})"
 
 
+def redact(err: RelayError, secret: str | None) -> RelayError:
+    """Removes a channel's own key from an upstream message before a client can see it
+    (some upstreams quote the key they rejected)."""
+    if secret and len(secret) >= 8 and secret in err.message:
+        err.message = err.message.replace(secret, "[redacted]")
+    return err
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> RelayError:
     return RelayError(400, message, param=param, code=code)
 

@@ -18,7 +18,7 @@ from config.schema import Timeouts
 
 from .base import Call, ChatStream, RawUpstream, StreamConverter, StreamItem
 from .deadline import Deadline
-from .errors import RelayError, upstream_bad_response, upstream_timeout, upstream_unreachable
+from .errors import RelayError, redact, upstream_bad_response, upstream_timeout, upstream_unreachable
 
 log = logging.getLogger("relay")
 
@@ -36,6 +36,7 @@ class UpstreamRequest:
 class HttpAdaptor:
     name: str
     timeouts: Timeouts
+    secret: str | None = None  # the channel's upstream key, scrubbed from upstream messages
 
     def __init__(self, name: str, timeouts: Timeouts, session: aiohttp.ClientSession):
         self.name = name
@@ -102,7 +103,7 @@ class HttpAdaptor:
                 body = b""
             finally:
                 resp.release()
-            raise self.map_error(resp.status, dict(resp.headers), body)
+            raise redact(self.map_error(resp.status, dict(resp.headers), body), self.secret)
         return resp
 
     def _client_timeout(self) -> aiohttp.ClientTimeout:

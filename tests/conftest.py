@@ -120,6 +120,7 @@ channels:
       broken-429: status-429
       broken-500: status-500
       broken-garbage: garbage
+      broken-echo: echo-key
       slow-hang: hang-headers
     timeout: {connect: 2, first_byte: 1, idle: 1, total: 10}
   - name: nowhere

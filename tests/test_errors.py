@@ -139,6 +139,13 @@ async def test_upstream_auth_failure_is_502_without_the_key(relay, model):
     assert UPSTREAM_KEY not in raw and ACME_KEY not in raw
 
 
+async def test_upstream_messages_never_carry_the_channel_key(relay):
+    resp = await relay.post("/v1/chat/completions", {"model": "broken-echo", "messages": HELLO})
+    raw = (await resp.read()).decode()
+    assert resp.status == 429 and UPSTREAM_KEY not in raw
+    assert (await error_of(resp))["message"] == "quota exceeded for key [redacted]"
+
+
 async def test_upstream_garbage_is_502(relay):
     resp = await relay.post("/v1/chat/completions", {"model": "broken-garbage", "messages": HELLO})
     assert resp.status == 502

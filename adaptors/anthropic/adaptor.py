@@ -25,6 +25,7 @@ class AnthropicAdaptor(HttpAdaptor):
         super().__init__(cfg.name, cfg.timeout, session)
         self.cfg = cfg
         self.url = cfg.base_url.rstrip("/") + "/v1/messages"
+        self.secret = cfg.api_key
         self._headers = {"content-type": "application/json", "anthropic-version": cfg.anthropic_version}
         if cfg.api_key:
             self._headers["x-api-key"] = cfg.api_key

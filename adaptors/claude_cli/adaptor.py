@@ -16,7 +16,7 @@ from ..anthropic.usage import chat_usage
 from ..base import Call, ChatStream, StreamItem
 from ..chunks import usage_chunk
 from ..deadline import Deadline
-from ..errors import RelayError, upstream_bad_response, upstream_timeout, upstream_unreachable
+from ..errors import RelayError, redact, upstream_bad_response, upstream_timeout, upstream_unreachable
 from . import prompt
 from .framer import LineFramer, LineTooLong
 from .messages import Result, StreamEvent, parse_message
@@ -157,10 +157,10 @@ class _Run:
 
     def _error(self, res: Result) -> RelayError:
         if res.api_error_status:
-            return map_error(self.owner.name, res.api_error_status, {}, {"error": {"message": res.text}})
+            return redact(map_error(self.owner.name, res.api_error_status, {}, {"error": {"message": res.text}}), self.owner.cfg.api_key)
         log.warning("channel %s: the CLI reported an error: %s; stderr: %s", self.owner.name, res.text[:500], self.proc.stderr_tail())
-        return RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI failed ({res.text[:200] or 'no detail'})",
-                          type="api_error", code="upstream_error")
+        return redact(RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI failed ({res.text[:200] or 'no detail'})",
+                                 type="api_error", code="upstream_error"), self.owner.cfg.api_key)
 
     def _died(self) -> RelayError:
         code = self.proc.proc.returncode

@@ -20,6 +20,7 @@ class OpenAIAdaptor(HttpAdaptor):
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
         self.native_responses = cfg.responses == "native"
+        self.secret = cfg.api_key
         self._headers = {"content-type": "application/json", **cfg.headers}
         if cfg.api_key:
             self._headers["authorization"] = f"Bearer {cfg.api_key}"

@@ -4,6 +4,7 @@
 - `status-NNN`: an OpenAI error object with HTTP status NNN (429 carries retry-after: 7)
 - `hang-headers`: never answers; `hang-midstream`: two frames, then silence
 - `truncated`: a stream that ends without [DONE]; `garbage`: a body that is not JSON
+- `echo-key`: a 429 whose message quotes the key it got
 - `slow-NNN`: the `text` transcript with NNN ms before the response headers
 - `paced-NNN`: the `text` stream with NNN ms before each frame
 
@@ -49,6 +50,9 @@ class FakeOpenAI(FakeUpstream):
         stream = bool(body.get("stream"))
         if model.startswith("status-"):
             return await self.chat_error(int(model.removeprefix("status-")))
+        if model == "echo-key":  # an upstream that quotes the key in its error message
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            return web.json_response({"error": {"message": f"quota exceeded for key {key}", "type": "x"}}, status=429)
         if model == "hang-headers":
             await asyncio.sleep(3600)
         if model.startswith("slow-"):
