@@ -67,17 +67,20 @@ async def responses(request: web.Request) -> web.StreamResponse:
     candidates = rt.router.candidates(tenant, model)
     rid = request[REQUEST_ID]
     reject = rt.config.responses.unsupported_tools == "reject"
-    conversions: dict[str, ChatConversion] = {}
+    by_reasoning: dict[bool, ChatConversion] = {}
 
-    def build(candidate: Candidate) -> dict[str, Any]:
+    def convert(candidate: Candidate) -> ChatConversion:
+        """The chat form of the request for this channel (two forms at most: with or without
+        replayed reasoning items), each converted once."""
         keep = getattr(candidate.adaptor, "accepts_reasoning_items", False)
-        conv = to_chat(body, reject_unsupported_tools=reject, keep_reasoning=keep)
-        conversions[candidate.channel.name] = conv
-        return conv.chat
+        if keep not in by_reasoning:
+            by_reasoning[keep] = to_chat(body, reject_unsupported_tools=reject, keep_reasoning=keep)
+        return by_reasoning[keep]
 
     first = candidates[0]
     native = isinstance(first.adaptor, NativeResponses) and first.adaptor.native_responses
-    conv = None if native else (build(first), conversions[first.channel.name])[1]  # 400s before any upstream call
+    # A request the bridge cannot take is a 400 here, before any upstream call.
+    conv = None if native else convert(first)
     async with accounting(request, rt, tenant, "responses") as acct:
         acct.stream = body.get("stream") is True
         messages = conv.chat["messages"] if conv else [{"content": body.get("input") if isinstance(body.get("input"), str) else ""}]
@@ -88,9 +91,9 @@ async def responses(request: web.Request) -> web.StreamResponse:
             return await relay_native(request, first.adaptor, call, {"x-relay-channel": first.channel.name, **acct.headers}, acct)
 
         assert conv is not None
-        answer = await dispatch(candidates, build, rid, conv.stream, health(request, rt))
+        answer = await dispatch(candidates, lambda c: convert(c).chat, rid, conv.stream, health(request, rt))
         acct.channel, acct.attempts = answer.candidate.channel.name, answer.attempts
-        conv = conversions[answer.candidate.channel.name]
+        conv = convert(answer.candidate)
         headers = {**answer.headers(), **acct.headers}
         if conv.tools.dropped:
             headers["x-relay-dropped-tools"] = ",".join(sorted(set(conv.tools.dropped)))
