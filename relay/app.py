@@ -20,6 +20,7 @@ from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST
 from .metrics import Metrics
 from .logs import log_request
 from .runtime import build_runtime
+from .sse_out import wait_closing
 from .store import open_store
 
 log = logging.getLogger("relay")
@@ -100,6 +101,7 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
         app[STORE] = store
         app[BACKGROUND] = set()
         yield
+        await wait_closing()
         if app[BACKGROUND]:
             await asyncio.gather(*app[BACKGROUND], return_exceptions=True)
         await store.close()

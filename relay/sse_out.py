@@ -85,3 +85,9 @@ async def finish(work: Awaitable[None]) -> None:
     _pending.add(task)
     task.add_done_callback(_pending.discard)
     await asyncio.shield(task)
+
+
+async def wait_closing() -> None:
+    """At shutdown: lets streams still closing (CLI processes being reaped) finish."""
+    if _pending:
+        await asyncio.gather(*_pending, return_exceptions=True)
