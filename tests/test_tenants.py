@@ -5,7 +5,7 @@ import hashlib
 import json
 
 from .conftest import ACME_KEY, GLOBEX_KEY, base_config
-from .spec import validate_error
+from .spec import validate, validate_error
 
 
 async def models_of(relay, key):
@@ -15,6 +15,13 @@ async def models_of(relay, key):
 
 
 async def test_models_lists_only_the_tenants_models(relay):
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        async with s.get(relay.url + "/v1/models", headers={"Authorization": f"Bearer {ACME_KEY}"}) as r:
+            validate("ListModelsResponse", await r.json())
+        async with s.get(relay.url + "/v1/models/demo", headers={"Authorization": f"Bearer {ACME_KEY}"}) as r:
+            validate("Model", await r.json())
     acme = await models_of(relay, ACME_KEY)
     globex = await models_of(relay, GLOBEX_KEY)
     assert "gpt-4.1-mini" in acme and "demo" in acme and "globex-chat" not in acme
