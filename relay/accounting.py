@@ -93,17 +93,18 @@ class Accounting:
             self.metrics.budget_left.labels(self.tenant.name).set(remaining / limit)
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        out = self.outcome
         if isinstance(exc, RelayError):
             self.status = exc.status
             self.channel = self.channel or exc.headers.get("x-relay-channel", "")
-        elif isinstance(exc, asyncio.CancelledError):
-            self.status = CLIENT_CLOSED
-        elif exc is not None:
+        elif out is not None and out.error is not None:
+            self.status = out.error.status  # reported in-band
+        elif out is not None and out.finished:
+            self.status = 200  # the whole answer went out, even if the client hung up right after
+        elif exc is not None and not isinstance(exc, asyncio.CancelledError):
             self.status = 500
-        elif self.outcome is not None and self.outcome.error is not None:
-            self.status = self.outcome.error.status
-        elif self.outcome is not None and not self.outcome.finished:
-            self.status = CLIENT_CLOSED
+        elif exc is not None or out is not None:
+            self.status = CLIENT_CLOSED  # cancelled, or a stream that stopped short
         if not self.model:
             return  # rejected before a model was named: nothing to account
         self._record()
