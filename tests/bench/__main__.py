@@ -224,7 +224,8 @@ def main() -> None:
     results = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": os.cpu_count(), "rows": rows, **extra}
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    for name in ("latest.json", results["time"].replace(":", "") + ".json"):  # one file per run, to compare
+        (out / name).write_text(json.dumps(results, indent=2))
     print()
     print(table(results))
 
