@@ -57,6 +57,7 @@ class Accounting:
         self.admitted = False
         self.headers: dict[str, str] = {}
         self.total_tokens = 0
+        self.call_state: dict[str, Any] = {}  # what the adaptor learned (e.g. the CLI's cost)
 
     async def __aenter__(self) -> Accounting:
         return self
@@ -141,7 +142,8 @@ class Accounting:
         if self.outcome is not None and self.outcome.first_chunk_at is not None:
             ttft = (self.outcome.first_chunk_at - self.started) * 1000
         rec = UsageRecord(time.time(), self.request_id, self.tenant.name, self.model, self.channel, self.api, self.stream,
-                          self.status, inp, cached, out, reasoning, (time.monotonic() - self.started) * 1000, ttft, estimated)
+                          self.status, inp, cached, out, reasoning, (time.monotonic() - self.started) * 1000, ttft, estimated,
+                          self.call_state.get("cost_usd"))
         self.store.record(rec)
         self._observe(rec)
         self.total_tokens = inp + out
@@ -178,7 +180,8 @@ class Accounting:
                 "api": rec.api, "stream": rec.stream, "status": rec.status, "duration_ms": round(rec.duration_ms, 2),
                 "ttft_ms": round(rec.ttft_ms, 2) if rec.ttft_ms is not None else None,
                 "input_tokens": rec.input_tokens, "output_tokens": rec.output_tokens, "cached_tokens": rec.cached_tokens,
-                "reasoning_tokens": rec.reasoning_tokens, "estimated": rec.estimated, "attempts": self.attempts,
+                "reasoning_tokens": rec.reasoning_tokens, "estimated": rec.estimated, "cost_usd": rec.cost_usd,
+                "attempts": self.attempts,
                 "client": self.client,
             })
 

@@ -44,7 +44,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         acct.stream = stream
         await acct.admit(body["model"], body["messages"], body.get("max_completion_tokens") or body.get("max_tokens"))
         answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream, health(request, rt))
-        acct.channel, acct.attempts = answer.candidate.channel.name, answer.attempts
+        acct.channel, acct.attempts, acct.call_state = answer.candidate.channel.name, answer.attempts, answer.call.state
         headers = {**answer.headers(), **acct.headers}
         if not stream:
             acct.usage = answer.result.get("usage")
@@ -92,7 +92,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
 
         assert conv is not None
         answer = await dispatch(candidates, lambda c: convert(c).chat, rid, conv.stream, health(request, rt))
-        acct.channel, acct.attempts = answer.candidate.channel.name, answer.attempts
+        acct.channel, acct.attempts, acct.call_state = answer.candidate.channel.name, answer.attempts, answer.call.state
         conv = convert(answer.candidate)
         headers = {**answer.headers(), **acct.headers}
         if conv.tools.dropped:

@@ -16,6 +16,7 @@ from .conftest import ACME_KEY, responses_events, sse_frames
 from .proc import ROOT
 from .spec import validate, validate_error, validate_response_event
 from .test_observability import scrape, value
+from relay.keys import STORE
 
 CLAUDE = Path(os.environ.get("RELAY_TEST_CLAUDE", ROOT / ".tools" / "node_modules" / ".bin" / "claude"))
 STAND_IN = Path(__file__).parent / "fakes" / "fake_claude.py"
@@ -211,6 +212,8 @@ async def test_a_2mb_line_is_read_whole(make_relay, tmp_path):
     r, body = await post(relay, {"model": "cli", "messages": HELLO})
     assert r.status == 200 and len(body["choices"][0]["message"]["content"]) == 2 * 1024 * 1024
     assert body["usage"]["completion_tokens"] == 7  # from the result line
+    rec = relay.server.app[STORE].ledger[-1]
+    assert rec.cost_usd == 0.0001 and rec.output_tokens == 7  # usage and cost from the result line
     assert await gone(marker)
 
 

@@ -244,3 +244,26 @@ channels:
     finally:
         a.stop()
         b.stop()
+
+
+async def test_sqlite_ledger_from_before_cost_usd_is_upgraded(tmp_path):
+    import sqlite3
+    import time as _time
+
+    from relay.store.base import UsageRecord
+    from relay.store.sqlite import SQLiteStore
+
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE ledger (time REAL, request_id TEXT, tenant TEXT, model TEXT, channel TEXT, api TEXT, stream INTEGER,"
+                " status INTEGER, input_tokens INTEGER, cached_tokens INTEGER, output_tokens INTEGER, reasoning_tokens INTEGER,"
+                " duration_ms REAL, ttft_ms REAL, estimated INTEGER)")
+    con.commit()
+    con.close()
+    store = SQLiteStore(str(path))
+    await store.start()
+    store.record(UsageRecord(_time.time(), "r1", "acme", "m", "c", "chat", False, 200, 3, 0, 4, 0, 1.0, None, False, 0.5))
+    rows = await store.usage("acme", None)
+    await store.close()
+    assert rows[0]["input_tokens"] == 3 and rows[0]["output_tokens"] == 4
+    assert sqlite3.connect(path).execute("SELECT cost_usd FROM ledger").fetchone() == (0.5,)

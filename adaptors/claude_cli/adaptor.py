@@ -66,7 +66,7 @@ class ClaudeCliAdaptor:
             self.slots.release()
             raise upstream_unreachable(self.name, f"cannot start {cfg.command!r} ({e.strerror or type(e).__name__})") from None
         self.running += 1
-        run = _Run(self, proc, call.request.get("model", call.upstream_model))
+        run = _Run(self, proc, call.request.get("model", call.upstream_model), call.state)
         try:
             first = await run.until_first()
         except BaseException:
@@ -79,8 +79,9 @@ class _Run:
     """One process's output, converted: stream events through the Anthropic converter, usage
     and errors from the result line."""
 
-    def __init__(self, owner: ClaudeCliAdaptor, proc: CliProcess, model: str):
+    def __init__(self, owner: ClaudeCliAdaptor, proc: CliProcess, model: str, state: dict[str, Any]):
         self.owner = owner
+        self.state = state  # the Call's: the cost goes there for the ledger
         self.proc = proc
         self.framer = LineFramer()
         self.events = EventConverter(owner.name, model)
@@ -147,6 +148,8 @@ class _Run:
             return [c for c in self.events.event(msg.event) if isinstance(c, RelayError) or c.get("choices")]
         if isinstance(msg, Result):
             self.result = msg
+            if msg.cost_usd is not None:
+                self.state["cost_usd"] = msg.cost_usd
             # The CLI reports a reply cut at max_tokens as an error, after the whole message
             # (stop_reason max_tokens) has streamed: for the client that is finish_reason length.
             truncated = self.events.finished and self.events.stop_reason == "max_tokens" and not msg.api_error_status

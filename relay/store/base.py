@@ -76,6 +76,7 @@ class UsageRecord:
     duration_ms: float = 0.0
     ttft_ms: float | None = None
     estimated: bool = False  # the upstream never reported usage; counts are Relay's estimate
+    cost_usd: float | None = None  # when the upstream reports a price (the Claude CLI does)
 
     def row(self) -> dict[str, Any]:
         return asdict(self)

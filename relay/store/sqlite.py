@@ -25,14 +25,14 @@ CREATE TABLE IF NOT EXISTS budgets (key TEXT PRIMARY KEY, spent INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS ledger (
   time REAL, request_id TEXT, tenant TEXT, model TEXT, channel TEXT, api TEXT, stream INTEGER, status INTEGER,
   input_tokens INTEGER, cached_tokens INTEGER, output_tokens INTEGER, reasoning_tokens INTEGER,
-  duration_ms REAL, ttft_ms REAL, estimated INTEGER);
+  duration_ms REAL, ttft_ms REAL, estimated INTEGER, cost_usd REAL);
 CREATE INDEX IF NOT EXISTS ledger_time ON ledger (time);
 CREATE TABLE IF NOT EXISTS usage_daily (
   day TEXT, tenant TEXT, model TEXT, requests INTEGER, errors INTEGER, input_tokens INTEGER, cached_tokens INTEGER,
   output_tokens INTEGER, reasoning_tokens INTEGER, estimated INTEGER, PRIMARY KEY (day, tenant, model));
 """
 LEDGER_COLUMNS = ("time", "request_id", "tenant", "model", "channel", "api", "stream", "status", "input_tokens",
-                  "cached_tokens", "output_tokens", "reasoning_tokens", "duration_ms", "ttft_ms", "estimated")
+                  "cached_tokens", "output_tokens", "reasoning_tokens", "duration_ms", "ttft_ms", "estimated", "cost_usd")
 BATCH = 500
 
 
@@ -57,6 +57,9 @@ class SQLiteStore:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
         con.executescript(SCHEMA)
+        # Ledgers written before cost_usd existed get the column on first start.
+        if "cost_usd" not in {row[1] for row in con.execute("PRAGMA table_info(ledger)")}:
+            con.execute("ALTER TABLE ledger ADD COLUMN cost_usd REAL")
         self._con = con
 
     async def start(self) -> None:
@@ -156,7 +159,7 @@ class SQLiteStore:
             aggregate_into(agg, rec)
         con.execute("BEGIN IMMEDIATE")
         try:
-            con.executemany(f"INSERT INTO ledger VALUES ({','.join('?' * len(LEDGER_COLUMNS))})",
+            con.executemany(f"INSERT INTO ledger ({','.join(LEDGER_COLUMNS)}) VALUES ({','.join('?' * len(LEDGER_COLUMNS))})",
                             [tuple(getattr(r, c) for c in LEDGER_COLUMNS) for r in batch])
             cols = ", ".join(AGGREGATE_FIELDS)
             updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in AGGREGATE_FIELDS)
