@@ -42,6 +42,8 @@ class HttpAdaptor:
         self.name = name
         self.timeouts = timeouts
         self.session = session
+        # aiohttp's own timer only guards connecting; the other limits are Relay's (Deadline).
+        self._client_timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeouts.connect)
 
     # --- pure parts, supplied by the subclass -------------------------------------------
     def build_request(self, call: Call, stream: bool) -> UpstreamRequest:
@@ -80,16 +82,19 @@ class HttpAdaptor:
         return self.parse_response(body, call)
 
     async def open_stream(self, call: Call) -> ChatStream:
-        req = self.build_request(call, stream=True)
+        resp, deadline = await self._open(self.build_request(call, stream=True))
+        return self._relay_stream(resp, self.stream_converter(call), deadline)
+
+    async def _open(self, req: UpstreamRequest) -> tuple[aiohttp.ClientResponse, Deadline]:
+        """Sends a request whose body will be read chunk by chunk, within first_byte/total."""
         deadline = Deadline(self.timeouts)
         left, what = deadline.next_wait()
-        resp = await self._within(self._post(req), left, what)
-        return self._relay_stream(resp, self.stream_converter(call), deadline)
+        return await self._within(self._post(req), left, what), deadline
 
     async def _post(self, req: UpstreamRequest) -> aiohttp.ClientResponse:
         """Sends the request; an HTTP error status comes back as the adaptor's RelayError."""
         try:
-            resp = await self.session.post(req.url, data=req.body, headers=req.headers, timeout=self._client_timeout())
+            resp = await self.session.post(req.url, data=req.body, headers=req.headers, timeout=self._client_timeout)
         except aiohttp.ClientConnectorError as e:
             raise upstream_unreachable(self.name, f"cannot connect ({e.os_error.strerror or type(e.os_error).__name__})") from None
         except aiohttp.ServerTimeoutError:
@@ -105,9 +110,6 @@ class HttpAdaptor:
                 resp.release()
             raise redact(self.map_error(resp.status, dict(resp.headers), body), self.secret)
         return resp
-
-    def _client_timeout(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=self.timeouts.connect)
 
     async def _within(self, aw: Any, seconds: float, what: str) -> Any:
         try:
@@ -151,9 +153,7 @@ class HttpAdaptor:
 
     async def raw(self, req: UpstreamRequest) -> RawUpstream:
         """Sends `req` and relays the answer's bytes untouched (same timeouts as streams)."""
-        deadline = Deadline(self.timeouts)
-        left, what = deadline.next_wait()
-        resp = await self._within(self._post(req), left, what)
+        resp, deadline = await self._open(req)
         return RawUpstream(resp.status, resp.headers.get("Content-Type", "application/json"), self._raw_chunks(resp, deadline))
 
     async def _raw_chunks(self, resp: aiohttp.ClientResponse, deadline: Deadline) -> AsyncIterator[bytes]:

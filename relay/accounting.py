@@ -65,12 +65,9 @@ class Accounting:
     async def admit(self, model: str, messages: list[dict[str, Any]], max_out: int | None) -> None:
         self.model = model
         self.messages = messages
-        lim = self.tenant.limits
-        if not (lim.rpm or lim.tpm or lim.max_concurrent or lim.budget or model in lim.models):
-            return  # an unlimited tenant: nothing to check, nothing to estimate
-        plan = limits.plan(self.tenant, model, self.estimate_in + (max_out or 0), self.request_id, time.time())
+        plan = limits.plan(self.tenant, model, lambda: self.estimate_in + (max_out or 0), self.request_id, time.time())
         if plan.req.empty:
-            return
+            return  # an unlimited tenant: nothing to check
         self.plan = plan
         try:
             adm = await self.store.admit(plan.req, time.time())

@@ -21,7 +21,6 @@ class StreamOutcome:
 
     usage: dict[str, Any] | None = None
     error: RelayError | None = None
-    chunks: int = 0
     first_chunk_at: float | None = None  # monotonic time the first content reached the client
     output_chars: int = 0  # streamed text, for an estimate when no usage ever arrives
     finished: bool = False
@@ -59,7 +58,6 @@ async def write_chat_stream(
                     if not item.get("choices"):
                         continue  # the usage-only chunk the client did not ask for
                     del item["usage"]
-            outcome.chunks += 1
             outcome.saw(item)
             frames.append(encode_data(jsonfast.dumps(item)))
         if frames:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from adaptors.base import Call, ChatStream
@@ -48,7 +48,6 @@ class Answer:
     attempts: int
     health: Health
     started: float  # monotonic start of the attempt that answered
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (channel, code) before this one
     settled: bool = False
 
     @property
@@ -136,7 +135,7 @@ async def dispatch(
             breakers.release(name)
             health.attempt_over(name, started, None)
             raise
-        answer = Answer(candidate, call, result, attempts, health, started, failed)
+        answer = Answer(candidate, call, result, attempts, health, started)
         if not stream:
             answer.settle(None, finished=True)
         return answer

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from adaptors.errors import RelayError
 from config.schema import TenantConfig
@@ -30,7 +31,9 @@ class Plan:
     model_keys: set[str] = field(default_factory=set)  # counters of a per-model limit
 
 
-def plan(tenant: TenantConfig, model: str, estimate: int, lease: str, now: float) -> Plan:
+def plan(tenant: TenantConfig, model: str, estimate: Callable[[], int], lease: str, now: float) -> Plan:
+    """`estimate` (the token cost guessed before the answer) is only computed when a tokens
+    limit needs it."""
     lim = tenant.limits
     scopes = [(f"{tenant.name}", lim)]
     per_model = lim.models.get(model)
@@ -38,12 +41,14 @@ def plan(tenant: TenantConfig, model: str, estimate: int, lease: str, now: float
         scopes.append((f"{tenant.name}:{model}", per_model))
     req = AdmitRequest(lease=lease, lease_ttl=LEASE_TTL)
     token_rates: list[Rate] = []
-    out = Plan(req, token_rates, estimate)
+    out = Plan(req, token_rates)
     for scope, l in scopes:
         if l.rpm:
             req.rates.append(Rate(f"rpm:{scope}", "requests", l.rpm, 1))
         if l.tpm:
-            rate = Rate(f"tpm:{scope}", "tokens", l.tpm, estimate)
+            if not token_rates:
+                out.estimate = estimate()
+            rate = Rate(f"tpm:{scope}", "tokens", l.tpm, out.estimate)
             req.rates.append(rate)
             token_rates.append(rate)
         if l.max_concurrent:

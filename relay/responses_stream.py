@@ -28,7 +28,6 @@ async def write_responses_stream(
                 break
             if item.get("usage"):
                 outcome.usage = item["usage"]
-            outcome.chunks += 1
             outcome.saw(item)
             events += machine.feed(item)
         await write_events(resp, events)

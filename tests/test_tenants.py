@@ -37,7 +37,8 @@ async def test_model_retrieve_is_per_tenant(relay):
             await client.models.retrieve("gpt-4.1-mini")
             raise AssertionError("another tenant's model must not be found")
         except NotFoundError as e:
-            validate_error(e.body if "error" in (e.body or {}) else {"error": e.body})
+            validate_error(e.response.json())
+            assert e.response.json()["error"]["code"] == "model_not_found"
 
 
 async def test_models_needs_a_key(relay):

@@ -33,14 +33,15 @@ class MockAdaptor:
         r = make_reply(call.request, self.cfg.reply)
         cid, created, model = chunks.completion_id(), chunks.now(), call.upstream_model
         delay = self.cfg.chunk_delay
+        head = [chunks.chunk(cid, model, created, {"role": "assistant", "content": ""})]
         pieces = [chunks.chunk(cid, model, created, {"content": p}) for p in split_even(r.text, self.cfg.stream_chunks)]
-        if delay:  # one chunk per pause, as a model would send them
-            yield [chunks.chunk(cid, model, created, {"role": "assistant", "content": ""})]
-            for piece in pieces:
-                await asyncio.sleep(delay)
-                yield [piece]
-            pieces = []
-        yield [chunks.chunk(cid, model, created, {"role": "assistant", "content": ""})] * (not delay) + pieces + [
-            chunks.chunk(cid, model, created, {}, r.finish_reason),
-            chunks.usage_chunk(cid, model, created, chunks.usage(r.prompt_tokens, r.completion_tokens)),
-        ]
+        tail = [chunks.chunk(cid, model, created, {}, r.finish_reason),
+                chunks.usage_chunk(cid, model, created, chunks.usage(r.prompt_tokens, r.completion_tokens))]
+        if not delay:  # everything at once: one batch, as a fast upstream read would give
+            yield head + pieces + tail
+            return
+        yield head
+        for piece in pieces:  # one chunk per pause, as a model would send them
+            await asyncio.sleep(delay)
+            yield [piece]
+        yield tail
