@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from config.loader import format_loc
+from relay_config.loader import format_loc
 
 from .errors import RelayError, bad_request
 

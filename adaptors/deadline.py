@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from config.schema import Timeouts
+from relay_config.schema import Timeouts
 
 
 class Deadline:

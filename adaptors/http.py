@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
-from config.schema import Timeouts
+from relay_config.schema import Timeouts
 
 from .base import Call, ChatStream, RawUpstream, StreamConverter, StreamItem
 from .deadline import Deadline

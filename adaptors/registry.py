@@ -5,7 +5,7 @@ from typing import assert_never
 
 import aiohttp
 
-from config.schema import AnthropicChannel, ChannelConfig, ClaudeCliChannel, MockChannel, OpenAIChannel
+from relay_config.schema import AnthropicChannel, ChannelConfig, ClaudeCliChannel, MockChannel, OpenAIChannel
 
 from .anthropic import AnthropicAdaptor
 from .base import Adaptor

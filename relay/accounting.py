@@ -18,9 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
-from adaptors.errors import RelayError
-from adaptors.tokens import estimate_prompt
-from config.schema import TenantConfig
+from relay_adaptors.errors import RelayError
+from relay_adaptors.tokens import estimate_prompt
+from relay_config.schema import TenantConfig
 
 from . import limits
 from .chat_stream import StreamOutcome

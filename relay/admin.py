@@ -7,9 +7,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from adaptors.errors import RelayError
-from config.loader import ConfigError, load_config
-from config.schema import RelayConfig
+from relay_adaptors.errors import RelayError
+from relay_config.loader import ConfigError, load_config
+from relay_config.schema import RelayConfig
 
 from .auth import is_admin
 from .httpio import json_response

@@ -10,8 +10,8 @@ from typing import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from adaptors.errors import RelayError
-from config.schema import RelayConfig
+from relay_adaptors.errors import RelayError
+from relay_config.schema import RelayConfig
 
 from . import admin, handlers
 from .httpio import error_response, request_id

@@ -7,8 +7,8 @@ import hmac
 
 from aiohttp import web
 
-from adaptors.errors import RelayError
-from config.schema import TenantConfig
+from relay_adaptors.errors import RelayError
+from relay_config.schema import TenantConfig
 
 
 @functools.lru_cache(maxsize=4096)

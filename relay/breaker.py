@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from config.schema import CooldownConfig
+from relay_config.schema import CooldownConfig
 
 
 @dataclass(slots=True)

@@ -5,10 +5,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from adaptors import jsonfast
-from adaptors.base import ChatStream
-from adaptors.errors import RelayError
-from adaptors.sse import DONE, encode_data
+from relay_adaptors import jsonfast
+from relay_adaptors.base import ChatStream
+from relay_adaptors.errors import RelayError
+from relay_adaptors.sse import DONE, encode_data
 
 
 class Sink(Protocol):

@@ -7,8 +7,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from config.loader import ConfigError, load_config
-from config.schema import RelayConfig
+from relay_config.loader import ConfigError, load_config
+from relay_config.schema import RelayConfig
 
 from . import __version__
 

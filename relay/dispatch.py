@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from adaptors.base import Call, ChatStream
-from adaptors.errors import RelayError
-from config.schema import RouterConfig
+from relay_adaptors.base import Call, ChatStream
+from relay_adaptors.errors import RelayError
+from relay_config.schema import RouterConfig
 
 from .breaker import Breakers
 from .metrics import Metrics, reason_of

@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from adaptors.base import Call, NativeResponses
-from adaptors.chat import validate_chat_request, wants_usage_chunk
-from adaptors.errors import RelayError, bad_request
-from adaptors.responses import ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat
+from relay_adaptors.base import Call, NativeResponses
+from relay_adaptors.chat import validate_chat_request, wants_usage_chunk
+from relay_adaptors.errors import RelayError, bad_request
+from relay_adaptors.responses import ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat
 
 from prometheus_client import CONTENT_TYPE_LATEST
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from adaptors import jsonfast
-from adaptors.errors import RelayError, bad_request
+from relay_adaptors import jsonfast
+from relay_adaptors.errors import RelayError, bad_request
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Generated ids: a random per-process prefix and a counter; unique without a syscall each.

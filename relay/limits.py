@@ -5,8 +5,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from adaptors.errors import RelayError
-from config.schema import TenantConfig
+from relay_adaptors.errors import RelayError
+from relay_config.schema import TenantConfig
 
 from .store import AdmitRequest, Admission, Budget, Concurrency, Rate
 

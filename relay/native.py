@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from adaptors import jsonfast
-from adaptors.sse import SSEDecoder
+from relay_adaptors import jsonfast
+from relay_adaptors.sse import SSEDecoder
 
 from .accounting import Accounting
 from .chat_stream import StreamOutcome

@@ -1,11 +1,11 @@
 """Writes a chat stream to the client as Responses API events, through the bridge machine."""
 from __future__ import annotations
 
-from adaptors import jsonfast
-from adaptors.base import ChatStream
-from adaptors.errors import RelayError
-from adaptors.responses import ResponsesStream
-from adaptors.sse import encode_event
+from relay_adaptors import jsonfast
+from relay_adaptors.base import ChatStream
+from relay_adaptors.errors import RelayError
+from relay_adaptors.responses import ResponsesStream
+from relay_adaptors.sse import encode_event
 
 from .chat_stream import Sink, StreamOutcome
 

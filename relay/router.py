@@ -8,9 +8,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from adaptors.base import Adaptor
-from adaptors.errors import RelayError
-from config.schema import ChannelConfig, TenantConfig
+from relay_adaptors.base import Adaptor
+from relay_adaptors.errors import RelayError
+from relay_config.schema import ChannelConfig, TenantConfig
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from adaptors.registry import make_adaptor
-from adaptors.base import Adaptor
-from config.schema import ChannelConfig, RelayConfig
+from relay_adaptors.registry import make_adaptor
+from relay_adaptors.base import Adaptor
+from relay_config.schema import ChannelConfig, RelayConfig
 
 from .auth import KeyIndex
 from .router import Router

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from config.schema import RelayConfig
+from relay_config.schema import RelayConfig
 
 from . import __version__
 from .admin import reload_config

@@ -7,7 +7,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from adaptors.sse import KEEPALIVE
+from relay_adaptors.sse import KEEPALIVE
 
 from .chat_stream import StreamOutcome
 from .dispatch import Answer

@@ -11,7 +11,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from config.loader import parse_config
+from relay_config.loader import parse_config
 from relay.app import create_app
 
 from .fakes.anthropic import FakeAnthropic

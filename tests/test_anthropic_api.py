@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from adaptors.anthropic.thinking import decode_blocks
+from relay_adaptors.anthropic.thinking import decode_blocks
 
 from .conftest import ANTHROPIC_KEY, ACME_KEY, responses_events, sse_frames
 from .spec import validate, validate_error, validate_response_event
@@ -254,7 +254,7 @@ async def test_structured_output_is_a_forced_tool_and_comes_back_as_text(claude_
 
 
 def test_json_tool_input_becomes_content():
-    from adaptors.anthropic.stream import EventConverter
+    from relay_adaptors.anthropic.stream import EventConverter
 
     conv = EventConverter("c", "m", json_tool="json_response")
     items = conv.event({"type": "message_start", "message": {"usage": {"input_tokens": 3}}})

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from adaptors.anthropic.stream import SSEConverter
-from adaptors.errors import RelayError
+from relay_adaptors.anthropic.stream import SSEConverter
+from relay_adaptors.errors import RelayError
 
 from .conftest import sse_frames
 from .fakes.base import FIXTURES

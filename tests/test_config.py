@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config.loader import ConfigError, parse_config
+from relay_config.loader import ConfigError, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import sys
 import aiohttp
 import pytest
 
-from adaptors.tokens import estimate_prompt
-from config.loader import parse_config
+from relay_adaptors.tokens import estimate_prompt
+from relay_config.loader import parse_config
 from relay.app import create_app
 from relay.keys import STORE
 

@@ -1,7 +1,7 @@
 """The mock channel is a product feature: deterministic, realistic usage, honours max_tokens."""
 from __future__ import annotations
 
-from adaptors.mock.reply import make_reply, split_even
+from relay_adaptors.mock.reply import make_reply, split_even
 
 
 def req(text: str, **kw):

@@ -11,7 +11,7 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from config.loader import parse_config
+from relay_config.loader import parse_config
 from relay.app import create_app
 from relay.cli import build_parser
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adaptors.errors import RelayError
-from adaptors.openai.codec import ChatStreamConverter
-from adaptors.responses import Envelope, ResponsesStream
-from adaptors.responses.tools import ToolNames
+from relay_adaptors.errors import RelayError
+from relay_adaptors.openai.codec import ChatStreamConverter
+from relay_adaptors.responses import Envelope, ResponsesStream
+from relay_adaptors.responses.tools import ToolNames
 
 from .fakes.base import FIXTURES
 from .spec import validate_response_event

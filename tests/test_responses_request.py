@@ -1,7 +1,7 @@
 """Responses request -> chat request, the parts not visible through an upstream's body."""
 from __future__ import annotations
 
-from adaptors.responses import REASONING_KEY, to_chat
+from relay_adaptors.responses import REASONING_KEY, to_chat
 
 HISTORY = [
     {"role": "user", "content": "q"},

@@ -5,7 +5,7 @@ from typing import Any
 
 import aiohttp
 
-from config.schema import AnthropicChannel
+from relay_config.schema import AnthropicChannel
 
 from .. import jsonfast
 from ..base import Call, StreamConverter

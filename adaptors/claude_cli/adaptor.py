@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any, AsyncIterator
 
-from config.schema import ClaudeCliChannel
+from relay_config.schema import ClaudeCliChannel
 
 from ..accumulate import accumulate
 from ..anthropic.errors import map_error

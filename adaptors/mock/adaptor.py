@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
-from config.schema import MockChannel
+from relay_config.schema import MockChannel
 
 from .. import chunks
 from ..base import Call, ChatStream, StreamItem

@@ -5,7 +5,7 @@ from typing import Any
 
 import aiohttp
 
-from config.schema import OpenAIChannel
+from relay_config.schema import OpenAIChannel
 
 from .. import jsonfast
 from ..base import Call, RawUpstream, StreamConverter
