@@ -1,13 +1,17 @@
-"""The adaptor interface: what the relay needs from a channel type, and nothing more.
+"""The adaptor contract: what the relay needs from a channel type, and nothing more.
 
-Canonical internal format is OpenAI chat: a chat request dict in, a chat completion dict or a
-stream of chat chunk dicts out. Pure conversion lives in each adaptor's own modules; the only
-I/O is in `complete` / `open_stream`.
+Built-in channels and third-party plugins implement exactly this. Canonical internal format
+is OpenAI chat: a chat request dict in, a chat completion dict or a stream of chat chunk
+dicts out. Pure conversion lives in each adaptor's own modules; the only I/O is in
+`complete` / `open_stream` (and the optional passthroughs below).
+
+What a channel can do is declared once, in `capabilities`; the relay reads that value and
+never probes an adaptor with getattr/isinstance or compares channel-type names.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncGenerator, AsyncIterator, Protocol, runtime_checkable
+from typing import Any, AsyncGenerator, Protocol
 
 from .errors import RelayError
 
@@ -16,7 +20,30 @@ Chunk = dict[str, Any]
 # a batch with one syscall. An upstream failure after the stream began arrives as a
 # RelayError item (not an exception), last in its batch, so what came before it is kept.
 StreamItem = Chunk | RelayError
-ChatStream = AsyncIterator[list[StreamItem]]
+# An async generator: whoever opened it must close it (`aclose()`), which also stops the
+# upstream (closes the connection, kills the process).
+ChatStream = AsyncGenerator[list[StreamItem], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What one channel can do, declared by its adaptor."""
+
+    native_responses: bool = False  # Responses bodies go upstream untouched (implements NativeResponses)
+    native_messages: bool = False  # Anthropic Messages bodies go upstream untouched (implements NativeMessages)
+    reasoning_items: bool = False  # replayed reasoning (thinking blocks) survives the chat form
+    client_tools: bool = True  # the client's function tools can be offered to the model
+    counts_processes: bool = False  # runs local processes, counted by `running` (implements ProcessCounter)
+    reports_cost: bool = False  # fills CallReport.cost_usd
+    counts_tokens: bool = False  # can ask its upstream to count a request's tokens (implements TokenCounter)
+
+
+@dataclass(slots=True)
+class CallReport:
+    """What an adaptor learned during one call, for the ledger and the client's headers."""
+
+    cost_usd: float | None = None  # the upstream's own price for the call, when it reports one
+    upstream_model: str | None = None  # the model name the upstream answered with
 
 
 @dataclass(slots=True)
@@ -28,7 +55,8 @@ class Call:
     request_id: str
     headers: dict[str, str] = field(default_factory=dict)  # extra headers to forward upstream
     ignored_params: list[str] = field(default_factory=list)  # request fields the channel left out
-    state: dict[str, Any] = field(default_factory=dict)  # what build_request tells the parsers
+    report: CallReport = field(default_factory=CallReport)
+    json_tool: str | None = None  # the tool that carries response_format (channels without JSON mode)
 
 
 class StreamConverter(Protocol):
@@ -41,6 +69,7 @@ class StreamConverter(Protocol):
 
 class Adaptor(Protocol):
     name: str
+    capabilities: Capabilities
 
     async def complete(self, call: Call) -> dict[str, Any]:
         """A non-streaming chat completion. Raises RelayError."""
@@ -48,22 +77,41 @@ class Adaptor(Protocol):
 
     async def open_stream(self, call: Call) -> ChatStream:
         """Starts a stream; raises RelayError while nothing has been received (failover is
-        still possible). The returned iterator must be closed with `aclose()`."""
+        still possible). The returned generator must be closed with `aclose()`."""
         ...
 
 
 @dataclass(slots=True)
 class RawUpstream:
+    """An upstream answer relayed as bytes (same-protocol passthrough)."""
+
     status: int
     content_type: str
     chunks: AsyncGenerator[bytes, None]
+    headers: dict[str, str] = field(default_factory=dict)  # upstream headers worth passing on
 
 
-@runtime_checkable
 class NativeResponses(Protocol):
-    """Optional: the upstream may speak the Responses API itself (when `native_responses` is
-    true); the client's body is forwarded with the model renamed and the answer relayed as is."""
-
-    native_responses: bool
+    """Declared by `Capabilities.native_responses`: the client's Responses body is forwarded
+    with the model renamed and the answer relayed as is."""
 
     async def responses_passthrough(self, call: Call) -> RawUpstream: ...
+
+
+class NativeMessages(Protocol):
+    """Declared by `Capabilities.native_messages`: the client's Anthropic Messages body is
+    forwarded with the model renamed and the answer relayed as is."""
+
+    async def messages_passthrough(self, call: Call) -> RawUpstream: ...
+
+
+class ProcessCounter(Protocol):
+    """Declared by `Capabilities.counts_processes`."""
+
+    running: int
+
+
+class TokenCounter(Protocol):
+    """Declared by `Capabilities.counts_tokens`: `call.request` is an Anthropic Messages body."""
+
+    async def count_tokens(self, call: Call) -> int: ...

@@ -132,7 +132,7 @@ class HttpAdaptor:
 
     async def _relay_stream(
         self, resp: aiohttp.ClientResponse, conv: StreamConverter, deadline: Deadline
-    ) -> AsyncIterator[list[StreamItem]]:
+    ) -> ChatStream:
         chunks = resp.content.iter_any()
         finished = False
         try:

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from relay_adaptors.base import CallReport
 from relay_adaptors.errors import RelayError
 from relay_adaptors.tokens import estimate_prompt
 from relay_config.schema import TenantConfig
@@ -57,7 +58,7 @@ class Accounting:
         self.admitted = False
         self.headers: dict[str, str] = {}
         self.total_tokens = 0
-        self.call_state: dict[str, Any] = {}  # what the adaptor learned (e.g. the CLI's cost)
+        self.report = CallReport()  # what the adaptor learned (e.g. the CLI's cost)
 
     async def __aenter__(self) -> Accounting:
         return self
@@ -140,7 +141,7 @@ class Accounting:
             ttft = (self.outcome.first_chunk_at - self.started) * 1000
         rec = UsageRecord(time.time(), self.request_id, self.tenant.name, self.model, self.channel, self.api, self.stream,
                           self.status, inp, cached, out, reasoning, (time.monotonic() - self.started) * 1000, ttft, estimated,
-                          self.call_state.get("cost_usd"))
+                          self.report.cost_usd)
         self.store.record(rec)
         self._observe(rec)
         self.total_tokens = inp + out

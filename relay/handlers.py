@@ -3,11 +3,11 @@ account (see accounting.py)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
-from relay_adaptors.base import Call, NativeResponses
+from relay_adaptors.base import Call, NativeResponses, ProcessCounter
 from relay_adaptors.chat import validate_chat_request, wants_usage_chunk
 from relay_adaptors.errors import RelayError, bad_request
 from relay_adaptors.responses import ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat
@@ -44,7 +44,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         acct.stream = stream
         await acct.admit(body["model"], body["messages"], body.get("max_completion_tokens") or body.get("max_tokens"))
         answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream, health(request, rt))
-        acct.channel, acct.attempts, acct.call_state = answer.candidate.channel.name, answer.attempts, answer.call.state
+        acct.channel, acct.attempts, acct.report = answer.candidate.channel.name, answer.attempts, answer.call.report
         headers = {**answer.headers(), **acct.headers}
         if not stream:
             acct.usage = answer.result.get("usage")
@@ -72,13 +72,13 @@ async def responses(request: web.Request) -> web.StreamResponse:
     def convert(candidate: Candidate) -> ChatConversion:
         """The chat form of the request for this channel (two forms at most: with or without
         replayed reasoning items), each converted once."""
-        keep = getattr(candidate.adaptor, "accepts_reasoning_items", False)
+        keep = candidate.adaptor.capabilities.reasoning_items
         if keep not in by_reasoning:
             by_reasoning[keep] = to_chat(body, reject_unsupported_tools=reject, keep_reasoning=keep)
         return by_reasoning[keep]
 
     first = candidates[0]
-    native = isinstance(first.adaptor, NativeResponses) and first.adaptor.native_responses
+    native = first.adaptor.capabilities.native_responses
     # A request the bridge cannot take is a 400 here, before any upstream call.
     conv = None if native else convert(first)
     async with accounting(request, rt, tenant, "responses") as acct:
@@ -88,11 +88,11 @@ async def responses(request: web.Request) -> web.StreamResponse:
         if native:
             acct.channel, acct.attempts = first.channel.name, 1
             call = Call(body, first.upstream_model, rid, {"x-request-id": rid})
-            return await relay_native(request, first.adaptor, call, {"x-relay-channel": first.channel.name, **acct.headers}, acct)
+            return await relay_native(request, cast(NativeResponses, first.adaptor), call, {"x-relay-channel": first.channel.name, **acct.headers}, acct)
 
         assert conv is not None
         answer = await dispatch(candidates, lambda c: convert(c).chat, rid, conv.stream, health(request, rt))
-        acct.channel, acct.attempts, acct.call_state = answer.candidate.channel.name, answer.attempts, answer.call.state
+        acct.channel, acct.attempts, acct.report = answer.candidate.channel.name, answer.attempts, answer.call.report
         conv = convert(answer.candidate)
         headers = {**answer.headers(), **acct.headers}
         if conv.tools.dropped:
@@ -151,6 +151,6 @@ async def metrics(request: web.Request) -> web.Response:
     breakers = request.app[BREAKERS]
     for ch, adaptor in rt.channels:
         m.channel_up.labels(ch.name).set(1 if breakers.is_up(ch.name) else 0)
-        if ch.type == "claude_cli":
-            m.cli_processes.labels(ch.name).set(getattr(adaptor, "running", 0))
+        if adaptor.capabilities.counts_processes:
+            m.cli_processes.labels(ch.name).set(cast(ProcessCounter, adaptor).running)
     return web.Response(body=exposition(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

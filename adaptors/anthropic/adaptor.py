@@ -8,7 +8,7 @@ import aiohttp
 from relay_config.schema import AnthropicChannel
 
 from .. import jsonfast
-from ..base import Call, StreamConverter
+from ..base import Call, Capabilities, StreamConverter
 from ..errors import RelayError
 from ..http import HttpAdaptor, UpstreamRequest
 from . import errors
@@ -19,7 +19,7 @@ from .stream import SSEConverter
 
 class AnthropicAdaptor(HttpAdaptor):
     # Responses reasoning items replayed by clients become thinking blocks again.
-    accepts_reasoning_items = True
+    capabilities = Capabilities(reasoning_items=True)
 
     def __init__(self, cfg: AnthropicChannel, session: aiohttp.ClientSession):
         super().__init__(cfg.name, cfg.timeout, session)
@@ -36,15 +36,15 @@ class AnthropicAdaptor(HttpAdaptor):
         req = call.request if stream == bool(call.request.get("stream")) else {**call.request, "stream": stream}
         conv = to_messages(req, call.upstream_model, self.cfg.default_max_tokens)
         call.ignored_params.extend(conv.ignored)
-        call.state["json_tool"] = conv.json_tool
+        call.json_tool = conv.json_tool
         headers = {**self._headers, **call.headers} if call.headers else self._headers
         return UpstreamRequest(self.url, headers, jsonfast.dumps(conv.body))
 
     def parse_response(self, body: bytes, call: Call) -> dict[str, Any]:
-        return to_completion(self.name, body, call.request.get("model", call.upstream_model), call.state.get("json_tool"))
+        return to_completion(self.name, body, call.request.get("model", call.upstream_model), call.json_tool)
 
     def stream_converter(self, call: Call) -> StreamConverter:
-        return SSEConverter(self.name, call.request.get("model", call.upstream_model), call.state.get("json_tool"))
+        return SSEConverter(self.name, call.request.get("model", call.upstream_model), call.json_tool)
 
     def map_error(self, status: int, headers: dict[str, str], body: bytes) -> RelayError:
         return errors.map_error(self.name, status, headers, body)

@@ -13,7 +13,7 @@ from ..accumulate import accumulate
 from ..anthropic.errors import map_error
 from ..anthropic.stream import EventConverter
 from ..anthropic.usage import chat_usage
-from ..base import Call, ChatStream, StreamItem
+from ..base import Call, CallReport, Capabilities, ChatStream, StreamItem
 from ..chunks import usage_chunk
 from ..deadline import Deadline
 from ..errors import RelayError, redact, upstream_bad_response, upstream_timeout, upstream_unreachable
@@ -28,6 +28,8 @@ PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NODE_EXTRA_CA_CERTS", "SSL_CERT_F
 
 
 class ClaudeCliAdaptor:
+    capabilities = Capabilities(client_tools=False, counts_processes=True, reports_cost=True)
+
     def __init__(self, cfg: ClaudeCliChannel):
         self.name = cfg.name
         self.cfg = cfg
@@ -66,7 +68,7 @@ class ClaudeCliAdaptor:
             self.slots.release()
             raise upstream_unreachable(self.name, f"cannot start {cfg.command!r} ({e.strerror or type(e).__name__})") from None
         self.running += 1
-        run = _Run(self, proc, call.request.get("model", call.upstream_model), call.state)
+        run = _Run(self, proc, call.request.get("model", call.upstream_model), call.report)
         try:
             first = await run.until_first()
         except BaseException:
@@ -79,9 +81,9 @@ class _Run:
     """One process's output, converted: stream events through the Anthropic converter, usage
     and errors from the result line."""
 
-    def __init__(self, owner: ClaudeCliAdaptor, proc: CliProcess, model: str, state: dict[str, Any]):
+    def __init__(self, owner: ClaudeCliAdaptor, proc: CliProcess, model: str, report: CallReport):
         self.owner = owner
-        self.state = state  # the Call's: the cost goes there for the ledger
+        self.report = report  # the Call's: the cost goes there for the ledger
         self.proc = proc
         self.framer = LineFramer()
         self.events = EventConverter(owner.name, model)
@@ -102,7 +104,7 @@ class _Run:
             raise items[0]
         return items
 
-    async def stream(self, first: list[StreamItem]) -> AsyncIterator[list[StreamItem]]:
+    async def stream(self, first: list[StreamItem]) -> ChatStream:
         try:
             if first:
                 yield first
@@ -149,7 +151,7 @@ class _Run:
         if isinstance(msg, Result):
             self.result = msg
             if msg.cost_usd is not None:
-                self.state["cost_usd"] = msg.cost_usd
+                self.report.cost_usd = msg.cost_usd
             # The CLI reports a reply cut at max_tokens as an error, after the whole message
             # (stop_reason max_tokens) has streamed: for the client that is finish_reason length.
             truncated = self.events.finished and self.events.stop_reason == "max_tokens" and not msg.api_error_status

@@ -7,11 +7,13 @@ from typing import Any, AsyncIterator
 from relay_config.schema import MockChannel
 
 from .. import chunks
-from ..base import Call, ChatStream, StreamItem
+from ..base import Call, Capabilities, ChatStream, StreamItem
 from .reply import make_reply, split_even
 
 
 class MockAdaptor:
+    capabilities = Capabilities()
+
     def __init__(self, cfg: MockChannel):
         self.name = cfg.name
         self.cfg = cfg
@@ -29,7 +31,7 @@ class MockAdaptor:
     async def open_stream(self, call: Call) -> ChatStream:
         return self._stream(call)
 
-    async def _stream(self, call: Call) -> AsyncIterator[list[StreamItem]]:
+    async def _stream(self, call: Call) -> ChatStream:
         r = make_reply(call.request, self.cfg.reply)
         cid, created, model = chunks.completion_id(), chunks.now(), call.upstream_model
         delay = self.cfg.chunk_delay

@@ -8,7 +8,7 @@ import aiohttp
 from relay_config.schema import OpenAIChannel
 
 from .. import jsonfast
-from ..base import Call, RawUpstream, StreamConverter
+from ..base import Call, Capabilities, RawUpstream, StreamConverter
 from ..errors import RelayError
 from ..http import HttpAdaptor, UpstreamRequest
 from . import codec
@@ -19,7 +19,7 @@ class OpenAIAdaptor(HttpAdaptor):
         super().__init__(cfg.name, cfg.timeout, session)
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
-        self.native_responses = cfg.responses == "native"
+        self.capabilities = Capabilities(native_responses=cfg.responses == "native")
         self.secret = cfg.api_key
         self._headers = {"content-type": "application/json", **cfg.headers}
         if cfg.api_key:
