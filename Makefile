@@ -6,7 +6,7 @@ CONFIG  ?= config.example.yaml
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test install install-test system-deps bench clean
+.PHONY: run test lint install install-test system-deps bench clean
 
 run: $(STAMP_RUN)
 	$(BIN)/relay serve -c $(CONFIG)
@@ -25,6 +25,13 @@ $(STAMP_RUN): pyproject.toml setup.py | $(BIN)/python
 $(STAMP_TEST): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(STAMP_RUN)
+
+# ruff (lint + import order) and mypy (strict on adaptors/ and config/). mypy reads the
+# installed module names, so it looks at the tree through a folder of links named that way.
+lint: $(STAMP_TEST)
+	$(BIN)/ruff check .
+	@mkdir -p .typecheck && ln -sfn ../relay .typecheck/relay && ln -sfn ../adaptors .typecheck/relay_adaptors && ln -sfn ../config .typecheck/relay_config
+	MYPYPATH=.typecheck $(BIN)/mypy -p relay -p relay_adaptors -p relay_config
 
 # System packages the suite runs for real (see tests/README in README.md).
 system-deps:

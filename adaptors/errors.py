@@ -21,6 +21,7 @@ class RelayError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        local: bool = False,
     ):
         super().__init__(message)
         self.status = status
@@ -29,6 +30,9 @@ class RelayError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+        # Raised by Relay itself about this request (a local queue timed out, the request
+        # could not be handed to the channel): says nothing of the upstream's health.
+        self.local = local
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
