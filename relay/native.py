@@ -1,24 +1,23 @@
-"""`responses: native`: the upstream speaks Responses; bytes are relayed as they come, and the
-usage is read on the side from the terminal event (or the JSON body)."""
+"""`responses: native`: the upstream speaks Responses; its bytes are relayed as they come and
+watched on the side for what the ledger needs. Sans-IO: bytes in, facts into the outcome."""
 from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from relay_adaptors import jsonfast
 from relay_adaptors.sse import SSEDecoder
 
-from .accounting import Accounting
-from .chat_stream import StreamOutcome
-from .sse_out import SSE_HEADERS, finish
+from .outcome import StreamOutcome
 
-_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# Events whose `delta` is generated text, counted for an estimate if the stream is cut.
+_TEXT_DELTAS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta",
+                          "response.reasoning_summary_text.delta", "response.reasoning_text.delta", "response.refusal.delta"})
 
 
 def chat_usage(resp_usage: dict[str, Any] | None) -> dict[str, Any] | None:
     """Responses usage in the chat shape the ledger reads."""
-    if not resp_usage:
+    if not isinstance(resp_usage, dict):
         return None
     return {
         "prompt_tokens": resp_usage.get("input_tokens", 0),
@@ -28,50 +27,39 @@ def chat_usage(resp_usage: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-class UsageTap:
-    """Watches relayed bytes for the usage of the final response."""
+class ResponsesTap:
+    """Reads relayed Responses bytes (an event stream or one JSON body) into `outcome`: the
+    usage as soon as the terminal event passes, the generated text's size until then."""
 
-    def __init__(self, streaming: bool):
+    def __init__(self, streaming: bool, outcome: StreamOutcome):
         self.sse = SSEDecoder() if streaming else None
+        self.outcome = outcome
         self.body: list[bytes] = []
-        self.usage: dict[str, Any] | None = None
 
     def feed(self, data: bytes) -> None:
         if self.sse is None:
             self.body.append(data)
             return
         for ev in self.sse.feed(data):
-            if ev.event in _TERMINAL:
+            if ev.event in _TEXT_DELTAS or ev.event in _TERMINAL:
                 try:
-                    self.usage = chat_usage(jsonfast.loads(ev.data).get("response", {}).get("usage"))
-                except (jsonfast.JSONDecodeError, AttributeError):
-                    pass
+                    payload = jsonfast.loads(ev.data)
+                except jsonfast.JSONDecodeError:
+                    continue
+                if not isinstance(payload, dict):
+                    continue
+                if ev.event in _TERMINAL:
+                    response = payload.get("response")
+                    self.outcome.usage = chat_usage(response.get("usage") if isinstance(response, dict) else None)
+                elif isinstance(payload.get("delta"), str):
+                    self.outcome.produced(len(payload["delta"]))
 
     def close(self) -> None:
-        if self.sse is None and self.body:
-            try:
-                self.usage = chat_usage(jsonfast.loads(b"".join(self.body)).get("usage"))
-            except (jsonfast.JSONDecodeError, AttributeError):
-                pass
-
-
-async def relay_native(request: web.Request, adaptor: Any, call: Any, headers: dict[str, str], acct: Accounting) -> web.StreamResponse:
-    upstream = await adaptor.responses_passthrough(call)
-    streaming = upstream.content_type.startswith("text/event-stream")
-    tap = UsageTap(streaming)
-    acct.outcome = StreamOutcome()
-    try:
-        resp = web.StreamResponse(status=upstream.status, headers={"Content-Type": upstream.content_type, **headers})
-        if streaming:
-            resp.headers.update({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"})
-        await resp.prepare(request)
-        async for data in upstream.chunks:
-            tap.feed(data)
-            await resp.write(data)
-        await resp.write_eof()
-        acct.outcome.finished = True
-        return resp
-    finally:
-        await finish(upstream.chunks.aclose())
-        tap.close()
-        acct.usage = tap.usage
+        if self.sse is not None or not self.body:
+            return
+        try:
+            payload = jsonfast.loads(b"".join(self.body))
+        except jsonfast.JSONDecodeError:
+            return
+        if isinstance(payload, dict):
+            self.outcome.usage = chat_usage(payload.get("usage"))
