@@ -36,7 +36,7 @@ from .dispatch import Answer, Attempt, Upstreams, dispatch
 from .keys import ACCOUNTED, BACKGROUND, BREAKERS, METRICS, REQUEST_ID, STORE
 from .logs import access, log_request
 from .metrics import Metrics
-from .outcome import StreamOutcome
+from .outcome import StreamOutcome, charge
 from .router import Candidate
 from .runtime import Runtime
 from .sse_out import SSE_HEADERS, KeepaliveWriter
@@ -230,33 +230,20 @@ class ModelCall:
             return  # nothing held in the store
         await self._shielded(self._release())
 
-    def _tokens(self) -> tuple[int, int, int, int, bool]:
-        """(input, cached, output, reasoning, estimated): the upstream's numbers when it
-        reported them, else Relay's estimate for whatever was produced or started."""
-        u = self.usage or (self.outcome.usage if self.outcome else None)
-        if u:
-            return (_int(u.get("prompt_tokens")), _int((u.get("prompt_tokens_details") or {}).get("cached_tokens")),
-                    _int(u.get("completion_tokens")),
-                    _int((u.get("completion_tokens_details") or {}).get("reasoning_tokens")), False)
-        produced = self.outcome is not None and self.outcome.first_chunk_at is not None
-        started = bool(self.channel) and self.status == CLIENT_CLOSED  # the upstream already had the prompt
-        if not (self.status < 400 or produced or started):
-            return 0, 0, 0, 0, False  # nothing reached or came from an upstream: nothing to charge
-        chars = self.outcome.output_chars if self.outcome else 0
-        return self.estimate_in, 0, (chars + 3) // 4, 0, True
-
     def _record(self) -> None:
         """The ledger row, metrics and access line: no waiting, so nothing can cut it short."""
-        inp, cached, out, reasoning, estimated = self._tokens()
+        # A call cut short after the upstream had the prompt still pays for the prompt.
+        reached_upstream = bool(self.channel) and self.status == CLIENT_CLOSED
+        c = charge(self.usage, self.outcome, self.status, reached_upstream, lambda: self.estimate_in)
         ttft = None
         if self.outcome is not None and self.outcome.first_chunk_at is not None:
             ttft = (self.outcome.first_chunk_at - self.started) * 1000
         rec = UsageRecord(time.time(), self.request_id, self.tenant.name, self.model, self.channel, self.api,
-                          self.stream_requested, self.status, inp, cached, out, reasoning,
-                          (time.monotonic() - self.started) * 1000, ttft, estimated, self.report.cost_usd)
+                          self.stream_requested, self.status, c.input, c.cached, c.output, c.reasoning,
+                          (time.monotonic() - self.started) * 1000, ttft, c.estimated, self.report.cost_usd)
         self.store.record(rec)
         self._observe(rec)
-        self.total_tokens = inp + out
+        self.total_tokens = c.total
 
     async def _release(self) -> None:
         """Settles token counters and budgets with the real usage, and frees the slot."""
@@ -293,9 +280,3 @@ class ModelCall:
                 "reasoning_tokens": rec.reasoning_tokens, "estimated": rec.estimated, "cost_usd": rec.cost_usd,
                 "attempts": self.attempts, "client": self.request.remote,
             })
-
-
-def _int(value: Any) -> int:
-    """A usage count as reported, or 0 for anything that is not a non-negative number."""
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else 0
-
