@@ -10,9 +10,10 @@ from .outcome import Sink, StreamOutcome
 
 
 async def write_chat_stream(
-    resp: Sink, stream: ChatStream, include_usage: bool, outcome: StreamOutcome
+    resp: Sink, stream: ChatStream, include_usage: bool, outcome: StreamOutcome, model: str
 ) -> None:
-    """Chat chunks as `data:` frames, one write per upstream batch, `[DONE]` at the end."""
+    """Chat chunks as `data:` frames, one write per upstream batch, `[DONE]` at the end;
+    every chunk names `model` (the name the client asked for)."""
     async for batch in stream:
         frames: list[bytes] = []
         for item in batch:
@@ -30,6 +31,7 @@ async def write_chat_stream(
                         continue  # the usage-only chunk the client did not ask for
                     del item["usage"]
             outcome.saw(item)
+            item["model"] = model
             frames.append(encode_data(jsonfast.dumps(item)))
         if frames:
             await resp.write(b"".join(frames))

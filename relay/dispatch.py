@@ -96,8 +96,8 @@ class Answer:
         h = {"x-relay-channel": self.candidate.channel.name, "x-relay-attempts": str(self.attempts)}
         if self.call.ignored_params:
             h["x-relay-ignored-params"] = ",".join(sorted(set(self.call.ignored_params)))
-        if self.call.report.upstream_model:
-            h["x-relay-upstream-model"] = self.call.report.upstream_model
+        # For operators: the model name the upstream was asked for (answers name the public one).
+        h["x-relay-upstream-model"] = self.call.report.upstream_model or self.candidate.upstream_model
         return h
 
     def settle(self, error: RelayError | None, finished: bool) -> None:

@@ -38,13 +38,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     async with ModelCall.begin(request, rt, tenant, "chat") as call:
         await call.admit(candidates[0].model, body["messages"], max_output_tokens(body), stream)
         answer = await call.dispatch(candidates, lambda _: Attempt(body), stream)
+        model = body["model"]  # every answer names the model the client asked for
         if answer.completion is not None:
+            answer.completion["model"] = model
             return call.json(answer.completion, answer.completion.get("usage"), answer.headers())
         include_usage = wants_usage_chunk(body)
         stream_out = answer.stream
         assert stream_out is not None
         return await call.stream(
-            answer, lambda out, outcome: write_chat_stream(out, stream_out, include_usage, outcome), answer.headers())
+            answer, lambda out, outcome: write_chat_stream(out, stream_out, include_usage, outcome, model), answer.headers())
 
 
 async def responses(request: web.Request) -> web.StreamResponse:
@@ -85,7 +87,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
         answer = await call.dispatch(candidates, plan, stream)
         headers = answer.headers()
         if answer.raw is not None:
-            return await call.relay(answer, ResponsesTap, headers)
+            return await call.relay(answer, lambda streaming, outcome: ResponsesTap(streaming, outcome, model), headers)
         conv = convert(answer.candidate)
         if conv.tools.dropped:
             headers["x-relay-dropped-tools"] = ",".join(sorted(set(conv.tools.dropped)))

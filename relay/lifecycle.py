@@ -49,11 +49,12 @@ Writer = Callable[[KeepaliveWriter, StreamOutcome], Awaitable[None]]
 
 
 class Tap(Protocol):
-    """Watches a passthrough's bytes for usage (sans-IO); writes what it learns into the outcome."""
+    """Watches a passthrough's bytes (sans-IO): returns what to relay, writes what it learns
+    (usage, text produced) into the outcome as the bytes pass."""
 
-    def feed(self, data: bytes) -> None: ...
+    def feed(self, data: bytes) -> bytes: ...
 
-    def close(self) -> None: ...
+    def end(self) -> bytes: ...
 
 
 TapFactory = Callable[[bool, StreamOutcome], Tap]  # (the answer is an event stream, where to write)
@@ -186,13 +187,15 @@ class ModelCall:
                 **({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"} if streaming else {})})
             await resp.prepare(self.request)
             async for data in upstream.chunks:
-                tap.feed(data)
-                await resp.write(data)
+                if out := tap.feed(data):
+                    await resp.write(out)
+            if tail := tap.end():
+                await resp.write(tail)
             await resp.write_eof()
             outcome.finished = True
             return resp
         finally:
-            tap.close()  # before any wait: what was seen is kept even if this task is cancelled
+            tap.end()  # before any wait: what was seen is kept even if this task is cancelled
             await self._shielded(self._close_raw(answer, outcome))
 
     async def _close_raw(self, answer: Answer, outcome: StreamOutcome) -> None:
