@@ -16,11 +16,12 @@ from relay_config.schema import RelayConfig
 from . import admin, handlers
 from .httpio import error_response, request_id
 from .breaker import Breakers
-from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, RuntimeHolder
+from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
 from .metrics import Metrics
 from .logs import log_request
 from .runtime import build_runtime
 from .store import open_store
+from .thinking_memory import LocalKV, ThinkingMemory
 
 log = logging.getLogger("relay")
 
@@ -80,6 +81,7 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     if config_path is not None:
         app[CONFIG_PATH] = Path(config_path)
     app[METRICS] = Metrics()
+    app[THINKING] = ThinkingMemory(LocalKV())
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(

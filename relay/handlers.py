@@ -17,7 +17,7 @@ from .auth import is_admin
 from .chat_writer import write_chat_stream
 from .dispatch import Attempt
 from .httpio import json_response, read_json
-from .keys import BREAKERS, METRICS, RUNTIME
+from .keys import BREAKERS, METRICS, RUNTIME, THINKING
 from .lifecycle import ModelCall
 from .metrics import exposition
 from .native import ResponsesTap
@@ -35,14 +35,28 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = validate_chat_request(await read_json(request, rt.config.server.max_body_bytes))
     stream = bool(body.get("stream"))
     candidates = rt.router.candidates(tenant, body["model"])
+    memory = request.app[THINKING]
+    thinking = body.get("reasoning_effort") not in (None, "none")
+    # Thinking a chat client dropped from its tool turns, put back for channels that need it.
+    restored = await memory.restore(tenant.name, body["messages"]) if thinking else None
+    with_thinking = {**body, "messages": restored} if restored is not None else body
+
+    def plan(candidate: Candidate) -> Attempt:
+        return Attempt(with_thinking if candidate.adaptor.capabilities.reasoning_items else body)
+
     async with ModelCall.begin(request, rt, tenant, "chat") as call:
         await call.admit(candidates[0].model, body["messages"], max_output_tokens(body), stream)
-        answer = await call.dispatch(candidates, lambda _: Attempt(body), stream)
+        answer = await call.dispatch(candidates, plan, stream)
         model = body["model"]  # every answer names the model the client asked for
+        remember = thinking and answer.candidate.adaptor.capabilities.reasoning_items
         if answer.completion is not None:
             answer.completion["model"] = model
+            if remember:
+                await memory.remember_completion(tenant.name, answer.completion)
             return call.json(answer.completion, answer.completion.get("usage"), answer.headers())
         include_usage = wants_usage_chunk(body)
+        if remember and answer.stream is not None:
+            answer.stream = memory.watch(tenant.name, answer.stream)
         stream_out = answer.stream
         assert stream_out is not None
         return await call.stream(

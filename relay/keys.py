@@ -10,6 +10,7 @@ from aiohttp import web
 from .breaker import Breakers
 from .metrics import Metrics
 from .store import Store
+from .thinking_memory import ThinkingMemory
 from .runtime import Runtime
 
 
@@ -26,6 +27,7 @@ BREAKERS = web.AppKey("breakers", Breakers)  # outlive reloads: keyed by channel
 STORE = web.AppKey("store", Store)  # limits, budgets and the ledger; chosen at start (store.url)
 BACKGROUND = web.AppKey("background", set)  # accounting tasks still running, awaited at shutdown
 METRICS = web.AppKey("metrics", Metrics)
+THINKING = web.AppKey("thinking", ThinkingMemory)  # signed thinking of tool turns, for chat clients that drop it
 CONFIG_PATH = web.AppKey("config_path", Path)  # set when serving a file (enables reload)
 REQUEST_ID = web.RequestKey("request_id", str)
 ACCOUNTED = web.RequestKey("accounted", bool)  # a model call, logged by its accounting

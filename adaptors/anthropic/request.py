@@ -217,6 +217,10 @@ def to_messages(req: dict[str, Any], model: str, default_max_tokens: int) -> Con
     fmt = req.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
         _structured_output(body, out, fmt, tools)
+    if "thinking" in body and not _thinking_can_continue(body):
+        # Sending the turn as it is would be refused; the answer comes without thinking.
+        del body["thinking"]
+        out.ignored.append("reasoning_effort")
     if req.get("stream"):
         body["stream"] = True
     return out
@@ -251,3 +255,14 @@ def _structured_output(body: dict[str, Any], out: Converted, fmt: dict[str, Any]
     body["tools"] = [answer_tool]
     body["tool_choice"] = {"type": "tool", "name": name}
     body.pop("thinking", None)  # Anthropic does not allow forced tool use with thinking
+
+
+def _thinking_can_continue(body: dict[str, Any]) -> bool:
+    """Whether Anthropic accepts thinking for this request: no forced tool use, and the last
+    assistant turn, when it called tools, starts with its signed thinking block."""
+    if (body.get("tool_choice") or {}).get("type") in ("tool", "any"):
+        return False
+    last = next((t for t in reversed(body["messages"]) if t["role"] == "assistant"), None)
+    if last is None or not any(b.get("type") == "tool_use" for b in last["content"]):
+        return True
+    return last["content"][0].get("type") in ("thinking", "redacted_thinking")
