@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -102,7 +102,8 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
         store = open_store(config.store.url)
         await store.start()
         app[STORE] = store
-        app[BACKGROUND] = set()
+        tasks: set[asyncio.Task[Any]] = set()
+        app[BACKGROUND] = tasks
         yield
         # Streams still closing (CLI processes being reaped) and settlements still running.
         while app[BACKGROUND]:

@@ -74,6 +74,6 @@ def exposition(registry: CollectorRegistry) -> bytes:
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         combined = CollectorRegistry()
-        multiprocess.MultiProcessCollector(combined, path)
+        multiprocess.MultiProcessCollector(combined, path)  # type: ignore[no-untyped-call]
         return generate_latest(combined)
     return generate_latest(registry)

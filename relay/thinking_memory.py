@@ -79,7 +79,7 @@ class ThinkingMemory:
         for i, msg in enumerate(messages):
             if msg.get("role") != "assistant" or msg.get("reasoning_signature") or not msg.get("tool_calls"):
                 continue
-            ids = [c.get("id") for c in msg["tool_calls"] if isinstance(c, dict) and isinstance(c.get("id"), str)]
+            ids = [c["id"] for c in msg["tool_calls"] if isinstance(c, dict) and isinstance(c.get("id"), str)]
             token = await self.kv.get(_key(tenant, ids)) if ids else None
             if token:
                 out = out if out is not None else list(messages)
@@ -89,7 +89,7 @@ class ThinkingMemory:
     async def remember_completion(self, tenant: str, completion: dict[str, Any]) -> None:
         for choice in completion.get("choices") or ():
             msg = choice.get("message") or {}
-            ids = [c.get("id") for c in msg.get("tool_calls") or () if isinstance(c.get("id"), str)]
+            ids = [c["id"] for c in msg.get("tool_calls") or () if isinstance(c.get("id"), str)]
             if isinstance(msg.get("reasoning_signature"), str):
                 await self.remember(tenant, ids, msg["reasoning_signature"])
 
