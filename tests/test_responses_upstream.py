@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import UPSTREAM_KEY, Relay, base_config, serve_fake, sse_frames
+from .conftest import ACME_KEY, UPSTREAM_KEY, Relay, base_config, serve_fake, sse_frames
 from .fakes.openai_responses import FakeResponsesOnly
 from .spec import validate, validate_error
 
@@ -99,6 +99,14 @@ async def test_stream_helper_text_then_tool_call_and_tool_result_turn(ro_relay, 
         {"type": "function_call", "call_id": "call_Vw0xY1zA2bC3dE4fG5hI6jK7", "name": "get_weather", "arguments": '{"city":"Zürich"}'},
         {"type": "function_call_output", "call_id": "call_Vw0xY1zA2bC3dE4fG5hI6jK7", "output": "12C"},
     ]
+
+
+@pytest.mark.parametrize("chunking", ["byte", "random"])
+async def test_stream_survives_any_upstream_chunking(ro_relay, fake_responses, chunking):
+    fake_responses.chunking = chunking
+    async with ro_relay.client().chat.completions.stream(model="gpt-ro-tools", messages=HELLO, tools=[WEATHER, TIME]) as stream:
+        final = await stream.get_final_completion()
+    assert [c.function.arguments for c in final.choices[0].message.tool_calls] == ['{"city":"Paris"}', '{"tz":"Europe/Paris"}']
 
 
 @pytest.mark.parametrize("model", ["gpt-ro-text", "gpt-ro-tools", "gpt-ro-tool", "gpt-ro-reasoning", "gpt-ro-incomplete"])
@@ -223,7 +231,7 @@ async def test_messages_clients_reach_a_responses_only_channel(ro_relay):
         pytest.skip("this build has no /v1/messages endpoint yet")
     import anthropic
 
-    client = anthropic.AsyncAnthropic(base_url=ro_relay.url, api_key="sk-acme-0123456789", max_retries=0)
+    client = anthropic.AsyncAnthropic(base_url=ro_relay.url, api_key=ACME_KEY, max_retries=0)
     async with client.messages.stream(model="gpt-ro-text", max_tokens=50, messages=HELLO) as stream:
         text = await stream.get_final_text()
     assert text == "Native hello from upstream."
