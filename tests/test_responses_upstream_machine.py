@@ -160,6 +160,13 @@ def test_illegal_order_is_a_clear_error(events, message):
         feed(events)
 
 
+def test_type_on_the_event_line_only_is_read_and_done_markers_are_skipped():
+    data = b"".join(f"event: {ev['type']}\ndata: {json.dumps({k: v for k, v in ev.items() if k != 'type'})}\n\n".encode()
+                    for ev in _events({"type": "response.output_text.delta", "output_index": 0, "delta": "hi"}, COMPLETED))
+    out = convert(data + b"data: [DONE]\n\n")
+    assert accumulate(out, "m")["choices"][0]["message"]["content"] == "hi"
+
+
 def test_stream_without_terminal_event_ends_with_bad_upstream_response():
     data = sse("text")
     out = convert(data[: data.index(b"event: response.completed")])

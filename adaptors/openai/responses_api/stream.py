@@ -197,6 +197,8 @@ class ResponsesSSEConverter:
                 obj = jsonfast.loads_event(ev.data)
                 if not isinstance(obj, dict):
                     raise ValueError("a Responses stream event is not a JSON object")
+                if "type" not in obj and ev.event:  # servers that name the type on the event line only
+                    obj["type"] = ev.event
                 out += self.events.event(obj)
         return out
 
