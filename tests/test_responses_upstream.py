@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import ACME_KEY, UPSTREAM_KEY, Relay, base_config, serve_fake, sse_frames
+from .conftest import ACME_KEY, UPSTREAM_KEY, Relay, base_config, responses_events, serve_fake, sse_frames
 from .fakes.openai_responses import FakeResponsesOnly
 from .spec import validate, validate_error
 
@@ -32,7 +32,7 @@ def responses_channel(url: str, name: str = "responses-only", priority: int = 0,
   api_key: ${{UPSTREAM_KEY}}
   priority: {priority}
   models: {models}
-  timeout: {{connect: 2, first_byte: 1, idle: 1, total: 10}}
+  timeout: {{connect: 2, first_byte: 10, idle: 10, total: 30}}
 """
 
 
@@ -174,8 +174,12 @@ async def test_responses_clients_go_native_on_such_a_channel(ro_relay, fake_resp
     body = {"model": "gpt-ro-text", "input": "hi", "stream": True, "tools": [{"type": "web_search"}], "store": True}
     resp, text = await ro_relay.raw_stream("/v1/responses", body)
     assert resp.status == 200 and resp.headers["x-relay-channel"] == "responses-only"
-    assert text == fake_responses.fixture("responses-text.sse").decode()  # relayed untouched: no double conversion
-    assert fake_responses.last.body == {**body, "model": "text"}
+    assert fake_responses.last.body == {**body, "model": "text"}  # forwarded untouched: no double conversion
+    # The upstream's events come back as they were (only the model a Response names may be
+    # the public one).
+    unnamed = [{k: ({**v, "model": None} if k == "response" else v) for k, v in ev.items()} for ev in responses_events(text)]
+    recorded = responses_events(fake_responses.fixture("responses-text.sse").decode())
+    assert unnamed == [{k: ({**v, "model": None} if k == "response" else v) for k, v in ev.items()} for ev in recorded]
 
 
 FAILOVER = "{gpt-mixed: %s}"
