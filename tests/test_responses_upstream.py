@@ -221,8 +221,7 @@ async def test_failover_from_a_chat_channel_to_a_responses_only_channel(make_rel
         final = await client.chat.completions.create(model="gpt-mixed", messages=HELLO)
     assert final.choices[0].message.content == "Native hello from upstream."
     assert fake_openai.last.path == "/v1/chat/completions" and fake_responses.last.body["model"] == "text"
-    # A Responses client on the same model starts on the chat channel, so it is bridged there
-    # and reaches the Responses-only channel through the chat form.
+    # A Responses client on the same model fails over to the Responses-only channel too.
     resp = await client.responses.create(model="gpt-mixed", input="hi")
     assert resp.output_text == "Native hello from upstream."
 
