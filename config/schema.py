@@ -114,7 +114,20 @@ class OpenAIChannel(ChannelBase):
     base_url: str = "https://api.openai.com/v1"
     api_key: str | None = None
     headers: dict[str, str] = {}
+    # What the upstream speaks: "responses" for servers with only /v1/responses (Relay converts
+    # chat requests to Responses and back); /v1/responses itself then goes there natively.
+    api: Literal["chat", "responses"] = "chat"
     responses: Literal["bridge", "native"] = "bridge"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _responses_only_is_native(cls, data: object) -> object:
+        if not isinstance(data, dict) or data.get("api") != "responses":
+            return data
+        if data.get("responses", "native") != "native":
+            raise ValueError("`api: responses` means the upstream has no chat endpoint, so Responses requests go to it "
+                             "natively; remove `responses: bridge` (or set `responses: native`)")
+        return {**data, "responses": "native"}
 
 
 class AnthropicChannel(ChannelBase):

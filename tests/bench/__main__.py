@@ -29,6 +29,7 @@ ROWS = [
     ("responses via anthropic, non-stream", "/v1/responses", "an-json", False, "/an-json/v1/messages"),
     ("responses via anthropic, stream", "/v1/responses", "an-sse", True, "/an-sse/v1/messages"),
     ("responses via openai native, stream", "/v1/responses", "na-sse", True, "/na-sse/v1/responses"),
+    ("chat via openai responses-only (api: responses), stream", "/v1/chat/completions", "ro-sse", True, "/ro-sse/v1/responses"),
 ]
 
 
@@ -95,6 +96,7 @@ def relay_config(tmp: Path, nginx: int, paced: int) -> Path:
         kind = "anthropic" if prefix.startswith("an-") else "openai"
         base = f"http://127.0.0.1:{nginx}/{prefix}" + ("" if kind == "anthropic" else "/v1")
         extra = "\n    api_key: sk-ant-bench" if kind == "anthropic" else ("\n    responses: native" if prefix == "na-sse" else "")
+        extra += "\n    api: responses" if prefix == "ro-sse" else ""
         channels.append(f"  - name: {prefix}\n    type: {kind}\n    base_url: {base}{extra}\n    models: [{prefix}]")
     for name in ("paced", "slow"):
         channels.append(f"  - name: {name}\n    type: openai\n    base_url: http://127.0.0.1:{paced}/{name}/v1\n    models: [{name}]\n"
