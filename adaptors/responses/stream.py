@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from ..errors import RelayError
 from ..ids import new_id
-from .envelope import Envelope, response_usage
+from ..usage import Usage
+from .envelope import Envelope
 from .tools import ToolNames
 
 Event = dict[str, Any]
@@ -140,7 +141,7 @@ class ResponsesStream:
         incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(self.finish_reason or "")
         out = self._close_all("incomplete" if incomplete else "completed")
         status = "incomplete" if incomplete else "completed"
-        self.response = self.envelope.snapshot(status, self._output(), response_usage(self.usage), incomplete_reason=incomplete)
+        self.response = self.envelope.snapshot(status, self._output(), self._usage(), incomplete_reason=incomplete)
         self.phase = Phase.DONE
         out.append(self._ev(f"response.{status}", response=self.response))
         return out
@@ -149,12 +150,15 @@ class ResponsesStream:
         self._expect(Phase.STREAMING, "fail")
         out = self._close_all("incomplete")
         error = {"code": failure_code(err), "message": err.message}
-        self.response = self.envelope.snapshot("failed", self._output(), response_usage(self.usage), error=error)
+        self.response = self.envelope.snapshot("failed", self._output(), self._usage(), error=error)
         self.phase = Phase.DONE
         out.append(self._ev("response.failed", response=self.response))
         return out
 
     # --- items -------------------------------------------------------------------------
+    def _usage(self) -> dict[str, Any] | None:
+        return Usage.from_chat(self.usage).responses() if self.usage else None  # absent until known
+
     def _ev(self, type_: str, **fields: Any) -> Event:
         ev = {"type": type_, "sequence_number": self.seq, **fields}
         self.seq += 1
