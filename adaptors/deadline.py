@@ -16,9 +16,6 @@ class Deadline:
         self.end = time.monotonic() + t.total
         self.got_first = False
 
-    def remaining(self) -> float:
-        return self.end - time.monotonic()
-
     def next_wait(self) -> tuple[float, str]:
         left = self.end - time.monotonic()
         step, what = (self.t.idle, "idle") if self.got_first else (self.t.first_byte, "first_byte")

@@ -12,9 +12,6 @@ from . import __version__
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
-# Upstream failure reasons, a fixed set (see reason_of).
-REASONS = ("unreachable", "timeout", "rate_limited", "overloaded", "server_error", "auth", "bad_response", "stream_error")
-
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
@@ -52,7 +49,7 @@ class Metrics:
 
 
 def reason_of(status: int, code: str | None) -> str:
-    """An upstream failure as one of REASONS."""
+    """An upstream failure as the `reason` label: one of the few values returned below."""
     if code == "upstream_unreachable":
         return "unreachable"
     if code == "upstream_timeout" or status == 504:
