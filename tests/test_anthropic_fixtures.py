@@ -13,8 +13,8 @@ from pydantic import TypeAdapter
 from relay_adaptors.anthropic.stream import SSEConverter
 from relay_adaptors.errors import RelayError
 
-from .conftest import sse_frames
 from .fakes.base import FIXTURES
+from .support import sse_frames
 
 DIR = FIXTURES / "anthropic"
 STREAMS = sorted(DIR.glob("*.sse"))

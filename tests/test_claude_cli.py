@@ -12,10 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import ACME_KEY, responses_events, sse_frames
 from .proc import ROOT
 from .spec import validate, validate_error, validate_response_event
-from .test_observability import scrape, value
+from .support import ACME_KEY, responses_events, scrape, sse_frames, value
 from relay.keys import STORE
 
 CLAUDE = Path(os.environ.get("RELAY_TEST_CLAUDE", ROOT / ".tools" / "node_modules" / ".bin" / "claude"))

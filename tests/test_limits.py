@@ -14,7 +14,7 @@ from relay_config.loader import parse_config
 from relay.app import create_app
 from relay.keys import STORE
 
-from .conftest import ACME_KEY, ENV, base_config
+from .support import ACME_KEY, ENV, base_config
 from .proc import ROOT, RelayProcess
 from .redis_server import RedisServer
 from .spec import validate_error
