@@ -83,11 +83,13 @@ class Usage:
         }
 
     def anthropic(self) -> dict[str, Any]:
-        """Anthropic's Usage: input_tokens without the cache reads and writes."""
+        """Anthropic's Usage: input_tokens without the cache reads and writes. The fields Relay
+        has no value for are null, as the Messages API sends them."""
         write = self.cache_write or 0
         return {
             "input_tokens": max(0, self.input - self.cached - write),
             "cache_read_input_tokens": self.cached,
             "cache_creation_input_tokens": write,
             "output_tokens": self.output,
+            **dict.fromkeys(("cache_creation", "inference_geo", "output_tokens_details", "server_tool_use", "service_tier")),
         }
