@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay_config.loader import parse_config
 from relay.app import create_app
+from relay_config.loader import parse_config
 
 from .fakes.anthropic import FakeAnthropic
 from .fakes.openai import FakeOpenAI
 from .support import ACME_KEY, ANTHROPIC_KEY, ENV, base_config
+
 
 @dataclass
 class Relay:

@@ -11,9 +11,9 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay_config.loader import parse_config
 from relay.app import create_app
 from relay.cli import build_parser
+from relay_config.loader import parse_config
 
 from .proc import ROOT, RelayProcess
 from .support import ACME_KEY, GLOBEX_KEY, failover_config, scrape, value

@@ -61,7 +61,9 @@ async def test_bodies_and_events_match_the_spec(relay, model):
     final = check_event_order(events)
     validate("Response", final)
     # Streaming and not give the same output, apart from ids.
-    strip = lambda items: [{k: v for k, v in i.items() if k != "id"} for i in items]
+    def strip(items):
+        return [{k: v for k, v in i.items() if k != "id"} for i in items]
+
     assert strip(final["output"]) == strip(body["output"])
     assert final["status"] == body["status"] and final.get("usage") == body.get("usage")
 

@@ -5,8 +5,8 @@ from typing import Any
 
 from .. import chunks, jsonfast
 from ..errors import upstream_json_object
-from .thinking import encode_block
 from ..usage import Usage
+from .thinking import encode_block
 from .usage import finish_reason
 
 

@@ -11,9 +11,9 @@ from .. import chunks, jsonfast
 from ..base import StreamItem
 from ..errors import RelayError, upstream_bad_response
 from ..sse import SSEDecoder
+from ..usage import Usage
 from .errors import stream_error
 from .thinking import encode_block
-from ..usage import Usage
 from .usage import finish_reason
 
 

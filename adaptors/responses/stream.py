@@ -13,8 +13,9 @@ parallel calls interleave their argument deltas.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import RelayError
 from ..ids import new_id
@@ -208,7 +209,7 @@ class ResponsesStream:
                                 content_index=len(m.parts), part=_part(part_type, "")))
         m.buf.append(text)
         kind = "output_text" if part_type == "output_text" else "refusal"
-        extra = {"logprobs": []} if kind == "output_text" else {}
+        extra: dict[str, Any] = {"logprobs": []} if kind == "output_text" else {}
         out.append(self._ev(f"response.{kind}.delta", item_id=m.id, output_index=m.index, content_index=len(m.parts), delta=text, **extra))
         return out
 
