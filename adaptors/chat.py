@@ -164,7 +164,8 @@ def wants_usage_chunk(req: dict[str, Any]) -> bool:
     return bool(isinstance(opts, dict) and opts.get("include_usage"))
 
 
-def max_output_tokens(req: dict[str, Any]) -> int | None:
-    """The client's cap on generated tokens: `max_completion_tokens`, else the older `max_tokens`."""
-    value = req.get("max_completion_tokens") or req.get("max_tokens")
+def max_output_tokens(chat: dict[str, Any]) -> int | None:
+    """The output cap a chat request asks for (`max_completion_tokens` wins over the older
+    `max_tokens`), or None."""
+    value = chat.get("max_completion_tokens") or chat.get("max_tokens")
     return value if isinstance(value, int) and not isinstance(value, bool) else None

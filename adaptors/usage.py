@@ -7,13 +7,18 @@ always holds the OpenAI meaning (every prompt token), so each shape converts onc
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    """A count as reported, or 0 for anything that is not a finite non-negative number: an
+    upstream's nonsense must not become a negative (or infinite) charge."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        return 0
+    return int(value)
 
 
 def _details(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -20,7 +20,6 @@ from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST
 from .metrics import Metrics
 from .logs import log_request
 from .runtime import build_runtime
-from .sse_out import wait_closing
 from .store import open_store
 
 log = logging.getLogger("relay")
@@ -73,7 +72,9 @@ def _http_message(e: web.HTTPException, request: web.Request) -> str:
     return e.reason
 
 
-def create_app(config: RelayConfig, config_path: str | Path | None = None) -> web.Application:
+def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
+               clock: Callable[[], float] = time.monotonic) -> web.Application:
+    """`clock` drives the channel breakers (injected by tests)."""
     # Body size is enforced per request from the live config (see httpio.read_json).
     app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 40)
     if config_path is not None:
@@ -91,7 +92,7 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
         )
         app[SESSION] = session
         app[RUNTIME] = RuntimeHolder(build_runtime(config, session))
-        app[BREAKERS] = Breakers(config.router.cooldown)
+        app[BREAKERS] = Breakers(config.router.cooldown, clock, on_cooldown=lambda ch: app[METRICS].cooldowns.labels(ch).inc())
         yield
         await session.close()
 
@@ -101,9 +102,9 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
         app[STORE] = store
         app[BACKGROUND] = set()
         yield
-        await wait_closing()
-        if app[BACKGROUND]:
-            await asyncio.gather(*app[BACKGROUND], return_exceptions=True)
+        # Streams still closing (CLI processes being reaped) and settlements still running.
+        while app[BACKGROUND]:
+            await asyncio.gather(*list(app[BACKGROUND]), return_exceptions=True)
         await store.close()
 
     app.cleanup_ctx.append(usage_store)

@@ -106,11 +106,12 @@ async def claude_relay(make_relay: Callable[..., Any], fake_openai: FakeOpenAI, 
 
 @pytest.fixture
 def make_relay(aiohttp_server: Callable[..., Any]) -> Callable[..., Any]:
-    async def make(config_text: str, env: dict[str, str] | None = None) -> Relay:
+    async def make(config_text: str, env: dict[str, str] | None = None, clock: Callable[[], float] | None = None) -> Relay:
         if "\nstore:" not in "\n" + config_text:
             config_text += "store:\n  url: memory://\n"
         config = parse_config(config_text, "test.yaml", env={**ENV, **(env or {})})
-        server = await aiohttp_server(create_app(config), host="127.0.0.1")
+        app = create_app(config) if clock is None else create_app(config, clock=clock)
+        server = await aiohttp_server(app, host="127.0.0.1")
         return Relay(server, config_text)
 
     return make

@@ -270,11 +270,14 @@ async def test_native_responses_channel_relays_untouched(relay, fake_openai):
     body = {"model": "gpt-native", "input": "hi", "stream": True, "tools": [{"type": "web_search"}], "store": True}
     resp, text = await relay.raw_stream("/v1/responses", body)
     assert resp.status == 200 and resp.headers["x-relay-channel"] == "openai-native"
-    assert text == (FIXTURES / "openai" / "responses-text.sse").read_text()
+    # byte for byte, but for the model the answer names: the one the client asked for
+    expected = (FIXTURES / "openai" / "responses-text.sse").read_text()
+    assert text == expected.replace('"model":"gpt-4.1-mini-2025-04-14"', '"model":"gpt-native"')
+    assert resp.headers["x-relay-upstream-model"] == "native-model"
     assert fake_openai.last.path == "/v1/responses"
     assert fake_openai.last.body == {**body, "model": "native-model"}
     final = await relay.client().responses.create(model="gpt-native", input="hi")
-    assert final.output_text == "Native hello from upstream."
+    assert final.output_text == "Native hello from upstream." and final.model == "gpt-native"
     err = await relay.post("/v1/responses", {"model": "broken-native-429", "input": "hi"})
     assert err.status == 429
 

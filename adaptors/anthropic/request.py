@@ -212,17 +212,38 @@ def to_messages(req: dict[str, Any], model: str, default_max_tokens: int) -> Con
 
     fmt = req.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
-        if tools:
-            raise bad_request(
-                "Anthropic channels cannot combine response_format with tools; ask for JSON in the prompt instead.",
-                param="response_format",
-            )
-        schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" else None
-        body["tools"] = [{"name": JSON_TOOL, "description": "Return the answer as this tool's input.",
-                          "input_schema": schema or {"type": "object"}}]
-        body["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
-        body.pop("thinking", None)  # Anthropic does not allow forced tool use with thinking
-        out.json_tool = JSON_TOOL
+        _structured_output(body, out, fmt, tools)
     if req.get("stream"):
         body["stream"] = True
     return out
+
+
+def _structured_output(body: dict[str, Any], out: Converted, fmt: dict[str, Any], tools: list[dict[str, Any]]) -> None:
+    """response_format on Anthropic, which has no JSON mode: the answer comes as the input of
+    a tool of Relay's (turned back into the message text by the response converters).
+
+    - no client tools (or tool_choice none): that tool is forced; forced tool use excludes
+      thinking, so thinking is dropped;
+    - a tool_choice that forces a client tool: that call is the answer; nothing is added;
+    - client tools on auto: the answer tool is offered beside them, not forced, so the model
+      calls the client's tools while it needs them and answers through ours at the end.
+    """
+    choice = body.get("tool_choice") or {}
+    if tools and choice.get("type") in ("tool", "any"):
+        return
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" else None
+    taken = {t["name"] for t in tools}
+    name = JSON_TOOL
+    while name in taken:  # never shadow a client tool of the same name
+        name += "_"
+    answer_tool = {"name": name, "input_schema": schema or {"type": "object"}}
+    out.json_tool = name
+    if tools and choice.get("type") != "none":
+        answer_tool["description"] = ("Give your final answer by calling this tool with it, once you need no other "
+                                      "tool. Its input is the answer.")
+        body["tools"] = [*tools, answer_tool]
+        return
+    answer_tool["description"] = "Return the answer as this tool's input."
+    body["tools"] = [answer_tool]
+    body["tool_choice"] = {"type": "tool", "name": name}
+    body.pop("thinking", None)  # Anthropic does not allow forced tool use with thinking

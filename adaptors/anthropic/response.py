@@ -39,5 +39,5 @@ def to_completion(channel: str, body: bytes, model: str, json_tool: str | None) 
         message["tool_calls"] = calls
     return chunks.completion(
         chunks.completion_id(), model, chunks.now(), message,
-        finish_reason(msg.get("stop_reason"), json_tool is not None), Usage.from_anthropic(msg.get("usage") or {}).chat(),
+        finish_reason(msg.get("stop_reason"), bool(calls)), Usage.from_anthropic(msg.get("usage") or {}).chat(),
     )

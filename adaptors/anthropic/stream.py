@@ -54,7 +54,7 @@ class EventConverter:
         if kind == "message_stop":
             self.finished = True
             return [
-                self._chunk({}, finish_reason(self.stop_reason, self.json_tool is not None)),
+                self._chunk({}, finish_reason(self.stop_reason, self.tool_count > 0)),
                 chunks.usage_chunk(self.id, self.model, self.created, Usage.from_anthropic(self.usage).chat()),
             ]
         if kind == "error":

@@ -22,7 +22,7 @@ STOP_REASONS = {
 }
 
 
-def finish_reason(stop_reason: str | None, json_tool: bool) -> str:
+def finish_reason(stop_reason: str | None, client_calls: bool) -> str:
     reason = STOP_REASONS.get(stop_reason or "end_turn", "stop")
-    # A forced structured-output tool is the answer itself, not a call for the client.
-    return "stop" if json_tool and reason == "tool_calls" else reason
+    # A call of the structured-output tool is the answer itself, not a call for the client.
+    return "stop" if reason == "tool_calls" and not client_calls else reason

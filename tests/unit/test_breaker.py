@@ -1,7 +1,7 @@
 """Circuit breakers on an injected clock: closed -> open -> half-open -> closed / open again."""
 from __future__ import annotations
 
-from relay.breaker import Breakers
+from relay.breaker import DEFAULT_BACKOFF, Breakers
 from relay_config.schema import CooldownConfig
 
 from ..support import Clock
@@ -113,14 +113,59 @@ def test_release_of_a_closed_breaker_changes_nothing():
     assert state(b, "a") == "closed" and b.snapshot()["a"]["consecutive_failures"] == 1
 
 
-def test_the_upstreams_retry_after_lengthens_the_cooldown_but_never_shortens_it():
-    b, _ = breakers(failures=1, seconds=30)
-    b.failure("long", retry_after=70)
-    b.failure("short", retry_after=5)
-    assert b.retry_after("long") == 70.0 and b.retry_after("short") == 30.0
+def test_failures_say_why_the_breaker_opened_until_it_closes():
+    b, clock = breakers(failures=2, seconds=30)
+    b.failure("a", "HTTP 503")
+    assert b.snapshot()["a"]["reason"] == ""  # still closed
+    b.failure("a", "HTTP 503")
+    assert b.snapshot()["a"]["reason"] == "HTTP 503 (2 consecutive failures)"
+    clock.advance(30)
+    assert b.allow("a")
+    b.success("a")
+    assert b.snapshot()["a"]["reason"] == ""
 
 
-def test_retry_after_below_the_threshold_does_not_open():
-    b, _ = breakers(failures=2, seconds=30)
-    b.failure("a", retry_after=600)
-    assert state(b, "a") == "closed" and b.retry_after("a") == 0.0
+def test_an_upstream_429_throttles_for_its_retry_after_without_counting_as_a_failure():
+    b, clock = breakers(failures=1, seconds=30)
+    b.throttled("a", 7)
+    assert state(b, "a") == "throttled" and not b.allow("a") and b.retry_after("a") == 7.0
+    assert b.is_up("a") and b.snapshot()["a"]["consecutive_failures"] == 0  # backpressure, not sickness
+    clock.advance(6.5)
+    assert not b.allow("a") and b.retry_after("a") == 0.5
+    clock.advance(0.5)
+    assert state(b, "a") == "closed" and b.allow("a") and b.allow("a")  # no probe: it was never open
+
+
+def test_a_429_without_retry_after_backs_off_for_the_default():
+    b, clock = breakers()
+    b.throttled("a", None)
+    assert b.retry_after("a") == DEFAULT_BACKOFF
+    clock.advance(DEFAULT_BACKOFF)
+    assert b.allow("a")
+    b.throttled("b", 0)  # "retry now" is taken at its word
+    assert b.allow("b")
+
+
+def test_a_throttled_probe_gives_up_its_turn():
+    b, clock = breakers(failures=1, seconds=30)
+    b.failure("a")
+    clock.advance(30)
+    assert b.allow("a")  # the probe
+    b.throttled("a", 2)  # ... answered 429: no verdict on its health
+    assert state(b, "a") == "half_open" and not b.allow("a")
+    clock.advance(2)
+    assert b.allow("a") and not b.allow("a")  # a new single probe once the backoff is over
+
+
+def test_on_cooldown_is_called_each_time_a_channel_starts_cooling_down():
+    cooled: list[str] = []
+    clock = Clock()
+    b = Breakers(CooldownConfig(failures=2, seconds=30), clock=clock, on_cooldown=cooled.append)
+    b.failure("a")
+    assert cooled == []
+    b.failure("a")
+    b.throttled("b", 1)
+    clock.advance(30)
+    assert b.allow("a")
+    b.failure("a")  # the failed probe reopens: a new cooldown
+    assert cooled == ["a", "b", "a"]

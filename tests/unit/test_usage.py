@@ -37,11 +37,16 @@ def test_cache_writes_survive_chat_to_responses():
 
 
 @pytest.mark.parametrize("raw", [{}, {"prompt_tokens": None, "prompt_tokens_details": None}, {"prompt_tokens": -3, "completion_tokens": "7"},
-                                 {"prompt_tokens": True}])
+                                 {"prompt_tokens": True}, {"prompt_tokens": float("inf"), "completion_tokens": float("nan")},
+                                 {"prompt_tokens_details": {"cached_tokens": -1}}])
 def test_missing_or_nonsense_counts_read_as_zero(raw):
     assert Usage.from_chat(raw) == Usage()
     assert Usage.from_responses({"input_tokens_details": None}) == Usage()
     assert Usage.from_anthropic({"cache_read_input_tokens": None}) == Usage(cache_write=0)
+
+
+def test_whole_floats_count():
+    assert Usage.from_chat({"prompt_tokens": 12.0, "completion_tokens": 3}) == Usage(12, 3)
 
 
 def test_anthropic_input_never_goes_negative():

@@ -7,7 +7,7 @@ from relay_adaptors.errors import RelayError
 from relay_adaptors.responses import ResponsesStream
 from relay_adaptors.sse import encode_event
 
-from .chat_stream import Sink, StreamOutcome
+from .outcome import Sink, StreamOutcome
 
 
 async def write_events(resp: Sink, events: list[dict]) -> None:
