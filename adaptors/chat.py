@@ -9,9 +9,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from relay_config.loader import format_loc
-
 from .errors import RelayError, bad_request
+from .params import format_loc
 
 
 class Open(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -160,7 +160,7 @@ class MockChannel(ChannelBase):
     reply: str | None = None  # fixed answer text; default derives one from the prompt
 
 
-ChannelConfig = Annotated[Union[OpenAIChannel, AnthropicChannel, ClaudeCliChannel, MockChannel], Field(discriminator="type")]
+ChannelConfig = Annotated[OpenAIChannel | AnthropicChannel | ClaudeCliChannel | MockChannel, Field(discriminator="type")]
 CHANNEL_TYPES = ("openai", "anthropic", "claude_cli", "mock")
 
 

@@ -71,7 +71,7 @@ class Oracle:
     def registry(self) -> Registry:
         return Registry().with_resource(self.uri, Resource.from_contents(document(self.vendor), default_specification=DRAFT202012))
 
-    @functools.cache
+    @functools.cache  # noqa: B019 - two module-level oracles that live as long as the process anyway
     def validator(self, schema_name: str) -> Draft202012Validator:
         if schema_name not in self.schemas:
             raise KeyError(f"no schema {schema_name!r} in the {self.vendor} OpenAPI document")

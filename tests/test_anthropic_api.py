@@ -8,8 +8,8 @@ import pytest
 
 from relay_adaptors.anthropic.thinking import decode_blocks
 
-from .conftest import ANTHROPIC_KEY, ACME_KEY, responses_events, sse_frames
 from .spec import validate, validate_error, validate_response_event
+from .support import ACME_KEY, ANTHROPIC_KEY, responses_events, sse_frames
 
 HELLO = [{"role": "user", "content": "hi"}]
 GERMAN = "Grüß dich! Hier ist ein Kaffee ☕ und ein 🎉."

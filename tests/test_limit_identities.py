@@ -9,7 +9,7 @@ import aiohttp
 
 from relay.keys import STORE
 
-from .conftest import ACME_KEY, base_config
+from .support import ACME_KEY, base_config
 
 HELLO = [{"role": "user", "content": "hi"}]
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .conftest import responses_events, sse_frames
+from .support import responses_events, sse_frames
 
 CHAT = [("gpt-4.1-mini", "text"), ("claude-text", "text"), ("demo", "demo")]
 RESPONSES = [*CHAT, ("gpt-native", "native-model")]  # a native Responses channel relays the upstream's frames

@@ -8,43 +8,10 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from .conftest import ACME_KEY, sse_frames
 from .spec import validate, validate_error, validate_response_event
+from .support import ACME_KEY, ADMIN, failover_config, sse_frames
 
 HELLO = [{"role": "user", "content": "hi"}]
-ADMIN = "admin-secret-123"
-
-
-def failover_config(openai_url: str, anthropic_url: str, primary: str, *, cooldown="{failures: 5, seconds: 30}",
-                    keepalive: float = 15, extra: str = "") -> str:
-    """`fo` is served by a failing primary (priority 0) and a healthy backup (priority 1)."""
-    primary_channel = (
-        "  - name: primary\n    type: openai\n    base_url: http://127.0.0.1:9/v1\n    models: {fo: text}\n"
-        if primary == "refuse" else
-        f"  - name: primary\n    type: anthropic\n    base_url: {anthropic_url}\n    api_key: k\n    models: {{fo: {primary}}}\n"
-        if primary.startswith("anthropic:") else
-        f"  - name: primary\n    type: openai\n    base_url: {openai_url}/v1\n    models: {{fo: {primary}, flaky: {primary}}}\n"
-    ).replace("anthropic:", "")
-    return f"""\
-server:
-  admin_key: {ADMIN}
-  sse_keepalive: {keepalive}
-router:
-  max_attempts: 3
-  cooldown: {cooldown}
-tenants:
-  - name: acme
-    keys: ["{ACME_KEY}"]
-channels:
-{primary_channel}    timeout: {{connect: 1, first_byte: 0.5, idle: 0.5, total: 5}}
-  - name: backup
-    type: openai
-    priority: 1
-    base_url: {openai_url}/v1
-    models: {{fo: text}}
-{extra}"""
-
-
 async def post(relay, body, **kw):
     resp = await relay.post("/v1/chat/completions", body, **kw)
     return resp, (await resp.read()).decode()

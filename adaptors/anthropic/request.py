@@ -5,8 +5,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsonfast
+from ..chat import max_output_tokens
+from ..chunks import REASONING_KEY
+from ..content import content_text
 from ..errors import bad_request
-from ..responses.request import REASONING_KEY
 from .thinking import decode_blocks
 
 # reasoning_effort -> thinking budget. Anthropic needs budget_tokens >= 1024 and < max_tokens.
@@ -73,12 +75,6 @@ def content_blocks(content: Any, param: str) -> list[dict[str, Any]]:
     return out
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n".join(p.get("text", "") for p in content or () if p.get("type") == "text")
-
-
 def _thinking_blocks(msg: dict[str, Any]) -> list[dict[str, Any]]:
     """Thinking blocks a client sent back: Responses reasoning items (via the bridge) or a
     chat message's `reasoning_signature`."""
@@ -123,7 +119,7 @@ def _turns(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[d
         param = f"messages[{i}]"
         role = msg.get("role")
         if role in ("system", "developer"):
-            text = _text(msg.get("content"))
+            text = content_text(msg.get("content"))
             if text:
                 system.append({"type": "text", "text": text})
         elif role == "user":
@@ -174,7 +170,7 @@ def to_messages(req: dict[str, Any], model: str, default_max_tokens: int) -> Con
     out = Converted(body, ignored=[k for k in IGNORED if req.get(k) is not None])
     if system:
         body["system"] = system
-    explicit_max = req.get("max_completion_tokens") or req.get("max_tokens")
+    explicit_max = max_output_tokens(req)
     body["max_tokens"] = explicit_max or default_max_tokens
 
     effort = req.get("reasoning_effort")

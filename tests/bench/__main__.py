@@ -48,7 +48,7 @@ def upstream_body(upstream: str, model: str, stream: bool) -> dict:
 def start_nginx(tmp: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     root = tmp / "www"
-    for prefix, (name, ctype, make) in bodies.UPSTREAMS.items():
+    for prefix, (name, _ctype, make) in bodies.UPSTREAMS.items():
         f = root / prefix / "v1" / name
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(make())
@@ -166,7 +166,10 @@ async def ttft(url: str, body: dict, samples: int = 20) -> float:
 
 def rss_kb(pid: int) -> tuple[int, int]:
     status = Path(f"/proc/{pid}/status").read_text()
-    get = lambda k: int(next(line.split()[1] for line in status.splitlines() if line.startswith(k)))
+
+    def get(key: str) -> int:
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith(key)))
+
     return get("VmRSS:"), get("VmHWM:")
 
 
@@ -215,7 +218,7 @@ def main() -> None:
         stop(relay)
     relay2 = start_relay(config, port, "0,1", workers=2)
     try:
-        for row, (name, path, model, stream, upstream) in zip(rows, ROWS[:2]):
+        for row, (_name, path, model, stream, _upstream) in zip(rows, ROWS[:2], strict=False):
             r = wrk.run(relay_url + path, body_for(path, model, stream), connections=32, seconds=SECONDS, cpu="1", key=KEY)
             row["rps_c32_2_workers"] = r.rps
             row["errors"] += r.errors
