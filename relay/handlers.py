@@ -2,6 +2,7 @@
 account (see accounting.py)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, cast
 
@@ -20,14 +21,17 @@ from .metrics import exposition
 from .chat_stream import StreamOutcome, write_chat_stream
 from .dispatch import Health, dispatch
 from .httpio import json_response, read_json
-from .keys import BREAKERS, METRICS, REQUEST_ID, RUNTIME
+from .keys import BREAKERS, METRICS, REQUEST_ID, RUNTIME, STORE
 from .native import relay_native
+from .ops import require_ops_surface
 from .responses_stream import write_events, write_responses_stream
 from .router import Candidate
 from .runtime import Runtime
 from .sse_out import KeepaliveWriter, stream_answer
+from .store import StoreError
 
 log = logging.getLogger("relay")
+READY_STORE_TIMEOUT = 2.5  # seconds; below the readiness probe's timeout in deploy/kubernetes
 
 
 def health(request: web.Request, rt: Runtime) -> Health:
@@ -136,14 +140,26 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when a config is loaded and the store answers; with `store.on_error: fail_open`
+    an unreachable store does not take the instance out of rotation (it admits anyway)."""
     holder = request.app.get(RUNTIME)
     if holder is None or holder.current is None:
-        return json_response({"status": "not ready"}, status=503)
-    return json_response({"status": "ready", "channels": len(holder.current.config.channels)})
+        return json_response({"status": "not ready", "reason": "no config loaded yet"}, status=503)
+    config = holder.current.config
+    try:
+        await asyncio.wait_for(request.app[STORE].ping(), READY_STORE_TIMEOUT)
+        store = "ok"
+    except (StoreError, asyncio.TimeoutError) as e:
+        reason = f"store unreachable: {e or 'no answer within %gs' % READY_STORE_TIMEOUT}"
+        if config.store.on_error != "fail_open":
+            return json_response({"status": "not ready", "reason": reason}, status=503)
+        store = f"{reason} (store.on_error: fail_open, so requests are admitted without limits)"
+    return json_response({"status": "ready", "config": "loaded", "store": store, "channels": len(config.channels)})
 
 
 async def metrics(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME].current
+    require_ops_surface(request, rt.config.server.ops_listen)
     token = rt.config.server.metrics_token
     if token and not is_admin(request, token):
         raise RelayError(401, "GET /metrics needs the server's metrics_token as a Bearer token.", code="invalid_metrics_token")

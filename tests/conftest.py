@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from relay_config.loader import parse_config
 from relay.app import create_app
+from relay.ops import ops_app
 
 from .fakes.anthropic import FakeAnthropic
 from .fakes.openai import FakeOpenAI
@@ -26,10 +27,15 @@ UPSTREAM_KEY = "sk-upstream-secret-DO-NOT-LEAK"
 class Relay:
     server: TestServer
     config_text: str
+    ops: TestServer  # the operations listener: /metrics, /admin/*
 
     @property
     def url(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def ops_url(self) -> str:
+        return str(self.ops.make_url("")).rstrip("/")
 
     def client(self, key: str = ACME_KEY) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=30)
@@ -214,7 +220,8 @@ def make_relay(aiohttp_server: Callable[..., Any]) -> Callable[..., Any]:
             config_text += "store:\n  url: memory://\n"
         config = parse_config(config_text, "test.yaml", env={**ENV, **(env or {})})
         server = await aiohttp_server(create_app(config), host="127.0.0.1")
-        return Relay(server, config_text)
+        ops = await aiohttp_server(ops_app(server.app), host="127.0.0.1")
+        return Relay(server, config_text, ops)
 
     return make
 

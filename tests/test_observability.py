@@ -50,7 +50,7 @@ async def test_metrics_after_known_traffic(make_relay, fake_openai, fake_anthrop
     await relay.post("/v1/chat/completions", {"model": "flaky", "messages": HELLO})  # 500 everywhere (one channel)
     limited = await relay.post("/v1/chat/completions", {"model": "fo", "messages": HELLO})  # the 6th: over rpm 5
     assert limited.status == 429
-    m = await scrape(relay.url)
+    m = await scrape(relay.ops_url)
     assert value(m, "relay_requests_total", tenant="acme", model="fo", channel="backup", api="chat", status="200") == 4
     assert value(m, "relay_requests_total", tenant="acme", model="flaky", channel="primary", api="chat", status="500") == 1
     assert value(m, "relay_tokens_total", tenant="acme", model="fo", channel="backup", kind="input") == 4 * 19
@@ -72,9 +72,9 @@ async def test_metrics_token_guards_the_scrape(make_relay, fake_openai):
 
     relay = await make_relay(base_config(fake_openai.url).replace("server:\n", "server:\n  metrics_token: scrape-me\n"))
     async with aiohttp.ClientSession() as s:
-        async with s.get(relay.url + "/metrics") as r:
+        async with s.get(relay.ops_url + "/metrics") as r:
             assert r.status == 401
-    assert await scrape(relay.url, "scrape-me")
+    assert await scrape(relay.ops_url, "scrape-me")
 
 
 def metric_names_in(expr: str) -> set[str]:
@@ -98,7 +98,7 @@ async def test_dashboard_and_alerts_use_real_metric_names(make_relay, fake_opena
 
     relay = await make_relay(base_config(fake_openai.url))
     async with aiohttp.ClientSession() as s:
-        async with s.get(relay.url + "/metrics") as r:
+        async with s.get(relay.ops_url + "/metrics") as r:
             real = scraped_names(await r.text())
     dashboard = json.loads((DEPLOY / "grafana" / "relay-dashboard.json").read_text())
     used = {n for p in dashboard["panels"] for t in p["targets"] for n in metric_names_in(t["expr"])}

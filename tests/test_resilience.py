@@ -89,7 +89,7 @@ async def test_when_every_channel_fails_the_last_error_is_returned(make_relay, f
 
 async def channel_state(relay, name):
     async with aiohttp.ClientSession() as s:
-        async with s.get(relay.url + "/admin/channels", headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+        async with s.get(relay.ops_url + "/admin/channels", headers={"Authorization": f"Bearer {ADMIN}"}) as r:
             assert r.status == 200
             return next(c for c in (await r.json())["channels"] if c["name"] == name)
 
@@ -138,7 +138,7 @@ async def test_admin_endpoints_need_the_admin_key(make_relay, fake_openai, fake_
     async with aiohttp.ClientSession() as s:
         for key in (None, ACME_KEY):
             headers = {"Authorization": f"Bearer {key}"} if key else {}
-            async with s.get(relay.url + "/admin/channels", headers=headers) as r:
+            async with s.get(relay.ops_url + "/admin/channels", headers=headers) as r:
                 assert r.status == 401
                 validate_error(await r.json())
 
