@@ -4,7 +4,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from typing import Any, Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 

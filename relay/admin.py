@@ -14,8 +14,8 @@ from relay_config.schema import RelayConfig
 
 from .auth import is_admin
 from .httpio import json_response
-from .ops import require_ops_surface
 from .keys import BREAKERS, CONFIG_PATH, METRICS, RUNTIME, SESSION, STORE
+from .ops import require_ops_surface
 from .runtime import build_runtime
 from .store import StoreError
 from .usage_report import parse_since

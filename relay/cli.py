@@ -124,8 +124,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
     """Per tenant, model and day totals from the configured store's ledger."""
     import asyncio
 
-    from .usage_report import render
     from .store import StoreError, open_store
+    from .usage_report import render
 
     config = _load(args.config)
     if config is None:

@@ -30,7 +30,7 @@ def ops_app(gateway: web.Application) -> web.Application:
         raise RuntimeError("start the gateway application before building its ops application")
     app = web.Application(middlewares=[errors_middleware])
     for key in gateway:  # the same objects: a reload or a metric seen here is the gateway's own
-        app[key] = gateway[key]  # type: ignore[index]
+        app[key] = gateway[key]
     app[OPS_SURFACE] = True
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/healthz", handlers.healthz)

@@ -8,11 +8,11 @@ import types
 import aiohttp
 import pytest
 
+from relay.keys import STORE
+from relay_adaptors.base import Call
 from relay_adaptors.mock import adaptor as mock_adaptor
 from relay_adaptors.mock.adaptor import MockAdaptor
 from relay_config.schema import MockChannel
-from relay.keys import STORE
-from relay_adaptors.base import Call
 
 from .conftest import ACME_KEY, base_config
 from .redis_server import RedisServer
