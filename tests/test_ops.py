@@ -146,3 +146,25 @@ async def test_mock_chunk_delay_paces_non_streaming_answers_like_streams(monkeyp
     async for _ in stream:
         pass
     assert slept == [0.25] * 8
+
+
+async def test_relay_health_probes_the_port_its_config_names(make_relay, fake_openai, tmp_path):
+    import asyncio
+    import subprocess
+    import sys
+
+    from .proc import ROOT
+
+    relay = await make_relay(base_config(fake_openai.url))
+    port = relay.server.port
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text(redis_config("memory://", "fail_closed").replace("store:", f"server: {{port: {port}}}\nstore:"))
+
+    async def health() -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "relay", "health", "-c", str(cfg)],
+                                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    assert (await health()).returncode == 0
+    await relay.server.close()
+    down = await health()
+    assert down.returncode == 1 and f"127.0.0.1:{port}" in down.stderr
