@@ -258,6 +258,15 @@ def cross_entry_issues(data: Any) -> list[tuple[Loc, str]]:
                 prev = owner.setdefault(digest, (name, i))
                 if prev[1] != i:
                     issues.append((("tenants", i, field, j), f"tenants {prev[0]!r} and {name!r} share an API key (tenants[{prev[1]}])"))
+    server = data.get("server")
+    if isinstance(server, dict) and isinstance(server.get("ops_listen"), str):
+        try:
+            ops_port = split_host_port(server["ops_listen"])[1]
+        except ValueError:
+            ops_port = None  # reported by the field's own check
+        if ops_port and str(ops_port) == str(server.get("port", ServerConfig.model_fields["port"].default)):  # "8080" from ${VAR}
+            issues.append((("server", "ops_listen"), f"the operations listener needs a port of its own, not the public port {ops_port} "
+                                                     "(or ops_listen: null to serve both on one listener)"))
     served: set[str] = set()
     for _, ch in channels:
         models = ch.get("models")

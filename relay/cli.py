@@ -76,6 +76,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     workers = args.workers or config.server.workers
     ops_listen = args.ops_listen or config.server.ops_listen
+    if ops_listen and port and split_host_port(ops_listen)[1] == port:
+        # Both sockets use SO_REUSEPORT: they would share the port silently, not fail.
+        print(f"the operations listener {ops_listen} is on the public port {port}: give it a port of its own, "
+              "or set server.ops_listen: null to serve both on one listener", file=sys.stderr)
+        return 2
     if workers > 1:
         from .workers import supervise
 

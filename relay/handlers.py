@@ -150,7 +150,7 @@ async def readyz(request: web.Request) -> web.Response:
         await asyncio.wait_for(request.app[STORE].ping(), READY_STORE_TIMEOUT)
         store = "ok"
     except (StoreError, asyncio.TimeoutError) as e:
-        reason = f"store unreachable: {e or 'no answer within %gs' % READY_STORE_TIMEOUT}"
+        reason = f"store unreachable: {e}" if isinstance(e, StoreError) else f"store did not answer within {READY_STORE_TIMEOUT}s"
         if config.store.on_error != "fail_open":
             return json_response({"status": "not ready", "reason": reason}, status=503)
         store = f"{reason} (store.on_error: fail_open, so requests are admitted without limits)"

@@ -201,3 +201,14 @@ def test_since_spans_count_back_from_now():
     assert parse_since("7d", now) == "2025-11-24"
     assert parse_since("12h", now) == "2025-12-01" and parse_since("13h", now) == "2025-11-30"
     assert parse_since("0d", now) == "2025-12-01"
+
+
+def test_ops_listener_needs_its_own_port(tmp_path):
+    base = "tenants: [{name: t, keys: [k]}]\nchannels: [{name: c, type: mock, models: [m]}]\n"
+    assert errors_of("server:\n  port: 9000\n  ops_listen: 127.0.0.1:9000\n" + base) == [
+        "c.yaml:3 server.ops_listen: the operations listener needs a port of its own, not the public port 9000 "
+        "(or ops_listen: null to serve both on one listener)"]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(base)
+    r = run_cli("serve", "-c", str(cfg), "--port", "9555", "--ops-listen", "127.0.0.1:9555")
+    assert r.returncode == 2 and "on the public port 9555" in r.stderr
