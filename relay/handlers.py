@@ -149,7 +149,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(request.app[STORE].ping(), READY_STORE_TIMEOUT)
         store = "ok"
-    except (StoreError, asyncio.TimeoutError) as e:
+    except (StoreError, TimeoutError) as e:
         reason = f"store unreachable: {e}" if isinstance(e, StoreError) else f"store did not answer within {READY_STORE_TIMEOUT}s"
         if config.store.on_error != "fail_open":
             return json_response({"status": "not ready", "reason": reason}, status=503)
