@@ -74,7 +74,10 @@ def shell_env(tmp_path: Path) -> dict[str, str]:
     assert real_curl, "curl is needed to run the quick start"
     (shims / "curl").write_text(f'#!/bin/sh\nexec {real_curl} --fail-with-body "$@"\n')
     (shims / "curl").chmod(0o755)
-    return {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "RELAY_STORE_URL": f"sqlite:///{tmp_path}/relay.db"}
+    # make reads variables from the environment too: a PORT or CONFIG set there would change
+    # what the README's plain `make run` does.
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "OPS_LISTEN", "CONFIG") and not k.startswith("RELAY_")}
+    return {**env, "PATH": f"{shims}:{os.environ['PATH']}", "RELAY_STORE_URL": f"sqlite:///{tmp_path}/relay.db"}
 
 
 def test_every_quick_start_command_succeeds(shell_env):
