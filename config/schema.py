@@ -29,7 +29,7 @@ class ServerConfig(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     sse_keepalive: float = Field(15, gt=0)  # seconds of silence before a `: keepalive` comment
     drain_seconds: float = Field(30, ge=0)  # how long SIGTERM waits for in-flight requests
-    admin_key: str | None = None  # guards /admin/* (reload, channel state); unset = no admin API
+    admin_key: str | None = None  # guards /admin/* (reload, channel state); unset = /admin/* is 404 (disabled)
     metrics_token: str | None = None  # when set, GET /metrics needs it as a Bearer token
     # host:port of the operations listener (/metrics, /admin/*, probes); null = serve them on
     # the public listener as well. Loopback by default: tenants never see them.

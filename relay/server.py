@@ -37,7 +37,12 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
     # reuse_port: several worker processes may listen on the same port (relay/workers.py).
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True, backlog=4096)
     await site.start()
-    ops = await start_ops_listener(app, ops_listen) if ops_listen else None
+    try:
+        ops = await start_ops_listener(app, ops_listen) if ops_listen else None
+    except OSError as e:  # e.g. the default 127.0.0.1:9091 taken by another program
+        log.error("cannot listen on the operations address %s (server.ops_listen / --ops-listen): %s", ops_listen, e.strerror)
+        await runner.cleanup()
+        raise SystemExit(1) from None
     channels = ", ".join(f"{c.name}({c.type})" for c in config.channels)
     log.info(
         "relay %s listening on http://%s:%s channels=[%s] models=[%s] ops=%s",

@@ -168,3 +168,22 @@ async def test_relay_health_probes_the_port_its_config_names(make_relay, fake_op
     await relay.server.close()
     down = await health()
     assert down.returncode == 1 and f"127.0.0.1:{port}" in down.stderr
+
+
+def test_a_taken_ops_port_is_a_clear_error(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from .proc import free_port
+
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text(redis_config("memory://", "fail_closed"))
+    with socket.socket() as busy:  # another program on the ops port (no SO_REUSEPORT)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "relay", "serve", "-c", str(cfg), "--port", str(free_port()),
+                            "--ops-listen", f"127.0.0.1:{taken}"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 1 and f"cannot listen on the operations address 127.0.0.1:{taken}" in r.stderr
+    assert "Traceback" not in r.stderr
