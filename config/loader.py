@@ -14,7 +14,9 @@ from typing import Any, Mapping
 import yaml
 from pydantic import ValidationError
 
-from .schema import CHANNEL_TYPES, RelayConfig
+from relay_adaptors.registry import installed
+
+from .schema import CHANNEL_TYPES, ChannelTypeIndex, RelayConfig
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 Loc = tuple[str | int, ...]
@@ -96,11 +98,6 @@ class _Builder:
 
 def _schema_message(err: Mapping[str, Any]) -> str:
     kind = err["type"]
-    if kind in ("union_tag_invalid", "union_tag_not_found") and err["loc"][-1:] != ("type",):
-        tag = err.get("ctx", {}).get("tag", "")
-        if kind == "union_tag_not_found":
-            return f"missing 'type' (one of {', '.join(CHANNEL_TYPES)})"
-        return f"{tag!r} is not one of {', '.join(CHANNEL_TYPES)}"
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
@@ -109,7 +106,9 @@ def _schema_message(err: Mapping[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> RelayConfig:
+def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None,
+                 channel_types: ChannelTypeIndex | None = None) -> RelayConfig:
+    """`channel_types`: the types a channel may name (default: the installed ones)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
@@ -125,25 +124,15 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
         issues.append(ConfigIssue(builder.line_of(()), "", "the top level must be a mapping"))
         raise ConfigError(source, issues)
     try:
-        config = RelayConfig.model_validate(data)
+        config = RelayConfig.model_validate(data, context={CHANNEL_TYPES: installed() if channel_types is None else channel_types})
     except ValidationError as e:
         for err in e.errors():
-            loc = _visible_loc(err["loc"])
-            if err["type"] == "union_tag_invalid":
-                loc = loc + ("type",)
+            loc = err["loc"]
             issues.append(ConfigIssue(builder.line_of(loc), format_loc(loc), _schema_message(err)))
         raise ConfigError(source, issues) from None
     if issues:
         raise ConfigError(source, issues)
     return config
-
-
-def _visible_loc(loc: tuple[Any, ...]) -> Loc:
-    """Drops the tag pydantic inserts after a channel's index ('openai'): it is not a YAML key."""
-    return tuple(
-        part for i, part in enumerate(loc)
-        if not (i >= 2 and loc[i - 2] == "channels" and isinstance(loc[i - 1], int) and part in CHANNEL_TYPES)
-    )
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> RelayConfig:
