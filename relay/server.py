@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from relay_adaptors.registry import installed
 from relay_config.schema import RelayConfig
 
 from . import __version__
@@ -26,9 +27,10 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True, backlog=4096)
     await site.start()
     channels = ", ".join(f"{c.name}({c.type})" for c in config.channels)
+    types = installed().describe(c.type for c in config.channels)  # with the package and version of each
     log.info(
-        "relay %s listening on http://%s:%s channels=[%s] models=[%s]",
-        __version__, host, port, channels, ", ".join(config.public_models()),
+        "relay %s listening on http://%s:%s channels=[%s] types=[%s] models=[%s]",
+        __version__, host, port, channels, types, ", ".join(config.public_models()),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
