@@ -13,7 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from relay_adaptors.registry import discover, installed
+from relay_adaptors.registry import ChannelTypeError, discover, installed
 from relay_config.loader import ConfigError, parse_config
 
 from .conftest import ACME_KEY, responses_events, serve_fake, sse_frames
@@ -194,8 +194,9 @@ def test_plugin_settings_are_validated_with_file_line_and_path():
         "c.yaml:7 channels[0].max_words: Input should be greater than or equal to 1",
         "c.yaml:8 channels[0].colour: unknown key",
     ]
-    assert errors_of(TENANT + "  - name: e\n    models: [x]\n") == [
-        "c.yaml:5 channels[0]: missing 'type' (one of anthropic, claude_cli, echo, mock, openai)"
+    assert errors_of(TENANT + "  - name: e\n    models: [x]\n  - just a string\n") == [
+        "c.yaml:5 channels[0]: missing 'type' (one of anthropic, claude_cli, echo, mock, openai)",
+        "c.yaml:7 channels[1]: a channel must be a mapping",
     ]
 
 
@@ -206,6 +207,7 @@ notatype = relay_test_odd_plugins:NOT_A_TYPE
 misnamed = relay_test_odd_plugins:OTHER
 loose = relay_test_odd_plugins:LOOSE
 echo = relay_test_odd_plugins:ECHO
+crashy = relay_test_odd_plugins:CRASHY
 """
 ODD_PLUGINS = """\
 from relay_adaptors.registry import ChannelType
@@ -217,6 +219,20 @@ OTHER = ChannelType("other", ECHO.settings, ECHO.create)
 class Loose(ChannelBase):  # forgets type: Literal["loose"]
     pass
 LOOSE = ChannelType("loose", Loose, ECHO.create)
+
+from typing import Literal
+from pydantic import field_validator
+class Crashy(ChannelBase):  # a plugin with bugs in its validator and its factory
+    type: Literal["crashy"]
+    @field_validator("name")
+    @classmethod
+    def _check(cls, name):
+        if name == "bad":
+            raise KeyError("{oops}")
+        return name
+def make_crashy(settings, session):
+    raise OSError("no such certificate file")
+CRASHY = ChannelType("crashy", Crashy, make_crashy)
 """
 
 
@@ -244,9 +260,22 @@ def test_broken_plugins_are_config_errors_naming_the_plugin_and_the_exception(br
         "loose": prefix("loose") + "its settings model must declare type: Literal['loose']",
         "echo": "channel type 'echo' (package relay-echo 0.1.0) cannot be used: the type is also registered by relay-test-broken 0.3",
     }
-    assert types.names() == sorted(BUILT_IN)  # two packages registering echo: neither is picked silently
+    assert types.names() == sorted([*BUILT_IN, "crashy"])  # two packages registering echo: neither is picked silently
     text = TENANT + "  - name: b\n    type: broken\n    models: [x]\n"
     assert errors_of(text, channel_types=types) == ["c.yaml:6 channels[0].type: " + types.broken["broken"].message()]
+
+
+async def test_a_plugin_that_crashes_validating_or_building_is_named(broken_site, monkeypatch):
+    monkeypatch.syspath_prepend(str(broken_site))
+    types = discover()
+    text = TENANT + "  - name: bad\n    type: crashy\n    models: [x]\n"
+    assert errors_of(text, channel_types=types) == [
+        "c.yaml:5 channels[0]: channel type 'crashy' failed while checking its settings: KeyError: '{oops}'"]
+    config = parse_config(text.replace("name: bad", "name: good"), env={}, channel_types=types)
+    with pytest.raises(ChannelTypeError) as e:
+        types.create(config.channels[0], None)
+    assert str(e.value) == ("channel 'good': channel type 'crashy' (relay-test-broken 0.3) could not build its adaptor: "
+                            "OSError: no such certificate file")
 
 
 def run_cli(*args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -261,7 +290,7 @@ def test_check_config_lists_channel_types_with_package_and_version(tmp_path, bro
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[1:] == [
         "channel types in use: mock, openai (relay-gateway 0.1.0)",
-        "channel types installed: anthropic, claude_cli, mock, openai (relay-gateway 0.1.0)",
+        "channel types installed: anthropic, claude_cli, mock, openai (relay-gateway 0.1.0); crashy (relay-test-broken 0.3)",
     ]
     assert "warning: channel type 'broken' (package relay-test-broken 0.3) cannot be used: loading" in r.stderr
     cfg.write_text(TENANT + "  - {name: b, type: broken, models: [x]}\n")
