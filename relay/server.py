@@ -32,6 +32,8 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
         "relay %s listening on http://%s:%s channels=[%s] types=[%s] models=[%s]",
         __version__, host, port, channels, types, ", ".join(config.public_models()),
     )
+    for broken in installed().broken.values():  # unused by this config, or it would not have loaded
+        log.warning("%s", broken.message())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

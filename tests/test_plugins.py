@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import openai
@@ -310,5 +311,19 @@ async def test_relay_serve_announces_the_plugin_and_serves_through_it(tmp_path, 
         client = openai.AsyncOpenAI(base_url=relay.url + "/v1", api_key=ACME_KEY, max_retries=0, timeout=30)
         done = await client.chat.completions.create(model="echo-1", messages=HELLO)
         assert done.choices[0].message.content == "echo: hello plugin world"
+    finally:
+        relay.stop()
+
+
+def test_relay_serve_warns_about_broken_plugins_it_does_not_use(tmp_path, broken_site):
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text(TENANT + "  - {name: m, type: mock, models: [x]}\nstore: {url: 'memory://'}\n")
+    relay = RelayProcess(cfg, env={"PYTHONPATH": str(broken_site)})
+    try:
+        for _ in range(50):  # the warnings follow the startup line
+            if "No module named 'relay_test_missing_dependency'" in relay.log:
+                break
+            time.sleep(0.1)
+        assert "channel type 'broken' (package relay-test-broken 0.3) cannot be used" in relay.log
     finally:
         relay.stop()
