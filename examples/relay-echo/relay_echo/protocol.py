@@ -63,6 +63,8 @@ def to_script(request: dict[str, Any], voice: str, default_words: int) -> Script
         who = WHO.get(msg["role"])
         if who is None:
             raise bad_request(f"echo channels cannot take {msg['role']!r} messages.", param=f"messages[{i}].role")
+        if msg.get("tool_calls"):
+            raise bad_request("echo channels cannot replay tool calls.", param=f"messages[{i}].tool_calls")
         script.append({"who": who, "line": _line(msg.get("content"), f"messages[{i}].content")})
     words = request.get("max_completion_tokens") or request.get("max_tokens") or default_words
     return Script({"voice": voice, "script": script, "max_words": words}, [p for p in IGNORED if p in request])

@@ -37,6 +37,7 @@ def test_script_from_chat():
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
      "messages[0].content[0]"),
     ({"messages": [{"role": "tool", "content": "r", "tool_call_id": "c"}]}, "messages[0].role"),
+    ({"messages": [{"role": "assistant", "tool_calls": [{"id": "c"}]}]}, "messages[0].tool_calls"),
     ({"messages": [], "tools": [{"type": "function"}]}, "tools"),
     ({"messages": [], "n": 2}, "n"),
 ])
