@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from relay_adaptors.registry import installed
 
-from .schema import CHANNEL_TYPES, ChannelTypeIndex, RelayConfig
+from .schema import CHANNEL_TYPES_CONTEXT, ChannelTypeIndex, RelayConfig
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 Loc = tuple[str | int, ...]
@@ -124,7 +124,8 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
         issues.append(ConfigIssue(builder.line_of(()), "", "the top level must be a mapping"))
         raise ConfigError(source, issues)
     try:
-        config = RelayConfig.model_validate(data, context={CHANNEL_TYPES: installed() if channel_types is None else channel_types})
+        types = installed() if channel_types is None else channel_types
+        config = RelayConfig.model_validate(data, context={CHANNEL_TYPES_CONTEXT: types})
     except ValidationError as e:
         for err in e.errors():
             loc = err["loc"]

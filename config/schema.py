@@ -165,7 +165,7 @@ class MockChannel(ChannelBase):
 
 class ChannelTypeIndex(Protocol):
     """The installed channel types, as the schema sees them: a settings model per type name.
-    Given at validation time (`context={CHANNEL_TYPES: ...}`, see relay_config.loader) by
+    Given at validation time (`context={CHANNEL_TYPES_CONTEXT: ...}`, see relay_config.loader) by
     relay_adaptors.registry, so the schema never imports a plugin and a plugin may import it."""
 
     def names(self) -> list[str]: ...
@@ -176,7 +176,7 @@ class ChannelTypeIndex(Protocol):
         ...
 
 
-CHANNEL_TYPES = "relay.channel_types"  # the validation-context key holding a ChannelTypeIndex
+CHANNEL_TYPES_CONTEXT = "relay.channel_types"  # the validation-context key holding a ChannelTypeIndex
 
 
 def _error(message: str, loc: tuple[str, ...] = ()) -> ValidationError:
@@ -190,7 +190,7 @@ def _channel_of_its_type(value: Any, info: ValidationInfo) -> ChannelBase:
     validates the whole entry (its error locations stay relative to the entry)."""
     if isinstance(value, ChannelBase):
         return value
-    index: ChannelTypeIndex | None = (info.context or {}).get(CHANNEL_TYPES)
+    index: ChannelTypeIndex | None = (info.context or {}).get(CHANNEL_TYPES_CONTEXT)
     if index is None:
         raise RuntimeError("channels need the installed channel types: load configs through relay_config.loader")
     if not isinstance(value, dict):
