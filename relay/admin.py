@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from relay_adaptors.errors import RelayError, bad_request
+from relay_adaptors.registry import ChannelTypeError
 from relay_config.loader import ConfigError, load_config
 from relay_config.schema import RelayConfig
 
@@ -56,7 +57,12 @@ def reload_config(app: web.Application) -> tuple[bool, list[str]]:
         return False, e.lines()
     holder = app[RUNTIME]
     old = holder.current.config
-    holder.current = build_runtime(config, app[SESSION], holder.current)
+    try:
+        holder.current = build_runtime(config, app[SESSION], holder.current)
+    except ChannelTypeError as e:  # a plugin's factory refused valid settings
+        app[METRICS].reloads.labels("failure").inc()
+        log.error("config reload rejected; the previous config stays in force: %s", e)
+        return False, [str(e)]
     app[BREAKERS].cfg = config.router.cooldown
     app[METRICS].reloads.labels("success").inc()
     log.info("config reloaded from %s: %s", path, describe_change(old, config))
