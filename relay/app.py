@@ -4,8 +4,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -14,11 +15,11 @@ from relay_adaptors.errors import RelayError
 from relay_config.schema import RelayConfig
 
 from . import admin, handlers
-from .httpio import error_response, request_id
 from .breaker import Breakers
+from .httpio import error_response, request_id
 from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
-from .metrics import Metrics
 from .logs import log_request
+from .metrics import Metrics
 from .runtime import build_runtime
 from .store import open_store
 from .thinking_memory import LocalKV, ThinkingMemory
@@ -106,8 +107,8 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
         app[BACKGROUND] = tasks
         yield
         # Streams still closing (CLI processes being reaped) and settlements still running.
-        while app[BACKGROUND]:
-            await asyncio.gather(*list(app[BACKGROUND]), return_exceptions=True)
+        while tasks:
+            await asyncio.gather(*list(tasks), return_exceptions=True)
         await store.close()
 
     app.cleanup_ctx.append(usage_store)

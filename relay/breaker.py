@@ -15,8 +15,8 @@ other is left (panic mode), so Relay is never less available than its upstreams.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from relay_config.schema import CooldownConfig
 

@@ -7,6 +7,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from relay_config.loader import ConfigError, load_config
 from relay_config.schema import RelayConfig, split_host_port
@@ -151,7 +152,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
         print("store.url is memory://: there is no ledger outside the running process", file=sys.stderr)
         return 1
 
-    async def fetch() -> list[dict]:
+    async def fetch() -> list[dict[str, Any]]:
         store = open_store(config.store.url)
         await store.start()
         try:

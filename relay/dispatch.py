@@ -18,8 +18,9 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, cast
+from typing import Any, Literal, cast
 
 from relay_adaptors.base import Call, CallReport, ChatStream, NativeMessages, NativeResponses, RawUpstream
 from relay_adaptors.errors import RelayError

@@ -11,9 +11,9 @@ from aiohttp import web
 
 from .breaker import Breakers
 from .metrics import Metrics
+from .runtime import Runtime
 from .store import Store
 from .thinking_memory import ThinkingMemory
-from .runtime import Runtime
 
 
 @dataclass(slots=True)

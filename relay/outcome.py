@@ -3,8 +3,9 @@ byte (or the cancellation): filled as bytes pass, so nothing is lost when a clie
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from relay_adaptors.errors import RelayError
 from relay_adaptors.usage import Usage

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from relay_adaptors.registry import make_adaptor
 from relay_adaptors.base import Adaptor
+from relay_adaptors.registry import make_adaptor
 from relay_config.schema import ChannelConfig, RelayConfig
 
 from .auth import KeyIndex

@@ -8,7 +8,6 @@ from aiohttp import web
 
 from relay_adaptors.sse import KEEPALIVE
 
-
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
