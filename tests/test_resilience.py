@@ -257,7 +257,8 @@ async def test_client_disconnect_closes_the_upstream_at_once(make_relay, fake_op
     assert state["state"] == "closed" and state["consecutive_failures"] == 0  # leaving is not the channel's fault
 
 
-async def test_priorities_weights_and_aliases(make_relay, fake_openai):
+async def test_tiers_and_aliases_end_to_end(make_relay, fake_openai):
+    """The weights' exact order is the router's unit test (seeded RNG); here, the wiring."""
     config = f"""\
 tenants:
   - name: acme
@@ -271,10 +272,10 @@ channels:
 """
     relay = await make_relay(config)
     seen = Counter()
-    for i in range(200):
+    for i in range(20):
         resp, _ = await post(relay, {"model": "fast" if i % 2 else "demo", "messages": HELLO})
+        assert resp.status == 200
         seen[resp.headers["x-relay-channel"]] += 1
-    assert seen["spare"] == 0  # a lower tier only serves when the first is exhausted
-    assert 120 <= seen["heavy"] <= 180 and seen["heavy"] + seen["light"] == 200
+    assert seen["spare"] == 0 and set(seen) <= {"heavy", "light"}  # a lower tier only serves when the first is exhausted
     async with relay.client() as client:
         assert [m.id for m in (await client.models.list()).data] == ["demo", "fast"]
