@@ -34,6 +34,7 @@ from relay_config.schema import TenantConfig
 from . import limits
 from .dispatch import Answer, Attempt, Upstreams, dispatch
 from .keys import ACCOUNTED, BACKGROUND, BREAKERS, METRICS, REQUEST_ID, STORE
+from .leases import LeaseKeeper
 from .logs import access, log_request
 from .metrics import Metrics
 from .outcome import StreamOutcome, charge
@@ -105,7 +106,7 @@ class ModelCall:
     async def admit(self, model: str, messages: list[dict[str, Any]], max_out: int | None, stream: bool) -> None:
         """Checks and takes the tenant's limits for a call of `model` (canonical name)."""
         self.model, self.messages, self.stream_requested = model, messages, stream
-        plan = limits.plan(self.tenant, model, lambda: self.estimate_in + (max_out or 0), self.lease, time.time())
+        plan = limits.plan(self.tenant, model, lambda: self.estimate_in, max_out, self.lease, time.time())
         if plan.req.empty:
             return  # an unlimited tenant: nothing to check
         self.plan = plan
@@ -125,6 +126,8 @@ class ModelCall:
             self.metrics.rate_limited.labels(self.tenant.name, adm.failed or "requests").inc()
             raise limits.rejection(adm, self.tenant.name, plan)
         self.admitted = True
+        self.leases = LeaseKeeper(self.store, plan.req.concurrency, plan.req.lease, plan.req.lease_ttl, on_error=self._renew_failed)
+        self.leases.start()
         self.headers = limits.headers(adm)
         if "budget" in adm.status:
             limit, remaining, _ = adm.status["budget"]
@@ -249,12 +252,14 @@ class ModelCall:
         self.total_tokens = c.total
 
     async def _release(self) -> None:
-        """Settles token counters and budgets with the real usage, and frees the slot."""
+        """Settles token counters and budgets (charged the estimate at admission) with the
+        real usage, and frees the slot."""
         assert self.plan is not None
+        await self.leases.stop()
         now, total = time.time(), self.total_tokens
         try:
             await self.store.settle([(r, total - self.plan.estimate) for r in self.plan.token_rates],
-                                    [(b, total) for b in self.plan.req.budgets], now)
+                                    [(b, total - self.plan.reserve) for b in self.plan.req.budgets], now)
         except StoreError as e:
             self.metrics.store_errors.labels("settle").inc()
             log.error("could not settle usage of request %s: %s", self.request_id, e)
@@ -262,7 +267,11 @@ class ModelCall:
             await self.store.release(self.plan.req.concurrency, self.plan.req.lease)
         except StoreError as e:
             self.metrics.store_errors.labels("release").inc()
-            log.error("could not release the concurrency slot of request %s (it expires by itself): %s", self.request_id, e)
+            log.error("could not release the concurrency slot of request %s (retried in the background): %s", self.request_id, e)
+
+    def _renew_failed(self, e: StoreError) -> None:
+        self.metrics.store_errors.labels("renew").inc()
+        log.warning("could not renew the concurrency lease of request %s (retried): %s", self.request_id, e)
 
     def _observe(self, rec: UsageRecord) -> None:
         m, channel = self.metrics, rec.channel or "none"
