@@ -58,6 +58,9 @@ async def _answer(request: web.Request, handler: Handler, rid: str) -> web.Strea
             raise
         err = RelayError(e.status, _http_message(e, request), code="not_found" if e.status == 404 else None)
         return error_response(err, {**id_header, **({"Allow": e.headers["Allow"]} if "Allow" in e.headers else {})})
+    except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the client hung up before the headers
+        log.info("client went away before the response on %s %s (request %s)", request.method, request.path, rid)
+        return web.Response(status=499)  # "client closed request"; nobody is left to read it
     except Exception:
         log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
         return error_response(RelayError(500, "Internal error in the gateway; it has been logged.", type="server_error"), id_header)
