@@ -16,7 +16,7 @@ before the lease lapses. `sleep` is injectable for tests.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from .store import Concurrency, Store, StoreError
 from .store.base import stop_task

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from relay_adaptors.errors import RelayError
 from relay_config.schema import TenantConfig
 
-from .store import AdmitRequest, Admission, Budget, Concurrency, Rate
+from .store import Admission, AdmitRequest, Budget, Concurrency, Rate
 
 LEASE_TTL = 60.0  # a lease not renewed (see leases.LeaseKeeper) frees its slot after this
 # Tokens a budget reserves for the answer of a request that sets no max tokens: without it a
@@ -48,19 +48,20 @@ def plan(tenant: TenantConfig, model: str, prompt_tokens: Callable[[], int], max
     req = AdmitRequest(lease=lease, lease_ttl=LEASE_TTL)
     token_rates: list[Rate] = []
     out = Plan(req, token_rates)
-    for scope, l in scopes:
-        if l.rpm:
-            req.rates.append(Rate(f"rpm:{scope}", "requests", l.rpm, 1))
-        if l.tpm:
+    for scope, lims in scopes:
+        if lims.rpm:
+            req.rates.append(Rate(f"rpm:{scope}", "requests", lims.rpm, 1))
+        if lims.tpm:
             if not token_rates:
                 out.estimate = prompt_tokens() + (max_out or 0)
-            rate = Rate(f"tpm:{scope}", "tokens", l.tpm, out.estimate)
+            rate = Rate(f"tpm:{scope}", "tokens", lims.tpm, out.estimate)
             req.rates.append(rate)
             token_rates.append(rate)
-        if l.max_concurrent:
-            req.concurrency.append(Concurrency(f"conc:{scope}", l.max_concurrent))
-        if l is per_model:
-            out.model_keys = {x.key for x in [*req.rates, *req.concurrency] if x.key.endswith(scope)}
+        if lims.max_concurrent:
+            req.concurrency.append(Concurrency(f"conc:{scope}", lims.max_concurrent))
+        if lims is per_model:
+            out.model_keys = {x.key for x in [*req.rates] if x.key.endswith(scope)}
+            out.model_keys |= {x.key for x in req.concurrency if x.key.endswith(scope)}
     if lim.budget is not None:
         period, ttl = period_key(lim.budget.period, now)
         out.reserve = prompt_tokens() + (BUDGET_OUTPUT_RESERVE if max_out is None else max_out)

@@ -153,9 +153,9 @@ async def test_soak_on_sqlite_and_redis(tmp_path):
         configs[name] = tmp_path / name / "relay.yaml"
         configs[name].write_text(CONFIG.format(store=store, key=KEY))
     started = await asyncio.gather(*(asyncio.to_thread(RelayProcess, path) for path in configs.values()))
-    relays = dict(zip(configs, started))
+    relays = dict(zip(configs, started, strict=True))
     try:
-        tallies = dict(zip(relays, await asyncio.gather(*(soak(r) for r in relays.values()))))
+        tallies = dict(zip(relays, await asyncio.gather(*(soak(r) for r in relays.values())), strict=True))
         for relay in relays.values():
             assert relay.stop() == 0  # a clean shutdown writes the last ledger rows
         con = sqlite3.connect(tmp_path / "sqlite" / "relay.db")

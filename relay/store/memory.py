@@ -6,7 +6,14 @@ from typing import Any
 
 from .. import gcra
 from .base import (
-    AdmitRequest, Admission, Budget, Concurrency, Rate, UsageRecord, aggregate_into, decide,
+    Admission,
+    AdmitRequest,
+    Budget,
+    Concurrency,
+    Rate,
+    UsageRecord,
+    aggregate_into,
+    decide,
 )
 
 

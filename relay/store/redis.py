@@ -14,8 +14,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .base import (
-    AGGREGATE_FIELDS, AdmitRequest, Admission, Budget, Concurrency, Rate, StoreError, Unreleased, UsageRecord, _tighten,
-    aggregate_into, stop_task,
+    AGGREGATE_FIELDS,
+    Admission,
+    AdmitRequest,
+    Budget,
+    Concurrency,
+    Rate,
+    StoreError,
+    Unreleased,
+    UsageRecord,
+    _tighten,
+    aggregate_into,
+    stop_task,
 )
 
 log = logging.getLogger("relay")
@@ -254,7 +264,8 @@ class RedisStore:
     async def usage(self, tenant: str | None, since: str | None) -> list[dict[str, Any]]:
         await self.flush()
         try:
-            days = sorted(d for d in await self.client.smembers(PREFIX + "usage:days") if since is None or d >= since)
+            members = await self.client.smembers(PREFIX + "usage:days")
+            days = sorted(str(d) for d in members if since is None or str(d) >= since)  # str already (decode_responses)
             rows: dict[tuple[str, str, str], dict[str, int]] = {}
             for day in days:
                 for field, value in (await self.client.hgetall(f"{PREFIX}usage:{day}")).items():
@@ -262,7 +273,7 @@ class RedisStore:
                     if tenant is None or t == tenant:
                         rows.setdefault((day, t, m), dict.fromkeys(AGGREGATE_FIELDS, 0))[f] = int(value)
         except RedisError as e:
-            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+            raise self._error(e) from e
         return [{"day": d, "tenant": t, "model": m, **row} for (d, t, m), row in sorted(rows.items())]
 
 
@@ -280,10 +291,10 @@ def _admission(req: AdmitRequest, res: list[Any]) -> Admission:
     ok, section, index, retry_after, *values = res
     adm = Admission(ok=bool(int(ok)), retry_after=float(retry_after))
     used = values[: len(req.budgets)]
-    for b, u in zip(req.budgets, used):
+    for b, u in zip(req.budgets, used, strict=False):  # a refusal answers up to the failing limit
         _tighten(adm, "budget", b.limit, max(0, b.limit - int(u) - b.cost), 0.0)
     rest = values[len(used):]
-    for r, (remaining, reset) in zip(req.rates, zip(rest[0::2], rest[1::2])):
+    for r, (remaining, reset) in zip(req.rates, zip(rest[0::2], rest[1::2], strict=True), strict=False):
         _tighten(adm, r.kind, r.limit, int(remaining), float(reset))
     if not adm.ok:
         i = int(index) - 1

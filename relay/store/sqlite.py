@@ -14,15 +14,26 @@ import asyncio
 import functools
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from .. import gcra
 from .base import (
-    AGGREGATE_FIELDS, AdmitRequest, Admission, Budget, Concurrency, Rate, StoreError, Unreleased, UsageRecord,
-    aggregate_into, decide, stop_task,
+    AGGREGATE_FIELDS,
+    Admission,
+    AdmitRequest,
+    Budget,
+    Concurrency,
+    Rate,
+    StoreError,
+    Unreleased,
+    UsageRecord,
+    aggregate_into,
+    decide,
+    stop_task,
 )
 
 T = TypeVar("T")
@@ -204,7 +215,7 @@ class SQLiteStore:
         await self.flush()
         rows: list[tuple[Any, ...]] = await self._run(_usage, tenant, since)
         names = ("day", "tenant", "model", *AGGREGATE_FIELDS)
-        return [dict(zip(names, r)) for r in rows]
+        return [dict(zip(names, r, strict=True)) for r in rows]
 
 
     async def ping(self) -> None:
