@@ -147,3 +147,35 @@ async def test_ledger_rows_are_written_exactly_once_under_concurrent_flushes(sto
     usage = await store.usage("acme", None)
     assert sum(r["requests"] for r in usage) == 1200
     assert sum(r["output_tokens"] for r in usage) == 4 * 1200
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_admissions_cut_short_by_cancellation_leave_no_lease(kind, tmp_path, request):
+    """A client that leaves while its admission is in the store: if the admission went
+    through, nobody owns the lease, so the store frees it itself (by the time it closes)."""
+    def make() -> Store:
+        if kind == "sqlite":
+            return SQLiteStore(str(tmp_path / "relay.db"))
+        return RedisStore(request.getfixturevalue("redis_url"))
+
+    if kind == "redis":
+        sync_redis.Redis.from_url(request.getfixturevalue("redis_url")).flushdb()
+    store = make()
+    await store.start()
+    tasks = [asyncio.ensure_future(store.admit(leased(f"L{i}", limit=1000), time.time())) for i in range(100)]
+    await asyncio.sleep(0.001)
+    for t in tasks:
+        t.cancel()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert any(isinstance(o, asyncio.CancelledError) for o in outcomes)
+    for i, outcome in enumerate(outcomes):
+        if not isinstance(outcome, BaseException):
+            assert outcome.ok
+            await store.release([conc()], f"L{i}")  # admitted before the cancellation: ours to release
+    await store.close()
+    again = make()
+    await again.start()
+    try:
+        assert (await again.admit(leased("probe", limit=1), time.time())).ok  # no lease left behind
+    finally:
+        await again.close()

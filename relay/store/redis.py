@@ -122,6 +122,7 @@ class RedisStore:
         self._flusher: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()  # one flush at a time, or a batch would be written twice
         self._unreleased = Unreleased()
+        self._admitting: set[asyncio.Future[Any]] = set()  # admissions Redis has yet to answer
 
     def _error(self, e: Exception) -> StoreError:
         return StoreError(f"redis store {_safe(self.url)}: {e}")
@@ -137,8 +138,13 @@ class RedisStore:
         await stop_task(self._flusher)
         try:
             await self.flush()
+            # Admissions whose callers were cancelled (e.g. by the shutdown itself) finish
+            # first; the leases they took are then released with the others still due.
+            await asyncio.gather(*self._admitting, return_exceptions=True)
+            await self._retry_releases()
         except StoreError as e:
-            log.error("ledger rows not written to redis at shutdown: %d (%s)", len(self._queue), e)
+            log.error("redis store at shutdown: %d ledger rows and %d lease releases not written (%s)",
+                      len(self._queue), len(self._unreleased), e)
         await self.client.aclose()
 
     async def admit(self, req: AdmitRequest, now: float) -> Admission:
@@ -152,6 +158,8 @@ class RedisStore:
             args += [b.limit, int(b.cost), b.ttl]
         # In a task of its own: a caller cancelled mid-call must not leave a lease nobody owns.
         call = asyncio.ensure_future(self._admit(keys=keys, args=args))
+        self._admitting.add(call)
+        call.add_done_callback(self._admitting.discard)
         try:
             res = await asyncio.shield(call)
         except RedisError as e:

@@ -70,6 +70,7 @@ class SQLiteStore:
         self._flushing = asyncio.Lock()  # one flush at a time, or a batch would be written twice
         self._wake = asyncio.Event()
         self._unreleased = Unreleased()
+        self._admitting: set[asyncio.Future[Outcome]] = set()  # admissions the thread has yet to finish
 
     # --- the store thread ----------------------------------------------------------------
     def _on_thread(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:
@@ -131,16 +132,24 @@ class SQLiteStore:
         await stop_task(self._flusher)
         try:
             await self.flush()
-            if self._con is not None:  # only read here: it is closed on its own thread
-                await self._run(self._shut)
+            # Admissions whose callers were cancelled (e.g. by the shutdown itself) finish
+            # first; the leases they took are then released with the others still due.
+            await asyncio.gather(*self._admitting, return_exceptions=True)
+            await self._retry_releases()
         finally:
-            self._closed = True
-            self._pool.shutdown(wait=True)
+            try:
+                if self._con is not None:  # only read here: it is closed on its own thread
+                    await self._run(self._shut)
+            finally:
+                self._closed = True
+                self._pool.shutdown(wait=True)
 
     # --- limits ------------------------------------------------------------------------
     async def admit(self, req: AdmitRequest, now: float) -> Admission:
         stale = self._unreleased.pairs()
         fut = self._submit(_admit, req, now, stale)
+        self._admitting.add(fut)
+        fut.add_done_callback(self._admitting.discard)
         try:
             adm: Admission = self._value(await asyncio.shield(fut))
         except asyncio.CancelledError:
