@@ -40,7 +40,7 @@ channels:
     models: [demo]
     reply: "{reply}"
     stream_chunks: 30
-    chunk_delay: 0.07
+    chunk_delay: 0.1
   - name: quick
     type: mock
     models: [quick]
@@ -93,7 +93,7 @@ def budget_spent(kind: str, server: RedisServer | None, tmp_path: Path, tenant: 
 async def test_two_instances_hold_concurrency_and_budgets_together(two_relays):
     kind, relays, server, tmp_path = two_relays
     urls = [r.url for r in relays]
-    # All three waves at once; each stream lasts ~2 s, far longer than it takes them all to arrive.
+    # All three waves at once; each stream lasts ~3 s, far longer than it takes them all to arrive.
     (pair, _), (thrifty, thrifty_tokens), (sparing, sparing_tokens) = await asyncio.gather(
         wave(urls, "sk-pair-0123456789", 20),
         wave(urls, "sk-thrifty-0123456789", 20, max_tokens=1000),
