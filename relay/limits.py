@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from relay_adaptors.errors import RelayError
-from relay_config.schema import TenantConfig
+from relay_config.schema import ModelLimits, TenantConfig
 
 from .store import Admission, AdmitRequest, Budget, Concurrency, Rate
 
@@ -41,7 +41,7 @@ def plan(tenant: TenantConfig, model: str, prompt_tokens: Callable[[], int], max
     max_out, or BUDGET_OUTPUT_RESERVE for the answer when max_out is not given. Both are
     settled to the real usage when the request ends."""
     lim = tenant.limits
-    scopes = [(f"{tenant.name}", lim)]
+    scopes: list[tuple[str, ModelLimits]] = [(f"{tenant.name}", lim)]
     per_model = lim.models.get(model)
     if per_model is not None:
         scopes.append((f"{tenant.name}:{model}", per_model))
