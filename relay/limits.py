@@ -1,6 +1,7 @@
 """Tenant limits: which counters a request touches, and the answers and headers they produce."""
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ def plan(tenant: TenantConfig, model: str, prompt_tokens: Callable[[], int], max
     a budget needs it. Token rates are charged prompt + max_out; a budget reserves prompt +
     max_out, or BUDGET_OUTPUT_RESERVE for the answer when max_out is not given. Both are
     settled to the real usage when the request ends."""
+    prompt_tokens = functools.cache(prompt_tokens)  # asked for at most once
     lim = tenant.limits
     scopes: list[tuple[str, ModelLimits]] = [(f"{tenant.name}", lim)]
     per_model = lim.models.get(model)

@@ -5,6 +5,7 @@ conftest, which only holds fixtures.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 from collections.abc import Callable
@@ -224,3 +225,26 @@ async def serve_fake(fake: Any, aiohttp_server: Callable[..., Any]) -> Any:
     fake.server = await aiohttp_server(fake.app(), host="127.0.0.1")
     fake.url = str(fake.server.make_url("")).rstrip("/")
     return fake
+
+
+class ManualSleep:
+    """An injected sleep that the test lets through one at a time."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self._pending: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait(fut)
+        await fut
+
+    async def tick(self) -> None:
+        """Waits until the keeper sleeps, then ends that sleep."""
+        (await self._pending.get()).set_result(None)
+
+    async def sleeping(self) -> None:
+        """Waits until the keeper sleeps again (whatever it did in between is done)."""
+        fut = await self._pending.get()
+        self._pending.put_nowait(fut)
