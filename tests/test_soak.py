@@ -116,11 +116,12 @@ async def soak(relay: RelayProcess) -> Tally:
         await asyncio.gather(watch(relay.proc.pid, started, deadline, tally),
                              *(client(s, relay.url, deadline, i, tally) for i in range(CLIENTS)))
         for _ in range(100):  # the last streams' closing work runs in the background
-            async with s.get(relay.url + "/metrics") as r:
+            async with s.get(relay.ops_url + "/metrics") as r:
                 metrics = await r.text()
             if metric_sum(metrics, "relay_inflight_requests") == 0:
                 break
             await asyncio.sleep(0.05)
+    assert "relay_requests_total{" in metrics and "relay_inflight_requests{" in metrics, "not the metrics page"
     assert metric_sum(metrics, "relay_inflight_requests") == 0, "upstream calls still in flight"
     assert metric_sum(metrics, "relay_store_errors_total") == 0, [m for m in metrics.splitlines() if "store_errors" in m]
     return tally
