@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
 
 from relay_config.schema import ClaudeCliChannel
 
@@ -16,15 +18,18 @@ from ..anthropic.usage import chat_usage
 from ..base import Call, CallReport, Capabilities, ChatStream, StreamItem
 from ..chunks import usage_chunk
 from ..deadline import Deadline
-from ..errors import RelayError, redact, upstream_bad_response, upstream_timeout, upstream_unreachable
+from ..errors import RelayError, upstream_bad_response, upstream_timeout
 from . import prompt
 from .framer import LineFramer, LineTooLong
 from .messages import Result, StreamEvent, parse_message
 from .process import CliProcess
+from .scrub import Scrubber
 
 log = logging.getLogger("relay")
 # What the child may see of the gateway's environment: enough to find node, nothing secret.
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "HTTPS_PROXY", "NO_PROXY")
+# Spawn errors that mean the configured command cannot run at all.
+BROKEN_BINARY = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.ELOOP, errno.EPERM})
 
 
 class ClaudeCliAdaptor:
@@ -35,6 +40,7 @@ class ClaudeCliAdaptor:
         self.cfg = cfg
         self.slots = asyncio.Semaphore(cfg.max_concurrent)  # FIFO: waiters are served in order
         self.running = 0  # processes alive now (relay_cli_processes)
+        self.scrub = Scrubber(cfg.api_key, urlsplit(cfg.base_url).password if cfg.base_url else None)
 
     async def complete(self, call: Call) -> dict[str, Any]:
         stream = await self.open_stream(call)
@@ -59,14 +65,18 @@ class ClaudeCliAdaptor:
         try:
             await asyncio.wait_for(self.slots.acquire(), cfg.queue_timeout)
         except TimeoutError:
+            # Relay's own queue, not the upstream: local, so it never opens the breaker.
             raise RelayError(429, f"All {cfg.max_concurrent} processes of channel {self.name!r} stayed busy for "
                              f"{cfg.queue_timeout:g}s; retry shortly.", type="rate_limit_error", code="channel_busy",
-                             headers={"retry-after": "2"}) from None
+                             headers={"retry-after": "2"}, local=True) from None
         try:
-            proc = await CliProcess.spawn(inv.argv, inv.env, inv.stdin)
-        except OSError as e:
+            proc = await CliProcess.spawn(inv.argv, inv.env, inv.stdin, inv.files)
+        except (OSError, ValueError) as e:
             self.slots.release()
-            raise upstream_unreachable(self.name, f"cannot start {cfg.command!r} ({e.strerror or type(e).__name__})") from None
+            raise self._spawn_failed(e) from None
+        except BaseException:
+            self.slots.release()
+            raise
         self.running += 1
         run = _Run(self, proc, call.request.get("model", call.upstream_model), call.report)
         try:
@@ -76,13 +86,28 @@ class ClaudeCliAdaptor:
             raise
         return run.stream(first)
 
+    def _spawn_failed(self, e: OSError | ValueError) -> RelayError:
+        """The client hears that the channel could not start its CLI; the path and the OS
+        error go to the log only."""
+        log.warning("channel %s: cannot start %r: %s", self.name, self.cfg.command,
+                    self.scrub.text(f"{type(e).__name__}: {e}"))
+        # A binary that is missing or not executable breaks the channel for everyone; any
+        # other failure (the host out of processes or memory, an argument the OS refused)
+        # is about this attempt on this host, not the upstream's health.
+        broken = isinstance(e, OSError) and e.errno in BROKEN_BINARY
+        return RelayError(502, f"upstream channel {self.name!r} is unreachable: the claude CLI could not be started "
+                          "(the gateway log has the reason)", type="api_error", code="upstream_unreachable",
+                          local=not broken)
+
 
 class _Run:
     """One process's output, converted: stream events through the Anthropic converter, usage
-    and errors from the result line."""
+    and errors from the result line. Every error it yields and every line it logs is
+    scrubbed of the channel's secrets."""
 
     def __init__(self, owner: ClaudeCliAdaptor, proc: CliProcess, model: str, report: CallReport):
         self.owner = owner
+        self.scrub = owner.scrub
         self.report = report  # the Call's: the cost goes there for the ledger
         self.proc = proc
         self.framer = LineFramer()
@@ -118,6 +143,10 @@ class _Run:
             await self.close()
 
     async def _batches(self) -> AsyncIterator[list[StreamItem]]:
+        async for batch in self._raw_batches():
+            yield [self.scrub.error(i) if isinstance(i, RelayError) else i for i in batch]
+
+    async def _raw_batches(self) -> AsyncIterator[list[StreamItem]]:
         """Chat items per stdout chunk, ending with the result (or the error that replaced it)."""
         try:
             while self.result is None:
@@ -141,8 +170,12 @@ class _Run:
                         yield [self._died()]
                     return
         except (ValueError, LineTooLong) as e:
-            log.warning("channel %s: unreadable CLI output (%s); stderr: %s", self.owner.name, e, self.proc.stderr_tail())
+            self._log(f"unreadable CLI output ({e})")
             yield [upstream_bad_response(self.owner.name, str(e))]
+
+    def _log(self, what: str) -> None:
+        """A warning about this run with the stderr tail, both scrubbed."""
+        log.warning("channel %s: %s; stderr: %s", self.owner.name, self.scrub.text(what), self.proc.stderr_tail(self.scrub.text))
 
     def _convert(self, msg: Any) -> list[StreamItem]:
         if isinstance(msg, StreamEvent):
@@ -162,14 +195,17 @@ class _Run:
 
     def _error(self, res: Result) -> RelayError:
         if res.api_error_status:
-            return redact(map_error(self.owner.name, res.api_error_status, {}, {"error": {"message": res.text}}), self.owner.cfg.api_key)
-        log.warning("channel %s: the CLI reported an error: %s; stderr: %s", self.owner.name, res.text[:500], self.proc.stderr_tail())
-        return redact(RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI failed ({res.text[:200] or 'no detail'})",
-                                 type="api_error", code="upstream_error"), self.owner.cfg.api_key)
+            return map_error(self.owner.name, res.api_error_status, {}, {"error": {"message": res.text}})
+        # Scrubbed before it is cut, so a cut cannot leave part of a secret behind.
+        text = self.scrub.text(res.text)
+        self._log(f"the CLI reported an error: {text[:500]}")
+        detail = text[:200] or "no detail"
+        return RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI failed ({detail})",
+                          type="api_error", code="upstream_error")
 
     def _died(self) -> RelayError:
         code = self.proc.proc.returncode
-        log.warning("channel %s: the CLI exited (code %s) without a result; stderr: %s", self.owner.name, code, self.proc.stderr_tail())
+        self._log(f"the CLI exited (code {code}) without a result")
         return RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI ended without an answer"
                           f"{f' (exit code {code})' if code is not None else ''}; the gateway log has its stderr",
                           type="api_error", code="upstream_error")
