@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextlib
 import errno
 import logging
 import os
+from types import TracebackType
 from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
@@ -28,8 +30,9 @@ from .scrub import Scrubber
 log = logging.getLogger("relay")
 # What the child may see of the gateway's environment: enough to find node, nothing secret.
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "HTTPS_PROXY", "NO_PROXY")
-# Spawn errors that mean the configured command cannot run at all.
-BROKEN_BINARY = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.ELOOP, errno.EPERM})
+# Spawn errors about this host and this request (the prompt file did not fit, no process or
+# file slots left), not about the channel.
+HOST_EXHAUSTED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
 
 
 class ClaudeCliAdaptor:
@@ -84,20 +87,45 @@ class ClaudeCliAdaptor:
         except BaseException:
             await run.close()
             raise
-        return run.stream(first)
+        return _Stream(run, first)
 
     def _spawn_failed(self, e: OSError | ValueError) -> RelayError:
-        """The client hears that the channel could not start its CLI; the path and the OS
-        error go to the log only."""
+        # The path and the OS error go to the log only.
         log.warning("channel %s: cannot start %r: %s", self.name, self.cfg.command,
                     self.scrub.text(f"{type(e).__name__}: {e}"))
-        # A binary that is missing or not executable breaks the channel for everyone; any
-        # other failure (the host out of processes or memory, an argument the OS refused)
-        # is about this attempt on this host, not the upstream's health.
-        broken = isinstance(e, OSError) and e.errno in BROKEN_BINARY
-        return RelayError(502, f"upstream channel {self.name!r} is unreachable: the claude CLI could not be started "
-                          "(the gateway log has the reason)", type="api_error", code="upstream_unreachable",
-                          local=not broken)
+        return spawn_error(self.name, e)
+
+
+def spawn_error(channel: str, e: OSError | ValueError) -> RelayError:
+    """What the client hears when the CLI could not be started: no path, no OS detail.
+
+    Only failures of this attempt on this host (no disk for the prompt file, no processes or
+    files left) are `local`; anything else means the configured command cannot run, which
+    breaks the channel for everyone and rightly counts toward its breaker."""
+    local = isinstance(e, OSError) and e.errno in HOST_EXHAUSTED
+    return RelayError(502, f"upstream channel {channel!r} is unreachable: the claude CLI could not be started "
+                      "(the gateway log has the reason)", type="api_error", code="upstream_unreachable", local=local)
+
+
+class _Stream(collections.abc.AsyncGenerator[list[StreamItem], None]):
+    """A run's output as a ChatStream whose aclose() ends the process even if it was never
+    iterated (a plain async generator skips its `finally` then)."""
+
+    def __init__(self, run: _Run, first: list[StreamItem]):
+        self._run = run
+        self._gen = run.stream(first)
+
+    async def asend(self, value: None) -> list[StreamItem]:
+        return await self._gen.asend(value)
+
+    async def athrow(self, typ: Any, val: Any = None, tb: TracebackType | None = None, /) -> list[StreamItem]:
+        return await self._gen.athrow(typ, val, tb)
+
+    async def aclose(self) -> None:
+        try:
+            await self._gen.aclose()
+        finally:
+            await self._run.close()
 
 
 class _Run:

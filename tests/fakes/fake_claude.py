@@ -63,9 +63,11 @@ def main() -> None:
     if mode == "silent":
         time.sleep(600)
     if mode == "argv":
-        with open(argv[argv.index("--system-prompt-file") + 1], encoding="utf-8") as f:
+        path = argv[argv.index("--system-prompt-file") + 1]
+        with open(path, encoding="utf-8") as f:
             system = f.read()
-        answer([json.dumps({"argv": sys.argv, "system": system, "stdin": stdin, "cwd": os.getcwd()})])
+        answer([json.dumps({"argv": sys.argv, "system": system, "stdin": stdin, "cwd": os.getcwd(),
+                            "file": os.path.abspath(path), "file_mode": os.stat(path).st_mode & 0o777})])
         return
     if mode in ("orphan", "orphan-exit"):
         start(f"pid={grandchild(marker)}")
