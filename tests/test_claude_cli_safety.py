@@ -10,7 +10,7 @@ import re
 import signal
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import pytest
@@ -48,6 +48,14 @@ def released(adaptor: ClaudeCliAdaptor, tmp: Path) -> bool:
     """No process counted, the single slot free, no process directory left."""
     assert adaptor.cfg.max_concurrent == 1
     return adaptor.running == 0 and not adaptor.slots.locked() and not list(tmp.iterdir())
+
+
+async def eventually(check: Callable[[], bool], within: float) -> bool:
+    for _ in range(int(within / 0.05)):
+        if check():
+            return True
+        await asyncio.sleep(0.05)
+    return check()
 
 
 def dead(pid: int) -> bool:
@@ -132,8 +140,9 @@ async def test_a_missing_binary_is_the_channel_s_fault_and_hides_the_path(tmp_pa
 
 # --- the whole process group dies -----------------------------------------------------------
 
-@pytest.mark.parametrize("mode", ["orphan", "orphan-exit"])  # the leader dies on SIGTERM / has already exited
-async def test_a_grandchild_ignoring_sigterm_is_killed(make_relay, tmp_path, cli_tmp, mode):
+@pytest.mark.parametrize("mode, code", [("orphan", "upstream_timeout"),  # the leader dies on SIGTERM
+                                        ("orphan-exit", "upstream_error")])  # the leader has already exited
+async def test_a_grandchild_ignoring_sigterm_is_killed(make_relay, tmp_path, cli_tmp, mode, code):
     marker = uuid.uuid4().hex
     relay = await make_relay(stand_in_config(tmp_path, mode, marker, max_concurrent=1,
                                              timeout="{first_byte: 5, idle: 1, total: 30}"))
@@ -142,13 +151,10 @@ async def test_a_grandchild_ignoring_sigterm_is_killed(make_relay, tmp_path, cli
     content = "".join(f["choices"][0]["delta"].get("content") or "" for f in frames if f.get("choices"))
     pid = int(re.fullmatch(r"pid=(\d+)", content).group(1))
     try:
-        assert frames[-1]["error"]["code"] == "upstream_timeout"
-        for _ in range(int((KILL_GRACE + 2) / 0.05)):  # the kill follows the grace period, after the stream's end
-            if dead(pid):
-                break
-            await asyncio.sleep(0.05)
-        assert dead(pid), "the grandchild outlived the kill"
-        assert await gone(marker, within=1) and released(adaptor_of(relay), cli_tmp)
+        assert frames[-1]["error"]["code"] == code
+        # The stream's end reaches the client first; the kill follows the grace period.
+        assert await eventually(lambda: dead(pid), KILL_GRACE + 2), "the grandchild outlived the kill"
+        assert await gone(marker, within=1) and await eventually(lambda: released(adaptor_of(relay), cli_tmp), 1)
     finally:
         if not dead(pid):
             os.kill(pid, signal.SIGKILL)
@@ -211,8 +217,4 @@ async def test_a_client_gone_mid_stream_releases_everything(make_relay, tmp_path
         await resp.content.readuntil(b"\n\n")
         resp.close()
     assert await gone(marker)
-    for _ in range(40):
-        if released(adaptor_of(relay), cli_tmp):
-            break
-        await asyncio.sleep(0.05)
-    assert released(adaptor_of(relay), cli_tmp)
+    assert await eventually(lambda: released(adaptor_of(relay), cli_tmp), 2)

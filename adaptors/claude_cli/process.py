@@ -71,26 +71,30 @@ class CliProcess:
 
     async def close(self) -> int | None:
         """Ends the whole process group: SIGTERM, then SIGKILL once the grace period is over
-        if any member is still there, whether or not the leader has exited. Reaps the leader
-        so no zombie stays, and removes the directory."""
+        if any member is still there, whether or not the leader has exited. The leader is
+        reaped (no zombie stays) and the directory removed."""
         self._stdin_task.cancel()
         loop = asyncio.get_running_loop()
         until = loop.time() + self.grace
         self._signal(signal.SIGTERM)
+        # Polled, not proc.wait(): that also waits for the pipes, which a member may hold
+        # open, and would wrongly time out or wrongly succeed. While the leader is not
+        # reaped its pid, the group's id, cannot be reused.
+        while self._running() and loop.time() < until:
+            await asyncio.sleep(_GROUP_POLL)
+        if self._running():
+            self._signal(signal.SIGKILL)
+        # Bounded: a process that left the group could hold the pipes open for ever.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.proc.wait(), self.grace)
-        # The leader is reaped now (or still alive), so its pid, which is the group's id,
-        # cannot have been reused: waiting on the group is safe.
-        while self._group_alive() and loop.time() < until:
-            await asyncio.sleep(_GROUP_POLL)
-        if self._group_alive():
-            self._signal(signal.SIGKILL)
-        await self.proc.wait()
         for task in (self._stdin_task, self._stderr_task):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 1.0)
         shutil.rmtree(self.workdir, ignore_errors=True)
         return self.proc.returncode
+
+    def _running(self) -> bool:
+        return self.proc.returncode is None or self._group_alive()
 
     def _group_alive(self) -> bool:
         try:

@@ -48,9 +48,15 @@ def start(text: str) -> None:
 
 
 def grandchild(marker: str) -> int:
-    """A process of our group that ignores SIGTERM and keeps our stdout open."""
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
-    return subprocess.Popen([sys.executable, "-c", code, "--marker", marker]).pid
+    """A process of our group that ignores SIGTERM and, like a daemon, holds none of our
+    pipes (so nothing but a signal to the group tells the gateway about it). Returns once it
+    ignores SIGTERM."""
+    code = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "os.write(1, b'ready'); os.close(1); time.sleep(600)")
+    null = subprocess.DEVNULL
+    child = subprocess.Popen([sys.executable, "-c", code, "--marker", marker], stdin=null, stdout=subprocess.PIPE, stderr=null)
+    assert child.stdout is not None and child.stdout.read() == b"ready"
+    return child.pid
 
 
 def main() -> None:
