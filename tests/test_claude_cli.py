@@ -73,14 +73,18 @@ def stand_in_config(tmp_path: Path, mode: str, marker: str, *, max_concurrent: i
 """)
 
 
-@pytest.fixture(autouse=True)
-def cli_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """This test's own temp root, where the adaptor makes the processes' directories: other
     runs on the machine cannot be mistaken for ours, and what is left behind can be seen."""
     root = tmp_path / "cli-tmp"
     root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(root))
     return root
+
+
+@pytest.fixture(autouse=True)
+def cli_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return private_tmp(tmp_path, monkeypatch)
 
 
 def processes(marker: str | Path) -> list[int]:
@@ -181,6 +185,8 @@ async def test_timeouts_kill_the_cli(make_relay, fake_anthropic, cli_tmp):
     relay = await make_relay(real_cli_config(fake_anthropic.url, timeout="{first_byte: 3, idle: 1, total: 30}"))
     r, body = await post(relay, {"model": "cli-hang", "messages": HELLO})
     assert r.status == 504 and "first_byte" in body["error"]["message"]
+    # A first_byte long enough for the CLI to start on a loaded machine, so idle is what fires.
+    relay = await make_relay(real_cli_config(fake_anthropic.url, timeout="{first_byte: 20, idle: 1, total: 30}"))
     resp, text = await post(relay, {"model": "cli-hang-mid", "messages": HELLO}, stream=True)
     err = json.loads(sse_frames(text)[-1][1])
     validate_error(err)

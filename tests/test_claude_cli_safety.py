@@ -9,8 +9,9 @@ import os
 import re
 import signal
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,9 +25,14 @@ from relay_config.loader import parse_config
 
 from .conftest import ACME_KEY, sse_frames
 from .spec import validate_error
-from .test_claude_cli import HELLO, cli_tmp, gone, post, processes, real_cli_config, stand_in_config  # noqa: F401
+from .test_claude_cli import HELLO, gone, post, private_tmp, processes, real_cli_config, stand_in_config
 
 LEAKY_KEY = "sk-ant-leaky-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def cli_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return private_tmp(tmp_path, monkeypatch)
 
 
 def adaptor_of(relay: Any) -> ClaudeCliAdaptor:

@@ -7,8 +7,9 @@ import contextlib
 import errno
 import logging
 import os
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from relay_config.schema import ClaudeCliChannel

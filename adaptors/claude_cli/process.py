@@ -9,7 +9,7 @@ import os
 import shutil
 import signal
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 STDERR_TAIL = 8192
 KILL_GRACE = 2.0
