@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import contextlib
 import errno
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,7 +107,7 @@ def spawn_error(channel: str, e: OSError | ValueError) -> RelayError:
                       "(the gateway log has the reason)", type="api_error", code="upstream_unreachable", local=local)
 
 
-class _Stream(collections.abc.AsyncGenerator[list[StreamItem], None]):
+class _Stream(AsyncGenerator[list[StreamItem], None]):
     """A run's output as a ChatStream whose aclose() ends the process even if it was never
     iterated (a plain async generator skips its `finally` then)."""
 
@@ -120,6 +119,8 @@ class _Stream(collections.abc.AsyncGenerator[list[StreamItem], None]):
         return await self._gen.asend(value)
 
     async def athrow(self, typ: Any, val: Any = None, tb: TracebackType | None = None, /) -> list[StreamItem]:
+        if val is None and tb is None:
+            return await self._gen.athrow(typ)
         return await self._gen.athrow(typ, val, tb)
 
     async def aclose(self) -> None:
