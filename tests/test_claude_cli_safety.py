@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,8 @@ import pytest
 from relay.keys import RUNTIME
 from relay_adaptors.base import Call
 from relay_adaptors.claude_cli import ClaudeCliAdaptor
-from relay_adaptors.claude_cli.process import KILL_GRACE
+from relay_adaptors.claude_cli.process import KILL_GRACE, STDERR_TAIL, CliProcess
+from relay_adaptors.claude_cli.scrub import Scrubber
 from relay_adaptors.errors import RelayError
 from relay_config.loader import parse_config
 
@@ -131,7 +133,7 @@ async def test_channel_busy_is_local(tmp_path, cli_tmp):
             await adaptor.open_stream(call())
         assert (e.value.status, e.value.code, e.value.local) == (429, "channel_busy", True)
     finally:
-        await first.aclose()
+        await first.aclose()  # never iterated: closing it must still end the process
     assert released(adaptor, cli_tmp)
 
 
@@ -186,6 +188,20 @@ async def test_the_channel_key_reaches_neither_client_nor_log(make_relay, tmp_pa
     assert LEAKY_KEY not in caplog.text
     if mode == "leaky-result":
         assert "x-api-key [redacted]" in caplog.text  # the stderr tail is logged, scrubbed
+
+
+async def test_the_stderr_tail_is_cut_after_scrubbing(cli_tmp):
+    # The key straddles where an 8 KB tail would begin: cut first, a piece of it would stay.
+    text = "A" * 100 + LEAKY_KEY + "B" * (STDERR_TAIL - 10)
+    code = f"import sys; sys.stderr.write({text!r}); sys.stderr.flush()"
+    proc = await CliProcess.spawn([sys.executable, "-c", code], {"PATH": os.environ["PATH"]}, b"")
+    try:
+        while await proc.read():
+            pass
+    finally:
+        await proc.close()
+    tail = proc.stderr_tail(Scrubber(LEAKY_KEY).text)
+    assert tail.endswith("B" * 100) and not any(LEAKY_KEY[-i:] in tail for i in range(6, len(LEAKY_KEY)))
 
 
 # --- slots and directories are always released ---------------------------------------------
