@@ -9,13 +9,14 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from relay.keys import STORE
 
-from .conftest import ACME_KEY, responses_events, sse_frames
+from .conftest import ACME_KEY, Relay, responses_events, sse_frames
 from .proc import ROOT
 from .spec import validate, validate_error, validate_response_event
 from .test_observability import scrape, value
@@ -112,7 +113,7 @@ async def gone(marker: str | Path, within: float = 5.0) -> bool:
     return False
 
 
-async def post(relay, body, stream=False):
+async def post(relay: Relay, body: dict[str, Any], stream: bool = False) -> tuple[Any, Any]:
     resp, text = await relay.raw_stream("/v1/chat/completions", {**body, "stream": stream}) if stream else (None, None)
     if stream:
         return resp, text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ def conversation() -> list[dict[str, Any]]:
     ]
 
 
-def test_nothing_from_the_request_is_on_the_command_line_or_in_the_environment():
+def test_nothing_from_the_request_is_on_the_command_line_or_in_the_environment() -> None:
     inv = build({"messages": conversation(), "max_tokens": 100, "reasoning_effort": "high"})
     for part in [*inv.argv, *inv.env.values()]:
         assert "MARKER" not in part and "iVBOR" not in part and '"a"' not in part
@@ -47,7 +48,7 @@ def test_nothing_from_the_request_is_on_the_command_line_or_in_the_environment()
     assert inv.env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "100" and inv.argv[inv.argv.index("--effort") + 1] == "high"
 
 
-def test_a_200_kb_system_prompt_goes_in_the_file_whole():
+def test_a_200_kb_system_prompt_goes_in_the_file_whole() -> None:
     big = "Regel: " + "ä" * 100_000  # 200 KB of UTF-8: more than one argv string may hold
     inv = build({"messages": [{"role": "system", "content": big}, {"role": "user", "content": "hi"}]})
     assert inv.files[prompt.SYSTEM_PROMPT_FILE].decode() == big
@@ -61,7 +62,7 @@ def test_a_200_kb_system_prompt_goes_in_the_file_whole():
     (lambda m: m[3].update(content="4\x002"), "messages[3].content"),
     (lambda m: m[4].update(content="last\x00"), "messages[4].content"),
 ])
-def test_a_nul_anywhere_is_a_400_naming_it(mutate, param):
+def test_a_nul_anywhere_is_a_400_naming_it(mutate: Callable[[list[dict[str, Any]]], Any], param: str) -> None:
     messages = conversation()
     mutate(messages)
     with pytest.raises(RelayError) as e:
@@ -70,7 +71,7 @@ def test_a_nul_anywhere_is_a_400_naming_it(mutate, param):
     assert "NUL" in e.value.message
 
 
-def test_prompts_over_the_cap_are_a_400_before_anything_starts():
+def test_prompts_over_the_cap_are_a_400_before_anything_starts() -> None:
     messages = [{"role": "system", "content": "s" * 600}, {"role": "user", "content": "u" * 300}]
     size = len(build({"messages": messages}).stdin) + 600
     assert build({"messages": messages}, max_prompt_bytes=size).files  # exactly at the cap: fine
@@ -81,7 +82,7 @@ def test_prompts_over_the_cap_are_a_400_before_anything_starts():
 
 
 @pytest.mark.parametrize("value", ["100", 1.5, True, 0, -3])
-def test_max_tokens_must_be_a_positive_integer(value):
+def test_max_tokens_must_be_a_positive_integer(value: Any) -> None:
     for name in ("max_tokens", "max_completion_tokens"):
         with pytest.raises(RelayError) as e:
             build({"messages": [{"role": "user", "content": "hi"}], name: value})
@@ -97,20 +98,20 @@ def test_max_tokens_must_be_a_positive_integer(value):
     (BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"), True),
     (OSError(errno.EMFILE, "Too many open files"), True),
 ])
-def test_spawn_errors_name_no_server_detail_and_only_host_exhaustion_is_local(err, local):
+def test_spawn_errors_name_no_server_detail_and_only_host_exhaustion_is_local(err: OSError | ValueError, local: bool) -> None:
     out = spawn_error("cli", err)
     assert (out.status, out.code, out.local, out.retryable) == (502, "upstream_unreachable", local, True)
     shown = json.dumps(out.body())
     assert "/opt" not in shown and (getattr(err, "strerror", None) or str(err)) not in shown
 
 
-def test_the_scrubber_cleans_every_client_visible_field():
+def test_the_scrubber_cleans_every_client_visible_field() -> None:
     err = RelayError(502, f"bad key {KEY}!", type=f"t-{KEY}", code=KEY, param=f"p.{KEY}", headers={"x-k": KEY})
     out = Scrubber(KEY, None, "").error(err)
     assert KEY not in json.dumps(out.body()) + json.dumps(out.headers) + str(out)
     assert out.message == "bad key [redacted]!"
 
 
-def test_the_scrubber_removes_the_longest_secret_first_and_leaves_tiny_ones():
+def test_the_scrubber_removes_the_longest_secret_first_and_leaves_tiny_ones() -> None:
     s = Scrubber("abcd", "abcdefgh", "ab")
     assert s.text("xx abcdefgh ab abcd") == "xx [redacted] ab [redacted]"

@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,14 @@ from relay_adaptors.claude_cli.process import KILL_GRACE, STDERR_TAIL, CliProces
 from relay_adaptors.claude_cli.scrub import Scrubber
 from relay_adaptors.errors import RelayError
 from relay_config.loader import parse_config
+from relay_config.schema import ClaudeCliChannel
 
-from .conftest import ACME_KEY, sse_frames
+from .conftest import ACME_KEY, Relay, sse_frames
 from .spec import validate_error
 from .test_claude_cli import HELLO, gone, post, private_tmp, processes, real_cli_config, stand_in_config
 
 LEAKY_KEY = "sk-ant-leaky-0123456789abcdef"
+MakeRelay = Callable[..., Awaitable[Relay]]
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +39,7 @@ def cli_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return private_tmp(tmp_path, monkeypatch)
 
 
-def adaptor_of(relay: Any) -> ClaudeCliAdaptor:
+def adaptor_of(relay: Relay) -> ClaudeCliAdaptor:
     (_, adaptor), = relay.server.app[RUNTIME].current.channels
     assert isinstance(adaptor, ClaudeCliAdaptor)
     return adaptor
@@ -45,7 +47,9 @@ def adaptor_of(relay: Any) -> ClaudeCliAdaptor:
 
 def direct_adaptor(config_text: str) -> ClaudeCliAdaptor:
     """The adaptor alone, for what the HTTP layer does not show (the `local` flag, cancellation)."""
-    return ClaudeCliAdaptor(parse_config(config_text, "test.yaml", env={}).channels[0])
+    cfg = parse_config(config_text, "test.yaml", env={}).channels[0]
+    assert isinstance(cfg, ClaudeCliChannel)
+    return ClaudeCliAdaptor(cfg)
 
 
 def call(messages: list[dict[str, Any]] = HELLO) -> Call:
@@ -76,7 +80,7 @@ def dead(pid: int) -> bool:
 
 # --- no prompt material on argv; size and NUL up front -----------------------------------
 
-async def test_a_200_kb_system_message_through_the_real_cli(make_relay, fake_anthropic, cli_tmp):
+async def test_a_200_kb_system_message_through_the_real_cli(make_relay: MakeRelay, fake_anthropic: Any, cli_tmp: Path) -> None:
     big = "Antworte auf Deutsch. " + "Grüße " * 35_000  # ~245 KB: more than one argv string may hold
     relay = await make_relay(real_cli_config(fake_anthropic.url))
     r, body = await post(relay, {"model": "cli-text", "messages": [{"role": "system", "content": big},
@@ -86,7 +90,7 @@ async def test_a_200_kb_system_message_through_the_real_cli(make_relay, fake_ant
     assert await gone(cli_tmp)
 
 
-async def test_the_prompt_goes_by_private_file_and_stdin_never_argv(make_relay, tmp_path, cli_tmp):
+async def test_the_prompt_goes_by_private_file_and_stdin_never_argv(make_relay: MakeRelay, tmp_path: Path, cli_tmp: Path) -> None:
     relay = await make_relay(stand_in_config(tmp_path, "argv", uuid.uuid4().hex))
     system, user = "SYSTEM-" + uuid.uuid4().hex, "USER-" + uuid.uuid4().hex
     r, body = await post(relay, {"model": "cli", "messages": [{"role": "system", "content": system},
@@ -98,7 +102,7 @@ async def test_the_prompt_goes_by_private_file_and_stdin_never_argv(make_relay, 
     assert seen["file_mode"] == 0o600 and not Path(seen["file"]).exists()  # private, and removed afterwards
 
 
-async def test_a_prompt_over_the_cap_is_a_400_and_starts_nothing(make_relay, tmp_path, cli_tmp):
+async def test_a_prompt_over_the_cap_is_a_400_and_starts_nothing(make_relay: MakeRelay, tmp_path: Path, cli_tmp: Path) -> None:
     config = stand_in_config(tmp_path, "env", uuid.uuid4().hex) + "server: {max_body_bytes: 20000000}\n"
     relay = await make_relay(config)
     huge = [{"role": "system", "content": "s" * (16 * 1024 * 1024)}, {"role": "user", "content": "hi"}]
@@ -112,7 +116,7 @@ async def test_a_prompt_over_the_cap_is_a_400_and_starts_nothing(make_relay, tmp
     ([{"role": "system", "content": "Answer\x00 in German."}, {"role": "user", "content": "hi"}], "messages[0].content"),
     ([{"role": "user", "content": [{"type": "text", "text": "hi\x00there"}]}], "messages[0].content[0].text"),
 ])
-async def test_a_nul_is_a_400_and_leaks_no_slot_or_directory(make_relay, tmp_path, cli_tmp, messages, param):
+async def test_a_nul_is_a_400_and_leaks_no_slot_or_directory(make_relay: MakeRelay, tmp_path: Path, cli_tmp: Path, messages: list[dict[str, Any]], param: str) -> None:
     relay = await make_relay(stand_in_config(tmp_path, "env", uuid.uuid4().hex, max_concurrent=1, queue_timeout=1))
     r, body = await post(relay, {"model": "cli", "messages": messages})
     assert r.status == 400 and body["error"]["param"] == param
@@ -125,7 +129,7 @@ async def test_a_nul_is_a_400_and_leaks_no_slot_or_directory(make_relay, tmp_pat
 
 # --- channel health: Relay's own refusals are local ---------------------------------------
 
-async def test_channel_busy_is_local(tmp_path, cli_tmp):
+async def test_channel_busy_is_local(tmp_path: Path, cli_tmp: Path) -> None:
     adaptor = direct_adaptor(stand_in_config(tmp_path, "slow", uuid.uuid4().hex, max_concurrent=1, queue_timeout=0.2))
     first = await adaptor.open_stream(call())
     try:
@@ -137,7 +141,7 @@ async def test_channel_busy_is_local(tmp_path, cli_tmp):
     assert released(adaptor, cli_tmp)
 
 
-async def test_a_missing_binary_is_the_channel_s_fault_and_hides_the_path(tmp_path, cli_tmp, caplog):
+async def test_a_missing_binary_is_the_channel_s_fault_and_hides_the_path(tmp_path: Path, cli_tmp: Path, caplog: pytest.LogCaptureFixture) -> None:
     adaptor = direct_adaptor(stand_in_config(tmp_path, "env", "m", max_concurrent=1, command="/nonexistent/claude"))
     with pytest.raises(RelayError) as e:
         await adaptor.open_stream(call())
@@ -150,14 +154,16 @@ async def test_a_missing_binary_is_the_channel_s_fault_and_hides_the_path(tmp_pa
 
 @pytest.mark.parametrize("mode, code", [("orphan", "upstream_timeout"),  # the leader dies on SIGTERM
                                         ("orphan-exit", "upstream_error")])  # the leader has already exited
-async def test_a_grandchild_ignoring_sigterm_is_killed(make_relay, tmp_path, cli_tmp, mode, code):
+async def test_a_grandchild_ignoring_sigterm_is_killed(make_relay: MakeRelay, tmp_path: Path, cli_tmp: Path, mode: str, code: str) -> None:
     marker = uuid.uuid4().hex
     relay = await make_relay(stand_in_config(tmp_path, mode, marker, max_concurrent=1,
                                              timeout="{first_byte: 5, idle: 1, total: 30}"))
     resp, text = await post(relay, {"model": "cli", "messages": HELLO}, stream=True)
     frames = [json.loads(d) for _, d in sse_frames(text) if d != "[DONE]"]
     content = "".join(f["choices"][0]["delta"].get("content") or "" for f in frames if f.get("choices"))
-    pid = int(re.fullmatch(r"pid=(\d+)", content).group(1))
+    found = re.fullmatch(r"pid=(\d+)", content)
+    assert found, content
+    pid = int(found.group(1))
     try:
         assert frames[-1]["error"]["code"] == code
         # The stream's end reaches the client first; the kill follows the grace period.
@@ -172,7 +178,7 @@ async def test_a_grandchild_ignoring_sigterm_is_killed(make_relay, tmp_path, cli
 
 @pytest.mark.parametrize("mode, stream", [("leaky-result", False), ("leaky-status", False), ("leaky-stream", True),
                                           ("leaky-result", True)])
-async def test_the_channel_key_reaches_neither_client_nor_log(make_relay, tmp_path, caplog, mode, stream):
+async def test_the_channel_key_reaches_neither_client_nor_log(make_relay: MakeRelay, tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: str, stream: bool) -> None:
     relay = await make_relay(stand_in_config(tmp_path, mode, uuid.uuid4().hex, api_key=LEAKY_KEY))
     caplog.set_level("DEBUG")
     if stream:
@@ -190,7 +196,7 @@ async def test_the_channel_key_reaches_neither_client_nor_log(make_relay, tmp_pa
         assert "x-api-key [redacted]" in caplog.text  # the stderr tail is logged, scrubbed
 
 
-async def test_the_stderr_tail_is_cut_after_scrubbing(cli_tmp):
+async def test_the_stderr_tail_is_cut_after_scrubbing(cli_tmp: Path) -> None:
     # The key straddles where an 8 KB tail would begin: cut first, a piece of it would stay.
     text = "A" * 100 + LEAKY_KEY + "B" * (STDERR_TAIL - 10)
     code = f"import sys; sys.stderr.write({text!r}); sys.stderr.flush()"
@@ -206,7 +212,7 @@ async def test_the_stderr_tail_is_cut_after_scrubbing(cli_tmp):
 
 # --- slots and directories are always released ---------------------------------------------
 
-async def test_a_cli_that_never_reads_stdin_times_out_and_releases(make_relay, tmp_path, cli_tmp):
+async def test_a_cli_that_never_reads_stdin_times_out_and_releases(make_relay: MakeRelay, tmp_path: Path, cli_tmp: Path) -> None:
     relay = await make_relay(stand_in_config(tmp_path, "noread", uuid.uuid4().hex, max_concurrent=1,
                                              timeout="{first_byte: 1, idle: 1, total: 10}"))
     big = [{"role": "user", "content": "x" * (1024 * 1024)}]  # far more than a pipe buffers
@@ -215,7 +221,7 @@ async def test_a_cli_that_never_reads_stdin_times_out_and_releases(make_relay, t
     assert released(adaptor_of(relay), cli_tmp)
 
 
-async def test_cancelled_before_the_first_byte_releases_everything(tmp_path, cli_tmp):
+async def test_cancelled_before_the_first_byte_releases_everything(tmp_path: Path, cli_tmp: Path) -> None:
     marker = uuid.uuid4().hex
     adaptor = direct_adaptor(stand_in_config(tmp_path, "silent", marker, max_concurrent=1))
     task = asyncio.create_task(adaptor.open_stream(call()))
@@ -230,7 +236,7 @@ async def test_cancelled_before_the_first_byte_releases_everything(tmp_path, cli
     assert released(adaptor, cli_tmp) and not processes(marker)
 
 
-async def test_a_client_gone_mid_stream_releases_everything(make_relay, tmp_path, cli_tmp):
+async def test_a_client_gone_mid_stream_releases_everything(make_relay: MakeRelay, tmp_path: Path, cli_tmp: Path) -> None:
     marker = uuid.uuid4().hex
     relay = await make_relay(stand_in_config(tmp_path, "slow", marker, max_concurrent=1))
     async with aiohttp.ClientSession() as s:

@@ -12,14 +12,15 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 
-def out(obj: dict) -> None:
+def out(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
-def event(ev: dict) -> None:
+def event(ev: dict[str, Any]) -> None:
     out({"type": "stream_event", "event": ev, "session_id": "s"})
 
 
