@@ -16,10 +16,10 @@ import pytest
 
 from relay.keys import STORE
 
-from .conftest import ACME_KEY, Relay, responses_events, sse_frames
+from .conftest import Relay
 from .proc import ROOT
 from .spec import validate, validate_error, validate_response_event
-from .test_observability import scrape, value
+from .support import ACME_KEY, responses_events, scrape, sse_frames, value
 
 CLAUDE = Path(os.environ.get("RELAY_TEST_CLAUDE", ROOT / ".tools" / "node_modules" / ".bin" / "claude"))
 STAND_IN = Path(__file__).parent / "fakes" / "fake_claude.py"

@@ -26,8 +26,9 @@ from relay_adaptors.errors import RelayError
 from relay_config.loader import parse_config
 from relay_config.schema import ClaudeCliChannel
 
-from .conftest import ACME_KEY, Relay, sse_frames
+from .conftest import Relay
 from .spec import validate_error
+from .support import ACME_KEY, sse_frames
 from .test_claude_cli import HELLO, gone, post, private_tmp, processes, real_cli_config, stand_in_config
 
 LEAKY_KEY = "sk-ant-leaky-0123456789abcdef"
