@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relay.keys import RUNTIME
+from relay.keys import BREAKERS, RUNTIME
 from relay_adaptors.base import Call
 from relay_adaptors.claude_cli import ClaudeCliAdaptor
 from relay_adaptors.claude_cli.process import KILL_GRACE, STDERR_TAIL, CliProcess
@@ -140,6 +140,20 @@ async def test_channel_busy_is_local(tmp_path: Path, cli_tmp: Path) -> None:
     finally:
         await first.aclose()  # never iterated: closing it must still end the process
     assert released(adaptor, cli_tmp)
+
+
+async def test_relay_s_own_refusals_leave_the_breaker_closed(make_relay: MakeRelay, tmp_path: Path, cli_tmp: Path) -> None:
+    relay = await make_relay(stand_in_config(tmp_path, "slow", uuid.uuid4().hex, max_concurrent=1, queue_timeout=0.2))
+    holder = asyncio.create_task(post(relay, {"model": "cli", "messages": HELLO}))
+    assert await eventually(lambda: adaptor_of(relay).running == 1, 5)
+    for _ in range(4):  # more than `cooldown.failures`
+        r, body = await post(relay, {"model": "cli", "messages": HELLO})
+        assert r.status == 429 and body["error"]["code"] == "channel_busy"
+    r, body = await post(relay, {"model": "cli", "messages": [{"role": "user", "content": "\x00"}]})
+    assert r.status == 400
+    state = relay.server.app[BREAKERS].snapshot().get("fake-cli", {"state": "closed", "consecutive_failures": 0})
+    assert (state["state"], state["consecutive_failures"]) == ("closed", 0)
+    assert (await holder)[0].status == 200
 
 
 async def test_a_missing_binary_is_the_channel_s_fault_and_hides_the_path(tmp_path: Path, cli_tmp: Path, caplog: pytest.LogCaptureFixture) -> None:
