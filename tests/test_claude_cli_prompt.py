@@ -71,6 +71,17 @@ def test_a_nul_anywhere_is_a_400_naming_it(mutate: Callable[[list[dict[str, Any]
     assert "NUL" in e.value.message
 
 
+def test_a_nul_deep_in_a_part_s_extra_fields_is_found_without_recursion() -> None:
+    deep: Any = "\x00"
+    for _ in range(5000):
+        deep = {"x": deep}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b", "extra": deep}]}]
+    with pytest.raises(RelayError) as e:
+        build({"messages": messages})
+    param = e.value.param or ""
+    assert param.startswith("messages[0].content[1].extra.x.x") and len(param) == prompt.MAX_PARAM  # bounded
+
+
 def test_prompts_over_the_cap_are_a_400_before_anything_starts() -> None:
     messages = [{"role": "system", "content": "s" * 600}, {"role": "user", "content": "u" * 300}]
     size = len(build({"messages": messages}).stdin) + 600

@@ -24,6 +24,7 @@ SYSTEM_PROMPT_FILE = "system-prompt.txt"  # in the process's own directory, whic
 # Prompt material per request (system prompt plus the stdin message, UTF-8, images as base64):
 # half of Anthropic's 32 MB request limit, so the CLI's own additions still fit.
 MAX_PROMPT_BYTES = 16 * 1024 * 1024
+MAX_PARAM = 200  # characters of a param path Relay reflects back
 
 
 @dataclass
@@ -36,19 +37,18 @@ class Invocation:
 
 
 def _nul_param(value: Any, path: str) -> str | None:
-    """The path of the first string under `value` that holds a NUL byte, if any."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found = _nul_param(v, f"{path}.{k}")
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found = _nul_param(v, f"{path}[{i}]")
-            if found:
-                return found
+    """The path of the first string under `value` (in document order) that holds a NUL.
+    Iterative, so no nesting depth a client sends can exhaust the stack."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return where
+        elif isinstance(node, dict):
+            stack.extend(reversed([(v, f"{where}.{k}") for k, v in node.items()]))
+        elif isinstance(node, list):
+            stack.extend(reversed([(v, f"{where}[{i}]") for i, v in enumerate(node)]))
     return None
 
 
@@ -67,10 +67,11 @@ def check(req: dict[str, Any]) -> None:
     if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
         raise bad_request(f"{CHANNEL} cannot enforce response_format {fmt['type']}; ask for JSON in the prompt, "
                           "or use an anthropic channel.", param="response_format")
-    # A NUL cannot be passed to a process intact (argv and C strings end at it): refuse it
-    # rather than let a truncated prompt through.
+    # A NUL is cut off wherever a C string carries the text (it was, on argv under uvloop):
+    # refuse it rather than risk a silently changed prompt.
     nul = _nul_param(req.get("messages"), "messages")
     if nul:
+        nul = nul if len(nul) <= MAX_PARAM else nul[: MAX_PARAM - 3] + "..."  # reflected: bounded
         raise bad_request(f"Invalid value for '{nul}': {CHANNEL} cannot take NUL (\\u0000) characters.",
                           param=nul, code="invalid_value")
     for name in ("max_completion_tokens", "max_tokens"):
