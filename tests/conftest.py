@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from relay.app import create_app
+from relay.ops import ops_app
 from relay_config.loader import parse_config
 
 from .fakes.anthropic import FakeAnthropic
@@ -23,10 +24,15 @@ from .support import ACME_KEY, ANTHROPIC_KEY, ENV, base_config
 class Relay:
     server: TestServer
     config_text: str
+    ops: TestServer  # the operations listener: /metrics, /admin/*
 
     @property
     def url(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def ops_url(self) -> str:
+        return str(self.ops.make_url("")).rstrip("/")
 
     def client(self, key: str = ACME_KEY) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=30)
@@ -112,7 +118,8 @@ def make_relay(aiohttp_server: Callable[..., Any]) -> Callable[..., Any]:
         config = parse_config(config_text, "test.yaml", env={**ENV, **(env or {})})
         app = create_app(config) if clock is None else create_app(config, clock=clock)
         server = await aiohttp_server(app, host="127.0.0.1")
-        return Relay(server, config_text)
+        ops = await aiohttp_server(ops_app(server.app), host="127.0.0.1")
+        return Relay(server, config_text, ops)
 
     return make
 
