@@ -26,13 +26,12 @@ from relay_adaptors.errors import RelayError
 from relay_config.loader import parse_config
 from relay_config.schema import ClaudeCliChannel
 
-from .conftest import Relay
+from .cli_support import HELLO, gone, post, private_tmp, processes, real_cli_config, stand_in_config
 from .spec import validate_error
 from .support import ACME_KEY, sse_frames
-from .test_claude_cli import HELLO, gone, post, private_tmp, processes, real_cli_config, stand_in_config
 
 LEAKY_KEY = "sk-ant-leaky-0123456789abcdef"
-MakeRelay = Callable[..., Awaitable[Relay]]
+MakeRelay = Callable[..., Awaitable[Any]]  # tests/conftest.py make_relay
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +39,7 @@ def cli_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return private_tmp(tmp_path, monkeypatch)
 
 
-def adaptor_of(relay: Relay) -> ClaudeCliAdaptor:
+def adaptor_of(relay: Any) -> ClaudeCliAdaptor:
     (_, adaptor), = relay.server.app[RUNTIME].current.channels
     assert isinstance(adaptor, ClaudeCliAdaptor)
     return adaptor
