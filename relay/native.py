@@ -8,6 +8,7 @@ from typing import Any
 
 from relay_adaptors import jsonfast
 from relay_adaptors.sse import encode_event
+from relay_adaptors.usage import Usage
 
 from .outcome import StreamOutcome
 
@@ -21,14 +22,7 @@ MAX_BODY = 64 << 20  # a non-streamed answer is held whole to rename its model; 
 
 def chat_usage(resp_usage: Any) -> dict[str, Any] | None:
     """Responses usage in the chat shape the ledger reads."""
-    if not isinstance(resp_usage, dict):
-        return None
-    return {
-        "prompt_tokens": resp_usage.get("input_tokens", 0),
-        "completion_tokens": resp_usage.get("output_tokens", 0),
-        "prompt_tokens_details": {"cached_tokens": (resp_usage.get("input_tokens_details") or {}).get("cached_tokens", 0)},
-        "completion_tokens_details": {"reasoning_tokens": (resp_usage.get("output_tokens_details") or {}).get("reasoning_tokens", 0)},
-    }
+    return Usage.from_responses(resp_usage).chat() if isinstance(resp_usage, dict) else None
 
 
 class FrameSplitter:

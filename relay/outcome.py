@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from relay_adaptors.errors import RelayError
+from relay_adaptors.usage import Usage
 
 
 class Sink(Protocol):
@@ -59,16 +60,10 @@ def charge(usage: dict[str, Any] | None, outcome: StreamOutcome | None, status: 
     to or came from an upstream (the prompt it already had, the text relayed); else nothing."""
     u = usage or (outcome.usage if outcome else None)
     if u:
-        return Charge(_count(u.get("prompt_tokens")), _count((u.get("prompt_tokens_details") or {}).get("cached_tokens")),
-                      _count(u.get("completion_tokens")),
-                      _count((u.get("completion_tokens_details") or {}).get("reasoning_tokens")))
+        reported = Usage.from_chat(u)
+        return Charge(reported.input, reported.cached, reported.output, reported.reasoning)
     produced = outcome is not None and outcome.first_chunk_at is not None
     if not (status < 400 or produced or reached_upstream):
         return Charge()  # nothing reached or came from an upstream: nothing to charge
     chars = outcome.output_chars if outcome else 0
     return Charge(estimate_in(), 0, (chars + 3) // 4, 0, True)
-
-
-def _count(value: Any) -> int:
-    """A usage count as reported, or 0 for anything that is not a non-negative number."""
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else 0
