@@ -1,4 +1,9 @@
-"""Chat request -> the CLI's command line, environment and stdin (pure)."""
+"""Chat request -> the CLI's command line, environment, stdin and private files (pure).
+
+Nothing the client sent reaches the command line: argv is the channel's configuration plus
+fixed flags, the system prompt goes in a file in the process's private directory
+(`--system-prompt-file`, read relative to its working directory) and the conversation goes
+on stdin as one stream-json user message."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,6 +20,11 @@ IGNORED = ("temperature", "top_p", "stop", "seed", "frequency_penalty", "presenc
            "service_tier", "metadata", "user", "store", "parallel_tool_calls")
 EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 CHANNEL = "claude_cli channels"
+SYSTEM_PROMPT_FILE = "system-prompt.txt"  # in the process's own directory, which is its cwd
+# Prompt material per request (system prompt plus the stdin message, UTF-8, images as base64):
+# half of Anthropic's 32 MB request limit, so the CLI's own additions still fit.
+MAX_PROMPT_BYTES = 16 * 1024 * 1024
+MAX_PARAM = 200  # characters of a param path Relay reflects back
 
 
 @dataclass
@@ -22,7 +32,24 @@ class Invocation:
     argv: list[str]
     env: dict[str, str]
     stdin: bytes
+    files: dict[str, bytes] = field(default_factory=dict)  # name in the private directory -> content
     ignored: list[str] = field(default_factory=list)
+
+
+def _nul_param(value: Any, path: str) -> str | None:
+    """The path of the first string under `value` (in document order) that holds a NUL.
+    Iterative, so no nesting depth a client sends can exhaust the stack."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return where
+        elif isinstance(node, dict):
+            stack.extend(reversed([(v, f"{where}.{k}") for k, v in node.items()]))
+        elif isinstance(node, list):
+            stack.extend(reversed([(v, f"{where}[{i}]") for i, v in enumerate(node)]))
+    return None
 
 
 def check(req: dict[str, Any]) -> None:
@@ -40,6 +67,17 @@ def check(req: dict[str, Any]) -> None:
     if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
         raise bad_request(f"{CHANNEL} cannot enforce response_format {fmt['type']}; ask for JSON in the prompt, "
                           "or use an anthropic channel.", param="response_format")
+    # A NUL is cut off wherever a C string carries the text (it was, on argv under uvloop):
+    # refuse it rather than risk a silently changed prompt.
+    nul = _nul_param(req.get("messages"), "messages")
+    if nul:
+        nul = nul if len(nul) <= MAX_PARAM else nul[: MAX_PARAM - 3] + "..."  # reflected: bounded
+        raise bad_request(f"Invalid value for '{nul}': {CHANNEL} cannot take NUL (\\u0000) characters.",
+                          param=nul, code="invalid_value")
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = req.get(name)
+        if value is not None and (type(value) is not int or value < 1):
+            raise bad_request(f"Invalid value for '{name}': expected a positive integer.", param=name, code="invalid_value")
 
 
 def _text(content: Any) -> str:
@@ -83,11 +121,19 @@ def user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, An
 
 
 def build(req: dict[str, Any], model: str, *, command: str, base_env: dict[str, str], home: str,
-          extra_args: list[str], api_key: str | None, base_url: str | None, first_byte: float) -> Invocation:
+          extra_args: list[str], api_key: str | None, base_url: str | None, first_byte: float,
+          max_prompt_bytes: int = MAX_PROMPT_BYTES) -> Invocation:
+    """Raises a 400 RelayError for what the CLI cannot take, before anything is started."""
     check(req)
     system, blocks = user_message(req["messages"])
+    system_bytes = system.encode()
+    line = jsonfast.dumps({"type": "user", "message": {"role": "user", "content": blocks}}) + b"\n"
+    size = len(system_bytes) + len(line)
+    if size > max_prompt_bytes:
+        raise bad_request(f"The prompt is {size} bytes; {CHANNEL} take at most {max_prompt_bytes} bytes "
+                          "(system prompt and messages together, UTF-8).", param="messages", code="prompt_too_large")
     argv = [command, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
-            "--input-format", "stream-json", "--model", model, "--tools", "", "--system-prompt", system,
+            "--input-format", "stream-json", "--model", model, "--tools", "", "--system-prompt-file", SYSTEM_PROMPT_FILE,
             "--no-session-persistence"]
     if api_key:
         argv.append("--bare")  # API-key only: skips hooks, plugins, CLAUDE.md discovery and OAuth
@@ -113,5 +159,4 @@ def build(req: dict[str, Any], model: str, *, command: str, base_env: dict[str, 
         env["ANTHROPIC_API_KEY"] = api_key
     if base_url:
         env["ANTHROPIC_BASE_URL"] = base_url
-    line = jsonfast.dumps({"type": "user", "message": {"role": "user", "content": blocks}}) + b"\n"
-    return Invocation(argv, env, line, [k for k in IGNORED if req.get(k) is not None])
+    return Invocation(argv, env, line, {SYSTEM_PROMPT_FILE: system_bytes}, [k for k in IGNORED if req.get(k) is not None])
