@@ -36,7 +36,7 @@ class OtherPart(Open):
     type: Literal["input_audio", "file", "refusal"]
 
 
-Part = Annotated[Union[TextPart, ImagePart, OtherPart], Field(discriminator="type")]
+Part = Annotated[TextPart | ImagePart | OtherPart, Field(discriminator="type")]
 Content = Union[str, list[Part]]
 
 
@@ -73,7 +73,7 @@ class ToolMessage(Open):
     tool_call_id: str
 
 
-Message = Annotated[Union[SystemMessage, UserMessage, AssistantMessage, ToolMessage], Field(discriminator="role")]
+Message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")]
 
 
 class FunctionDef(Open):

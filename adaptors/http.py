@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 
 from relay_config.schema import Timeouts
 
-from .base import Call, ChatStream, RawUpstream, StreamConverter, StreamItem
+from .base import Call, ChatStream, RawUpstream, StreamConverter
 from .deadline import Deadline
 from .errors import RelayError, redact, upstream_bad_response, upstream_timeout, upstream_unreachable
 

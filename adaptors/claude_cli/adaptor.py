@@ -16,11 +16,11 @@ from relay_config.schema import ClaudeCliChannel
 from ..accumulate import accumulate
 from ..anthropic.errors import map_error
 from ..anthropic.stream import EventConverter
-from ..anthropic.usage import chat_usage
 from ..base import Call, CallReport, Capabilities, ChatStream, StreamItem
 from ..chunks import usage_chunk
 from ..deadline import Deadline
 from ..errors import RelayError, upstream_bad_response, upstream_timeout
+from ..usage import Usage
 from . import prompt
 from .framer import LineFramer, LineTooLong
 from .messages import Result, StreamEvent, parse_message
@@ -220,7 +220,7 @@ class _Run:
             truncated = self.events.finished and self.events.stop_reason == "max_tokens" and not msg.api_error_status
             if msg.is_error and not truncated:
                 return [self._error(msg)]
-            return [usage_chunk(self.events.id, self.model, self.events.created, chat_usage(msg.usage))]
+            return [usage_chunk(self.events.id, self.model, self.events.created, Usage.from_anthropic(msg.usage).chat())]
         return []
 
     def _error(self, res: Result) -> RelayError:

@@ -11,6 +11,8 @@ from typing import Any
 
 from .. import jsonfast
 from ..anthropic.request import content_blocks
+from ..chat import max_output_tokens
+from ..content import content_text
 from ..errors import bad_request
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -80,21 +82,15 @@ def check(req: dict[str, Any]) -> None:
             raise bad_request(f"Invalid value for '{name}': expected a positive integer.", param=name, code="invalid_value")
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n".join(p.get("text", "") for p in content or () if isinstance(p, dict) and p.get("type") == "text")
-
-
 def _render_turn(msg: dict[str, Any]) -> str:
     role = msg.get("role")
     if role == "assistant":
-        text = _text(msg.get("content"))
+        text = content_text(msg.get("content"))
         calls = [f"[called {c['function']['name']}({c['function'].get('arguments', '')})]" for c in msg.get("tool_calls") or ()]
         return "\n".join(x for x in [text, *calls] if x)
     if role == "tool":
-        return f"[result of {msg.get('tool_call_id', 'a tool call')}]: {_text(msg.get('content'))}"
-    return _text(msg.get("content"))
+        return f"[result of {msg.get('tool_call_id', 'a tool call')}]: {content_text(msg.get('content'))}"
+    return content_text(msg.get("content"))
 
 
 def user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
@@ -102,7 +98,7 @@ def user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, An
 
     One user turn goes as it is. A longer conversation is written out as a transcript in
     order, followed by the last user turn; images of every user turn are kept as blocks."""
-    system = "\n\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+    system = "\n\n".join(content_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
     turns = [(i, m) for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")]
     if not turns or turns[-1][1].get("role") != "user":
         raise bad_request(f"{CHANNEL} need the conversation to end with a user message.", param="messages")
@@ -152,7 +148,7 @@ def build(req: dict[str, Any], model: str, *, command: str, base_env: dict[str, 
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1",
     }
-    max_out = req.get("max_completion_tokens") or req.get("max_tokens")
+    max_out = max_output_tokens(req)
     if max_out:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(max_out)
     if api_key:
