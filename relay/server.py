@@ -13,6 +13,7 @@ from relay_config.schema import RelayConfig
 from . import __version__
 from .admin import reload_config
 from .app import create_app
+from .connections import ClientLimits, GuardedRunner
 
 log = logging.getLogger("relay")
 
@@ -20,7 +21,9 @@ log = logging.getLogger("relay")
 async def serve(config: RelayConfig, host: str, port: int, config_path: Path | None = None) -> None:
     app = create_app(config, config_path)
     # shutdown_timeout: how long in-flight requests and streams may run on after SIGTERM.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=config.server.drain_seconds)
+    # GuardedRunner: header/body read timeouts, keep-alive idle timeout, connection cap.
+    runner = GuardedRunner(app, ClientLimits.of(config.server), handler_cancellation=True, access_log=None,
+                           shutdown_timeout=config.server.drain_seconds)
     await runner.setup()
     # reuse_port: several worker processes may listen on the same port (relay/workers.py).
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True, backlog=4096)

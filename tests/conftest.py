@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from relay_config.loader import parse_config
 from relay.app import create_app
+from relay.connections import ClientLimits, GuardedRunner
 
 from .fakes.anthropic import FakeAnthropic
 from .fakes.openai import FakeOpenAI
@@ -207,16 +208,33 @@ async def claude_relay(make_relay: Callable[..., Any], fake_openai: FakeOpenAI, 
     return await make_relay(config.replace('"broken-*", "slow-*"]', '"broken-*", "slow-*", "claude-*"]'))
 
 
+class RelayTestServer(TestServer):
+    """A test server run like `relay serve` runs the app: with the client connection limits."""
+
+    def __init__(self, app: Any, limits: ClientLimits):
+        super().__init__(app, host="127.0.0.1")
+        self.limits = limits
+
+    async def _make_runner(self, **kwargs: Any) -> GuardedRunner:
+        return GuardedRunner(self.app, self.limits, **kwargs)
+
+
 @pytest.fixture
-def make_relay(aiohttp_server: Callable[..., Any]) -> Callable[..., Any]:
+async def make_relay() -> AsyncIterator[Callable[..., Any]]:
+    servers: list[RelayTestServer] = []
+
     async def make(config_text: str, env: dict[str, str] | None = None) -> Relay:
         if "\nstore:" not in "\n" + config_text:
             config_text += "store:\n  url: memory://\n"
         config = parse_config(config_text, "test.yaml", env={**ENV, **(env or {})})
-        server = await aiohttp_server(create_app(config), host="127.0.0.1")
+        server = RelayTestServer(create_app(config), ClientLimits.of(config.server))
+        await server.start_server()
+        servers.append(server)
         return Relay(server, config_text)
 
-    return make
+    yield make
+    for server in reversed(servers):
+        await server.close()
 
 
 @pytest.fixture
