@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from relay_config.schema import RelayConfig
 
@@ -67,7 +68,7 @@ class ConfigSecrets:
 
 def config_secrets(config: RelayConfig) -> ConfigSecrets:
     """Every secret a config holds: channel keys and every header value (some carry tokens),
-    tenant keys, the admin key and the metrics token.
+    tenant keys, the admin key, the metrics token and the store URL's password.
 
     Only the operator's own secrets (channel keys, admin key, metrics token) are reported when
     too short: a short header value is usually not a secret at all, and a short tenant key is
@@ -89,7 +90,16 @@ def config_secrets(config: RelayConfig) -> ConfigSecrets:
         values += [k for k in t.keys if k]
     operator("server.admin_key", config.server.admin_key)
     operator("server.metrics_token", config.server.metrics_token)
+    # A store error may quote its URL (redis://:password@host).
+    operator("store.url password", _password(config.store.url))
     return ConfigSecrets(values, too_short)
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 _current = Redactor()

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+
 import aiohttp
 import pytest
 from aiohttp import web
@@ -335,3 +336,12 @@ async def test_a_model_outside_the_allowlist_looks_like_an_unknown_one(relay):
             resp, err = await relay.post_json(path, {"model": model, **body}, key=GLOBEX_KEY)
             answers.append((resp.status, {**err["error"], "message": err["error"]["message"].replace(model, "M")}))
     assert all(a == answers[0] for a in answers) and answers[0][0] == 404
+
+
+def test_config_secrets_cover_every_kind_and_report_short_operator_secrets():
+    text = base_config("http://127.0.0.1:9").replace("server:\n", "server:\n  admin_key: adm\n  metrics_token: scrape-token-123\n")
+    text = text.replace("url: memory://", "url: redis://:store-password-99@127.0.0.1:6379/0")
+    found = redaction.config_secrets(parse_config(text, "t.yaml", env=ENV))
+    for secret in (UPSTREAM_KEY, "org-test", ACME_KEY, GLOBEX_KEY, "scrape-token-123", "store-password-99", "adm"):
+        assert secret in found.values
+    assert found.too_short == ["server.admin_key"]
