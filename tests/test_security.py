@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 
 import aiohttp
 import pytest
@@ -345,3 +346,20 @@ def test_config_secrets_cover_every_kind_and_report_short_operator_secrets():
     for secret in (UPSTREAM_KEY, "org-test", ACME_KEY, GLOBEX_KEY, "scrape-token-123", "store-password-99", "adm"):
         assert secret in found.values
     assert found.too_short == ["server.admin_key"]
+
+
+def test_many_secrets_redact_exactly_like_a_few():
+    import random
+
+    rng = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/+= "
+    secrets = ["".join(rng.choice(alphabet) for _ in range(rng.randint(8, 30))) for _ in range(300)]
+    secrets += [secrets[0] + "-longer", secrets[1][:-1] + "!x"]  # nested and overlapping ones
+    many = Redactor(secrets)
+    for _ in range(300):
+        parts = [rng.choice(secrets) if rng.random() < 0.3 else "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+                 for _ in range(rng.randint(1, 8))]
+        text = "".join(parts)
+        # The reference: one alternation, longest first (what a few secrets use).
+        expected = re.sub("|".join(map(re.escape, sorted(set(secrets), key=lambda s: (-len(s), s)))), "[redacted]", text)
+        assert many(text) == expected
