@@ -44,7 +44,7 @@ class Redactor:
         if len(ordered) <= _FEW:
             self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
             return
-        self._runs = re.compile("[" + _char_class(set().union(*ordered)) + "]{%d,}" % MIN_SECRET_LEN)
+        self._runs = re.compile(f"[{_char_class(set().union(*ordered))}]{{{MIN_SECRET_LEN},}}")
         for secret in ordered:
             self._by_prefix.setdefault(secret[:MIN_SECRET_LEN], []).append(secret)
 
