@@ -363,3 +363,11 @@ def test_many_secrets_redact_exactly_like_a_few():
         # The reference: one alternation, longest first (what a few secrets use).
         expected = re.sub("|".join(map(re.escape, sorted(set(secrets), key=lambda s: (-len(s), s)))), "[redacted]", text)
         assert many(text) == expected
+
+
+@pytest.mark.parametrize(("key", "value"), [("description", 5), ("parameters", "x"), ("parameters", [1]), ("strict", "yes")])
+async def test_responses_function_tool_fields_are_typed(claude_relay, key, value):
+    tool = {"type": "function", "name": "f", key: value}
+    for model in ("demo", "claude-text"):
+        resp, err = await claude_relay.post_json("/v1/responses", {"model": model, "input": "x", "tools": [tool]})
+        assert resp.status == 400 and err["error"]["param"] == f"tools[0].{key}", err

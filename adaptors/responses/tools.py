@@ -50,6 +50,9 @@ class ToolNames:
 def _function_tool(tool: dict[str, Any], flat_name: str, param: str) -> dict[str, Any]:
     if not isinstance(tool.get("name"), str) or not tool["name"]:
         raise bad_request(f"Missing required parameter: '{param}.name'.", param=f"{param}.name")
+    for key, kind, name in (("description", str, "a string"), ("parameters", dict, "an object"), ("strict", bool, "a boolean")):
+        if tool.get(key) is not None and not isinstance(tool[key], kind):
+            raise bad_request(f"Invalid value for '{param}.{key}': expected {name}.", param=f"{param}.{key}")
     fn: dict[str, Any] = {"name": flat_name}
     if tool.get("description"):
         fn["description"] = tool["description"]
