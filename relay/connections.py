@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
@@ -73,7 +73,7 @@ class GuardedHandler(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._open.count >= self._limits.max_connections:
             self._refused = True
-            tr: Any = transport
+            tr = cast(asyncio.Transport, transport)
             tr.write(_BUSY % len(_BUSY_BODY) + _BUSY_BODY)
             tr.close()
             return
