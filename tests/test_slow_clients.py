@@ -108,3 +108,34 @@ async def test_connections_past_the_cap_are_refused_at_once(make_relay, fake_ope
     await asyncio.sleep(0.1)  # the server sees the closes
     async with aiohttp.ClientSession() as s, s.get(relay.url + "/healthz") as resp:
         assert resp.status == 200  # slots are freed when connections close
+
+
+async def test_relay_serve_applies_the_limits(tmp_path):
+    """The real `relay serve` process runs with the guard, not only the test server."""
+    import os
+    import subprocess
+    import sys
+
+    from .test_serve import free_port
+
+    port = free_port()
+    config = tmp_path / "relay.yaml"
+    config.write_text("server:\n  header_read_timeout: 0.5\n  max_connections: 3\nstore: {url: memory://}\n"
+                      "tenants: [{name: t, keys: [sk-serve-test-key]}]\nchannels: [{name: demo, type: mock, models: [demo]}]\n")
+    proc = subprocess.Popen([sys.executable, "-m", "relay", "serve", "-c", str(config), "--port", str(port)],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert "listening" in proc.stderr.readline()
+        stop = asyncio.Event()
+        lived = await asyncio.wait_for(slowloris("127.0.0.1", port, stop), 5)
+        assert lived < 2.0
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await asyncio.wait_for(reader.read(), 2)).startswith(b"HTTP/1.1 503")
+        writer.close()
+        for _, w in held:
+            w.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
