@@ -1,14 +1,14 @@
 """One redaction step for every configured secret.
 
 A `Redactor` is pure: built from a set of secret strings, it replaces each occurrence of any of
-them with `[redacted]` in one regex pass. The process holds one current instance
+them with `[redacted]`. The process holds one current instance
 (`current()`), swapped whenever a runtime is built from a config (start and every reload);
 error serialization (`RelayError.body`), in-stream error frames and the logging filter all
 read it, so a secret has one place to be listed and no path to skip.
 
 Secrets shorter than `MIN_SECRET_LEN` are not redacted (replacing every "adm" or "k1" in logs
-and answers would mangle them and tell an attacker the value); they are reported so the
-loader's caller can warn.
+and answers would mangle them and tell an attacker the value); `install` warns about short
+operator secrets (channel keys, admin key, metrics token).
 """
 from __future__ import annotations
 
