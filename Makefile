@@ -26,6 +26,10 @@ $(STAMP_TEST): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
+# The unit layer alone (tests/unit: pure code, injected clocks and RNGs; seconds).
+unit: $(STAMP_TEST)
+	$(BIN)/python -m pytest -q tests/unit
+
 # ruff (lint + import order) and mypy (strict on adaptors/ and config/). mypy reads the
 # installed module names, so it looks at the tree through a folder of links named that way.
 lint: $(STAMP_TEST)

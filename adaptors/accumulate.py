@@ -2,7 +2,8 @@
 channel that only streams."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from . import chunks as mk
 

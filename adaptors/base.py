@@ -10,8 +10,9 @@ never probes an adaptor with getattr/isinstance or compares channel-type names.
 """
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, AsyncGenerator, Protocol
+from typing import Any, Protocol
 
 from .errors import RelayError
 

@@ -9,9 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from relay_config.loader import format_loc
-
 from .errors import RelayError, bad_request
+from .params import format_loc
 
 
 class Open(BaseModel):
@@ -202,3 +201,10 @@ def check_tool_results(messages: list[dict[str, Any]]) -> None:
 def wants_usage_chunk(req: dict[str, Any]) -> bool:
     opts = req.get("stream_options")
     return bool(isinstance(opts, dict) and opts.get("include_usage"))
+
+
+def max_output_tokens(chat: dict[str, Any]) -> int | None:
+    """The output cap a chat request asks for (`max_completion_tokens` wins over the older
+    `max_tokens`), or None."""
+    value = chat.get("max_completion_tokens") or chat.get("max_tokens")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

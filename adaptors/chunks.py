@@ -9,8 +9,13 @@ import time
 from typing import Any
 
 from .ids import completion_id
+from .usage import Usage
 
-__all__ = ["completion_id", "now", "usage", "chunk", "usage_chunk", "completion"]
+__all__ = ["REASONING_KEY", "completion_id", "now", "usage", "chunk", "usage_chunk", "completion"]
+
+# The key of a chat assistant message under which Relay carries reasoning items a client sent
+# back (Responses reasoning items, via the bridge) to the adaptors that can replay them.
+REASONING_KEY = "relay_reasoning"
 
 
 def now() -> int:
@@ -18,13 +23,7 @@ def now() -> int:
 
 
 def usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-        "completion_tokens_details": {"reasoning_tokens": reasoning},
-    }
+    return Usage(prompt, completion, cached, reasoning).chat()
 
 
 def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import yaml
 from pydantic import ValidationError
 
+from relay_adaptors.params import format_loc
+
 from .schema import CHANNEL_TYPES, RelayConfig
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -39,13 +41,6 @@ class ConfigError(Exception):
             where = f"{self.source}:{i.line}" if i.line else self.source
             out.append(f"{where} {i.path}: {i.message}" if i.path else f"{where}: {i.message}")
         return out
-
-
-def format_loc(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 class _Builder:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -122,7 +122,20 @@ class OpenAIChannel(ChannelBase):
     base_url: str = "https://api.openai.com/v1"
     api_key: str | None = None
     headers: dict[str, str] = {}
+    # What the upstream speaks: "responses" for servers with only /v1/responses (Relay converts
+    # chat requests to Responses and back); /v1/responses itself then goes there natively.
+    api: Literal["chat", "responses"] = "chat"
     responses: Literal["bridge", "native"] = "bridge"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _responses_only_is_native(cls, data: object) -> object:
+        if not isinstance(data, dict) or data.get("api") != "responses":
+            return data
+        if data.get("responses", "native") != "native":
+            raise ValueError("`api: responses` means the upstream has no chat endpoint, so Responses requests go to it "
+                             "natively; remove `responses: bridge` (or set `responses: native`)")
+        return {**data, "responses": "native"}
 
 
 class AnthropicChannel(ChannelBase):
@@ -155,7 +168,7 @@ class MockChannel(ChannelBase):
     reply: str | None = None  # fixed answer text; default derives one from the prompt
 
 
-ChannelConfig = Annotated[Union[OpenAIChannel, AnthropicChannel, ClaudeCliChannel, MockChannel], Field(discriminator="type")]
+ChannelConfig = Annotated[OpenAIChannel | AnthropicChannel | ClaudeCliChannel | MockChannel, Field(discriminator="type")]
 CHANNEL_TYPES = ("openai", "anthropic", "claude_cli", "mock")
 
 

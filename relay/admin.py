@@ -85,7 +85,7 @@ async def channels(request: web.Request) -> web.Response:
     _guard(request)
     rt = request.app[RUNTIME].current
     state = request.app[BREAKERS].snapshot()
-    default = {"state": "closed", "consecutive_failures": 0, "retry_after": 0}
+    default = {"state": "closed", "consecutive_failures": 0, "retry_after": 0, "reason": ""}
     return json_response({"channels": [
         {"name": c.name, "type": c.type, "priority": c.priority, "weight": c.weight, **state.get(c.name, default)}
         for c in rt.config.channels

@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -16,12 +16,12 @@ from relay_config.schema import RelayConfig
 from . import admin, handlers
 from .httpio import error_response, request_id
 from .breaker import Breakers
-from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, RuntimeHolder
+from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
 from .metrics import Metrics
 from .logs import log_request
 from .runtime import build_runtime
-from .sse_out import wait_closing
 from .store import open_store
+from .thinking_memory import LocalKV, ThinkingMemory
 
 log = logging.getLogger("relay")
 
@@ -73,12 +73,15 @@ def _http_message(e: web.HTTPException, request: web.Request) -> str:
     return e.reason
 
 
-def create_app(config: RelayConfig, config_path: str | Path | None = None) -> web.Application:
+def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
+               clock: Callable[[], float] = time.monotonic) -> web.Application:
+    """`clock` drives the channel breakers (injected by tests)."""
     # Body size is enforced per request from the live config (see httpio.read_json).
     app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 40)
     if config_path is not None:
         app[CONFIG_PATH] = Path(config_path)
     app[METRICS] = Metrics()
+    app[THINKING] = ThinkingMemory(LocalKV())
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
@@ -91,7 +94,7 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
         )
         app[SESSION] = session
         app[RUNTIME] = RuntimeHolder(build_runtime(config, session))
-        app[BREAKERS] = Breakers(config.router.cooldown)
+        app[BREAKERS] = Breakers(config.router.cooldown, clock, on_cooldown=lambda ch: app[METRICS].cooldowns.labels(ch).inc())
         yield
         await session.close()
 
@@ -99,11 +102,12 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None) -> we
         store = open_store(config.store.url)
         await store.start()
         app[STORE] = store
-        app[BACKGROUND] = set()
+        tasks: set[asyncio.Task[Any]] = set()
+        app[BACKGROUND] = tasks
         yield
-        await wait_closing()
-        if app[BACKGROUND]:
-            await asyncio.gather(*app[BACKGROUND], return_exceptions=True)
+        # Streams still closing (CLI processes being reaped) and settlements still running.
+        while app[BACKGROUND]:
+            await asyncio.gather(*list(app[BACKGROUND]), return_exceptions=True)
         await store.close()
 
     app.cleanup_ctx.append(usage_store)

@@ -1,8 +1,16 @@
 """Getting an answer: try the candidate channels in order until one accepts the request.
 
-Failover happens only before anything reached the client: on connect errors, timeouts before
-the first byte, 429 and 5xx (Anthropic 529 included). A client error (400, 404, 413, ...) is
-returned at once. Each outcome feeds the channel's circuit breaker.
+Every path goes through here: chat, bridged Responses and Messages, and same-protocol
+passthroughs (native Responses / Messages), so failover, breakers and upstream metrics are
+the same for all. Failover happens only before anything reached the client: on connect
+errors, timeouts before the first byte, 429 and 5xx (Anthropic 529 included). A client error
+(400, 404, 413, ...) is returned at once.
+
+Relay never refuses without asking an upstream: channels that are cooling down (breaker open,
+or backing off after an upstream 429) are skipped while another candidate is left, and asked
+anyway, soonest-ready first, when none is (panic mode). An upstream 429 is backpressure: it
+moves the request on and keeps that channel aside for its retry-after, but never counts
+toward the breaker.
 """
 from __future__ import annotations
 
@@ -11,9 +19,9 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal, cast
 
-from relay_adaptors.base import Call, ChatStream
+from relay_adaptors.base import Call, CallReport, ChatStream, NativeMessages, NativeResponses, RawUpstream
 from relay_adaptors.errors import RelayError
 from relay_config.schema import RouterConfig
 
@@ -23,10 +31,22 @@ from .router import Candidate
 
 log = logging.getLogger("relay")
 
+# Which of an adaptor's paths takes the request: the canonical chat path, or a
+# same-protocol passthrough the adaptor declared in its capabilities.
+Path = Literal["chat", "native_responses", "native_messages"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """How one candidate is asked."""
+
+    body: dict[str, Any]
+    path: Path = "chat"
+
 
 @dataclass(slots=True)
-class Health:
-    """What dispatch reports to: the breakers and the metrics."""
+class Upstreams:
+    """What dispatch reports to: the routing config, the breakers and the metrics."""
 
     router: RouterConfig
     breakers: Breakers
@@ -39,41 +59,56 @@ class Health:
         if error is not None:
             m.child(m.upstream_errors, channel, reason_of(error.status, error.code)).inc()
 
+    def verdict(self, channel: str, error: RelayError | None, finished: bool) -> None:
+        """What one attempt says about the channel's health."""
+        if error is None:
+            (self.breakers.success if finished else self.breakers.release)(channel)
+        elif error.local:
+            self.breakers.release(channel)  # Relay's own refusal: nothing learned of the upstream
+        elif error.status == 429:
+            self.breakers.throttled(channel, retry_after_seconds(error))
+        elif error.retryable:
+            self.breakers.failure(channel, f"{error.status} {error.code or ''}".strip())
+        else:
+            self.breakers.success(channel)  # the upstream answered; the request was at fault
+
 
 @dataclass(slots=True)
 class Answer:
+    """The attempt that answered. Exactly one of completion / stream / raw is set."""
+
     candidate: Candidate
     call: Call
-    result: Any  # a chat completion dict, or a ChatStream when streaming
+    path: Path
     attempts: int
-    health: Health
+    upstreams: Upstreams
     started: float  # monotonic start of the attempt that answered
+    completion: dict[str, Any] | None = None
+    stream: ChatStream | None = None
+    raw: RawUpstream | None = None
     settled: bool = False
 
     @property
-    def stream(self) -> ChatStream:
-        return self.result
+    def report(self) -> CallReport:
+        return self.call.report
 
     def headers(self) -> dict[str, str]:
         h = {"x-relay-channel": self.candidate.channel.name, "x-relay-attempts": str(self.attempts)}
         if self.call.ignored_params:
             h["x-relay-ignored-params"] = ",".join(sorted(set(self.call.ignored_params)))
+        # For operators: the model name the upstream was asked for (answers name the public one).
+        h["x-relay-upstream-model"] = self.call.report.upstream_model or self.candidate.upstream_model
         return h
 
     def settle(self, error: RelayError | None, finished: bool) -> None:
-        """Reports how a stream went to the channel's breaker (once)."""
+        """Reports how the answer went to the channel's breaker and metrics (once). A failure
+        after the first byte counts against the channel's health but is never retried."""
         if self.settled:
             return
         self.settled = True
         name = self.candidate.channel.name
-        breakers = self.health.breakers
-        if error is not None and error.retryable:
-            breakers.failure(name, retry_after_seconds(error))
-        elif finished or error is not None:
-            breakers.success(name)
-        else:
-            breakers.release(name)
-        self.health.attempt_over(name, self.started, error)
+        self.upstreams.verdict(name, error, finished or error is not None)
+        self.upstreams.attempt_over(name, self.started, error if error is not None and error.retryable else None)
 
 
 def retry_after_seconds(err: RelayError) -> float | None:
@@ -86,67 +121,85 @@ def retry_after_seconds(err: RelayError) -> float | None:
 
 def backoff(attempt: int) -> float:
     """Short, jittered: 25-75 ms, then 50-150 ms, capped."""
-    return min(0.05 * 2 ** (attempt - 1), 0.4) * random.uniform(0.5, 1.5)
+    return float(min(0.05 * 2 ** (attempt - 1), 0.4) * random.uniform(0.5, 1.5))
+
+
+async def _ask(answer: Answer, stream: bool) -> None:
+    """Sends the attempt down the adaptor path it names; the result lands on `answer`."""
+    adaptor, call = answer.candidate.adaptor, answer.call
+    if answer.path == "native_responses":  # declared by capabilities.native_responses
+        answer.raw = await cast(NativeResponses, adaptor).responses_passthrough(call)
+    elif answer.path == "native_messages":  # declared by capabilities.native_messages
+        answer.raw = await cast(NativeMessages, adaptor).messages_passthrough(call)
+    elif stream:
+        answer.stream = await adaptor.open_stream(call)
+    else:
+        answer.completion = await adaptor.complete(call)
 
 
 async def dispatch(
     candidates: list[Candidate],
-    build: Callable[[Candidate], dict[str, Any]],
+    plan: Callable[[Candidate], Attempt],
     request_id: str,
     stream: bool,
-    health: Health,
+    upstreams: Upstreams,
 ) -> Answer:
-    router, breakers, metrics = health.router, health.breakers, health.metrics
-    failed: list[tuple[str, str]] = []
+    router, breakers, metrics = upstreams.router, upstreams.breakers, upstreams.metrics
+    failed: list[str] = []
     last_error: RelayError | None = None
-    cooling: list[str] = []
     attempts = 0
-    for candidate in candidates:
-        if attempts >= router.max_attempts:
-            break
+    cooling: list[Candidate] = []
+
+    async def attempt(candidate: Candidate) -> Answer | None:
+        nonlocal attempts, last_error
         name = candidate.channel.name
-        body = build(candidate)  # a request this channel cannot take is the client's to fix
-        if not breakers.allow(name):
-            cooling.append(name)
-            continue
+        step = plan(candidate)  # a request this channel cannot take is the client's to fix
         if attempts:
-            metrics.failovers.labels(candidate.model, failed[-1][0]).inc()
+            metrics.failovers.labels(candidate.model, failed[-1]).inc()
             await asyncio.sleep(backoff(attempts))
         attempts += 1
-        call = Call(body, candidate.upstream_model, request_id, {"x-request-id": request_id})
-        started = time.monotonic()
+        call = Call(step.body, candidate.upstream_model, request_id, {"x-request-id": request_id})
+        answer = Answer(candidate, call, step.path, attempts, upstreams, time.monotonic())
         metrics.child(metrics.inflight, name).inc()
         try:
-            result = await (candidate.adaptor.open_stream(call) if stream else candidate.adaptor.complete(call))
+            await _ask(answer, stream)
         except RelayError as e:
-            health.attempt_over(name, started, e if e.retryable else None)
+            upstreams.attempt_over(name, answer.started, e if e.retryable and not e.local else None)
+            upstreams.verdict(name, e, finished=True)
             if not e.retryable:
-                breakers.success(name)  # the upstream answered; the request was at fault
                 e.headers.setdefault("x-relay-channel", name)
                 e.headers["x-relay-attempts"] = str(attempts)
                 raise
-            breakers.failure(name, retry_after_seconds(e))
-            failed.append((name, e.code or str(e.status)))
-            log.warning("request %s: channel %s failed (%s %s); %s", request_id, name, e.status,
-                        e.code, "trying the next one" if attempts < router.max_attempts else "no attempts left")
+            failed.append(name)
+            log.warning("request %s: channel %s failed (%s %s); %s", request_id, name, e.status, e.code,
+                        "trying the next one" if attempts < router.max_attempts else "no attempts left")
             last_error = e
-            continue
+            return None
         except BaseException:
             breakers.release(name)
-            health.attempt_over(name, started, None)
+            upstreams.attempt_over(name, answer.started, None)
             raise
-        answer = Answer(candidate, call, result, attempts, health, started)
-        if not stream:
+        if answer.completion is not None:
             answer.settle(None, finished=True)
         return answer
-    if last_error is None:
-        wait = min((breakers.retry_after(n) for n in cooling), default=1.0)
-        raise RelayError(
-            503,
-            "Every channel serving this model is cooling down after repeated failures; retry later.",
-            type="api_error", code="channels_unavailable",
-            headers={"retry-after": str(max(1, round(wait)))},
-        )
+
+    for candidate in candidates:
+        if attempts >= router.max_attempts:
+            break
+        if not breakers.allow(candidate.channel.name):
+            cooling.append(candidate)
+            continue
+        if (answer := await attempt(candidate)) is not None:
+            return answer
+    # Panic mode: every channel left is cooling down; ask them anyway, soonest-ready first.
+    for candidate in sorted(cooling, key=lambda c: breakers.retry_after(c.channel.name)):
+        if attempts >= router.max_attempts:
+            break
+        log.info("request %s: every other channel failed or is cooling down; asking %s anyway",
+                 request_id, candidate.channel.name)
+        if (answer := await attempt(candidate)) is not None:
+            return answer
+    assert last_error is not None  # at least one candidate exists and max_attempts >= 1
     last_error.headers["x-relay-attempts"] = str(attempts)
-    last_error.headers["x-relay-channel"] = failed[-1][0]
+    last_error.headers["x-relay-channel"] = failed[-1]
     raise last_error

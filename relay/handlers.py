@@ -1,39 +1,39 @@
-"""HTTP endpoints. Each model call: authenticate, validate, route, admit, dispatch, write,
-account (see accounting.py)."""
+"""HTTP endpoints. Each model call: authenticate, validate, route, then one lifecycle object
+(relay.lifecycle.ModelCall) admits it, dispatches it, writes the answer and accounts for it."""
 from __future__ import annotations
 
 import logging
 from typing import Any, cast
 
 from aiohttp import web
-
-from relay_adaptors.base import Call, NativeResponses, ProcessCounter
-from relay_adaptors.chat import validate_chat_request, wants_usage_chunk
-from relay_adaptors.errors import RelayError
-from relay_adaptors.responses import (
-    ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat, validate_responses_request,
-)
-
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .accounting import accounting
+from relay_adaptors.base import ProcessCounter
+from relay_adaptors.chat import max_output_tokens, validate_chat_request, wants_usage_chunk
+from relay_adaptors.errors import RelayError
+from relay_adaptors.responses import (
+    ChatConversion,
+    Envelope,
+    ResponsesStream,
+    completion_to_response,
+    to_chat,
+    validate_responses_request,
+)
+
 from .auth import is_admin
-from .metrics import exposition
-from .chat_stream import StreamOutcome, write_chat_stream
-from .dispatch import Health, dispatch
+from .chat_writer import write_chat_stream
+from .dispatch import Attempt
 from .httpio import json_response, read_json
-from .keys import BREAKERS, METRICS, REQUEST_ID, RUNTIME
-from .native import relay_native
-from .responses_stream import write_events, write_responses_stream
+from .keys import BREAKERS, METRICS, RUNTIME, THINKING
+from .lifecycle import ModelCall
+from .metrics import exposition
+from .native import ResponsesTap
+from .outcome import StreamOutcome
+from .responses_writer import write_events, write_responses_stream
 from .router import Candidate
-from .runtime import Runtime
-from .sse_out import KeepaliveWriter, stream_answer
+from .sse_out import KeepaliveWriter
 
 log = logging.getLogger("relay")
-
-
-def health(request: web.Request, rt: Runtime) -> Health:
-    return Health(rt.config.router, request.app[BREAKERS], request.app[METRICS])
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -42,21 +42,32 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = validate_chat_request(await read_json(request, rt.config.server.max_body_bytes))
     stream = bool(body.get("stream"))
     candidates = rt.router.candidates(tenant, body["model"])
-    async with accounting(request, rt, tenant, "chat") as acct:
-        acct.stream = stream
-        await acct.admit(body["model"], body["messages"], body.get("max_completion_tokens") or body.get("max_tokens"))
-        answer = await dispatch(candidates, lambda _: body, request[REQUEST_ID], stream, health(request, rt))
-        acct.channel, acct.attempts, acct.report = answer.candidate.channel.name, answer.attempts, answer.call.report
-        headers = {**answer.headers(), **acct.headers}
-        if not stream:
-            acct.usage = answer.result.get("usage")
-            return json_response(answer.result, headers=headers)
+    memory = request.app[THINKING]
+    thinking = body.get("reasoning_effort") not in (None, "none")
+    # Thinking a chat client dropped from its tool turns, put back for channels that need it.
+    restored = await memory.restore(tenant.name, body["messages"]) if thinking else None
+    with_thinking = {**body, "messages": restored} if restored is not None else body
+
+    def plan(candidate: Candidate) -> Attempt:
+        return Attempt(with_thinking if candidate.adaptor.capabilities.reasoning_items else body)
+
+    async with ModelCall.begin(request, rt, tenant, "chat") as call:
+        await call.admit(candidates[0].model, body["messages"], max_output_tokens(body), stream)
+        answer = await call.dispatch(candidates, plan, stream)
+        model = body["model"]  # every answer names the model the client asked for
+        remember = thinking and answer.candidate.adaptor.capabilities.reasoning_items
+        if answer.completion is not None:
+            answer.completion["model"] = model
+            if remember:
+                await memory.remember_completion(tenant.name, answer.completion)
+            return call.json(answer.completion, answer.completion.get("usage"), answer.headers())
         include_usage = wants_usage_chunk(body)
-        acct.outcome = StreamOutcome()
-        return await stream_answer(
-            request, answer, lambda out, outcome: write_chat_stream(out, answer.stream, include_usage, outcome),
-            rt.config.server.sse_keepalive, headers, acct.outcome,
-        )
+        if remember and answer.stream is not None:
+            answer.stream = memory.watch(tenant.name, answer.stream)
+        stream_out = answer.stream
+        assert stream_out is not None
+        return await call.stream(
+            answer, lambda out, outcome: write_chat_stream(out, stream_out, include_usage, outcome, model), answer.headers())
 
 
 async def responses(request: web.Request) -> web.StreamResponse:
@@ -66,7 +77,6 @@ async def responses(request: web.Request) -> web.StreamResponse:
     body = validate_responses_request(await read_json(request, rt.config.server.max_body_bytes))
     model = body["model"]
     candidates = rt.router.candidates(tenant, model)
-    rid = request[REQUEST_ID]
     reject = rt.config.responses.unsupported_tools == "reject"
     by_reasoning: dict[bool, ChatConversion] = {}
 
@@ -78,39 +88,43 @@ async def responses(request: web.Request) -> web.StreamResponse:
             by_reasoning[keep] = to_chat(body, reject_unsupported_tools=reject, keep_reasoning=keep)
         return by_reasoning[keep]
 
-    first = candidates[0]
-    native = first.adaptor.capabilities.native_responses
-    # A request the bridge cannot take is a 400 here, before any upstream call.
-    conv = None if native else convert(first)
-    async with accounting(request, rt, tenant, "responses") as acct:
-        acct.stream = body.get("stream") is True
-        messages = conv.chat["messages"] if conv else [{"content": body.get("input") if isinstance(body.get("input"), str) else ""}]
-        await acct.admit(model, messages, body.get("max_output_tokens"))
-        if native:
-            acct.channel, acct.attempts = first.channel.name, 1
-            call = Call(body, first.upstream_model, rid, {"x-request-id": rid})
-            return await relay_native(request, cast(NativeResponses, first.adaptor), call, {"x-relay-channel": first.channel.name, **acct.headers}, acct)
+    def plan(candidate: Candidate) -> Attempt:
+        if candidate.adaptor.capabilities.native_responses:
+            return Attempt(body, "native_responses")
+        return Attempt(convert(candidate).chat)
 
-        assert conv is not None
-        answer = await dispatch(candidates, lambda c: convert(c).chat, rid, conv.stream, health(request, rt))
-        acct.channel, acct.attempts, acct.report = answer.candidate.channel.name, answer.attempts, answer.call.report
+    # A request the bridge cannot take is a 400 here, before any upstream call.
+    bridged = [c for c in candidates if not c.adaptor.capabilities.native_responses]
+    first_conv = convert(bridged[0]) if bridged else None
+    stream = body.get("stream") is True
+    async with ModelCall.begin(request, rt, tenant, "responses") as call:
+        if first_conv is not None:
+            messages = first_conv.chat["messages"]
+        else:  # only native channels: a rough estimate from the input as sent
+            messages = [{"content": body["input"] if isinstance(body.get("input"), str) else ""}]
+        max_out = body.get("max_output_tokens")
+        await call.admit(candidates[0].model, messages, max_out if isinstance(max_out, int) else None, stream)
+        answer = await call.dispatch(candidates, plan, stream)
+        headers = answer.headers()
+        if answer.raw is not None:
+            return await call.relay(answer, lambda streaming, outcome: ResponsesTap(streaming, outcome, model), headers)
         conv = convert(answer.candidate)
-        headers = {**answer.headers(), **acct.headers}
         if conv.tools.dropped:
             headers["x-relay-dropped-tools"] = ",".join(sorted(set(conv.tools.dropped)))
-            log.info("request %s: dropped tools the channel cannot run: %s", rid, headers["x-relay-dropped-tools"])
+            log.info("request %s: dropped tools the channel cannot run: %s", call.request_id, headers["x-relay-dropped-tools"])
         envelope = Envelope(model, conv.echo)
-        if not conv.stream:
-            acct.usage = answer.result.get("usage")
-            return json_response(completion_to_response(answer.result, envelope, conv.names), headers=headers)
+        if answer.completion is not None:
+            usage = answer.completion.get("usage")
+            return call.json(completion_to_response(answer.completion, envelope, conv.names), usage, headers)
         machine = ResponsesStream(envelope, conv.names)
+        stream_in = answer.stream
+        assert stream_in is not None
 
         async def write(out: KeepaliveWriter, outcome: StreamOutcome) -> None:
             await write_events(out, machine.start())
-            await write_responses_stream(out, answer.stream, machine, outcome)
+            await write_responses_stream(out, stream_in, machine, outcome)
 
-        acct.outcome = StreamOutcome()
-        return await stream_answer(request, answer, write, rt.config.server.sse_keepalive, headers, acct.outcome)
+        return await call.stream(answer, write, headers)
 
 
 def _model(name: str) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Typed keys for state shared through the aiohttp application and requests."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -10,6 +12,7 @@ from aiohttp import web
 from .breaker import Breakers
 from .metrics import Metrics
 from .store import Store
+from .thinking_memory import ThinkingMemory
 from .runtime import Runtime
 
 
@@ -24,8 +27,9 @@ RUNTIME = web.AppKey("runtime", RuntimeHolder)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 BREAKERS = web.AppKey("breakers", Breakers)  # outlive reloads: keyed by channel name
 STORE = web.AppKey("store", Store)  # limits, budgets and the ledger; chosen at start (store.url)
-BACKGROUND = web.AppKey("background", set)  # accounting tasks still running, awaited at shutdown
+BACKGROUND = web.AppKey("background", set[asyncio.Task[Any]])  # accounting tasks still running, awaited at shutdown
 METRICS = web.AppKey("metrics", Metrics)
+THINKING = web.AppKey("thinking", ThinkingMemory)  # signed thinking of tool turns, for chat clients that drop it
 CONFIG_PATH = web.AppKey("config_path", Path)  # set when serving a file (enables reload)
 REQUEST_ID = web.RequestKey("request_id", str)
 ACCOUNTED = web.RequestKey("accounted", bool)  # a model call, logged by its accounting

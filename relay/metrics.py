@@ -12,8 +12,6 @@ from . import __version__
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
-# Upstream failure reasons, a fixed set (see reason_of).
-REASONS = ("unreachable", "timeout", "rate_limited", "overloaded", "server_error", "auth", "bad_response", "stream_error")
 
 
 class Metrics:
@@ -29,6 +27,8 @@ class Metrics:
         self.tokens = Counter("relay_tokens", "Tokens by kind", ["tenant", "model", "channel", "kind"], registry=r)
         self.inflight = Gauge("relay_inflight_requests", "Upstream calls in flight", ["channel"], registry=r, multiprocess_mode="livesum")
         self.channel_up = Gauge("relay_channel_up", "1 unless the channel is cooling down", ["channel"], registry=r, multiprocess_mode="min")
+        self.cooldowns = Counter("relay_channel_cooldowns", "Times a channel started cooling down (breaker opened or upstream 429)",
+                                 ["channel"], registry=r)
         self.failovers = Counter("relay_failovers", "Requests moved to another channel", ["model", "from_channel"], registry=r)
         self.upstream_errors = Counter("relay_upstream_errors", "Upstream failures", ["channel", "reason"], registry=r)
         self.rate_limited = Counter("relay_rate_limited", "Requests refused by tenant limits", ["tenant", "limit"], registry=r)
@@ -52,7 +52,7 @@ class Metrics:
 
 
 def reason_of(status: int, code: str | None) -> str:
-    """An upstream failure as one of REASONS."""
+    """An upstream failure as one of a small fixed set of reasons."""
     if code == "upstream_unreachable":
         return "unreachable"
     if code == "upstream_timeout" or status == 504:
@@ -74,6 +74,6 @@ def exposition(registry: CollectorRegistry) -> bytes:
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         combined = CollectorRegistry()
-        multiprocess.MultiProcessCollector(combined, path)
+        multiprocess.MultiProcessCollector(combined, path)  # type: ignore[no-untyped-call]
         return generate_latest(combined)
     return generate_latest(registry)

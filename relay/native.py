@@ -1,24 +1,27 @@
-"""`responses: native`: the upstream speaks Responses; bytes are relayed as they come, and the
-usage is read on the side from the terminal event (or the JSON body)."""
+"""`responses: native`: the upstream speaks Responses. Its frames are relayed as they come,
+byte for byte, except the few that carry the response object, whose `model` becomes the name
+the client asked for (the same rule as every other path). On the side the tap reads what the
+ledger needs. Sans-IO: bytes in, bytes out, facts into the outcome."""
 from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from relay_adaptors import jsonfast
-from relay_adaptors.sse import SSEDecoder
+from relay_adaptors.sse import encode_event
 
-from .accounting import Accounting
-from .chat_stream import StreamOutcome
-from .sse_out import SSE_HEADERS, finish
+from .outcome import StreamOutcome
 
-_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+_TERMINAL = frozenset({b"response.completed", b"response.incomplete", b"response.failed"})
+_LIFECYCLE = _TERMINAL | {b"response.created", b"response.in_progress", b"response.queued"}
+# Events whose `delta` is generated text, counted for an estimate if the stream is cut.
+_TEXT_DELTAS = frozenset({b"response.output_text.delta", b"response.function_call_arguments.delta",
+                          b"response.reasoning_summary_text.delta", b"response.reasoning_text.delta", b"response.refusal.delta"})
+MAX_BODY = 64 << 20  # a non-streamed answer is held whole to rename its model; past this it passes as is
 
 
-def chat_usage(resp_usage: dict[str, Any] | None) -> dict[str, Any] | None:
+def chat_usage(resp_usage: Any) -> dict[str, Any] | None:
     """Responses usage in the chat shape the ledger reads."""
-    if not resp_usage:
+    if not isinstance(resp_usage, dict):
         return None
     return {
         "prompt_tokens": resp_usage.get("input_tokens", 0),
@@ -28,50 +31,109 @@ def chat_usage(resp_usage: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-class UsageTap:
-    """Watches relayed bytes for the usage of the final response."""
+class FrameSplitter:
+    """Cuts an SSE byte stream into whole frames (each up to and including its blank line),
+    the bytes untouched."""
 
-    def __init__(self, streaming: bool):
-        self.sse = SSEDecoder() if streaming else None
+    __slots__ = ("buf",)
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def push(self, data: bytes) -> list[bytes]:
+        buf = self.buf + data
+        frames: list[bytes] = []
+        start = 0
+        while True:
+            lf, crlf = buf.find(b"\n\n", start), buf.find(b"\r\n\r\n", start)
+            ends = [i + 2 for i in (lf,) if i >= 0] + [i + 4 for i in (crlf,) if i >= 0]
+            if not ends:
+                break
+            end = min(ends)
+            frames.append(buf[start:end])
+            start = end
+        self.buf = buf[start:]
+        return frames
+
+    def flush(self) -> bytes:
+        rest, self.buf = self.buf, b""
+        return rest
+
+
+def _fields(frame: bytes) -> tuple[bytes, bytes]:
+    """(event name, data) of one frame; only the two fields Responses uses."""
+    event, data = b"", []
+    for line in frame.splitlines():
+        if line.startswith(b"event:"):
+            event = line[6:].strip()
+        elif line.startswith(b"data:"):
+            data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+    return event, b"\n".join(data)
+
+
+class ResponsesTap:
+    """Watches relayed Responses bytes (an event stream or one JSON body)."""
+
+    def __init__(self, streaming: bool, outcome: StreamOutcome, model: str):
+        self.frames = FrameSplitter() if streaming else None
+        self.outcome = outcome
+        self.model = model
         self.body: list[bytes] = []
-        self.usage: dict[str, Any] | None = None
+        self.size = 0
+        self.ended = False
 
-    def feed(self, data: bytes) -> None:
-        if self.sse is None:
+    def feed(self, data: bytes) -> bytes:
+        """The bytes to relay for `data`."""
+        if self.frames is None:
+            self.size += len(data)
+            if self.size > MAX_BODY:
+                held, self.body = b"".join(self.body) + data, []
+                return held
             self.body.append(data)
-            return
-        for ev in self.sse.feed(data):
-            if ev.event in _TERMINAL:
-                try:
-                    self.usage = chat_usage(jsonfast.loads(ev.data).get("response", {}).get("usage"))
-                except (jsonfast.JSONDecodeError, AttributeError):
-                    pass
+            return b""
+        return b"".join(self._frame(f) for f in self.frames.push(data))
 
-    def close(self) -> None:
-        if self.sse is None and self.body:
-            try:
-                self.usage = chat_usage(jsonfast.loads(b"".join(self.body)).get("usage"))
-            except (jsonfast.JSONDecodeError, AttributeError):
-                pass
+    def _frame(self, frame: bytes) -> bytes:
+        event, data = _fields(frame)
+        if event not in _LIFECYCLE and event not in _TEXT_DELTAS:
+            return frame
+        try:
+            payload = jsonfast.loads(data)
+        except jsonfast.JSONDecodeError:
+            return frame
+        if not isinstance(payload, dict):
+            return frame
+        if event in _TEXT_DELTAS:
+            if isinstance(payload.get("delta"), str):
+                self.outcome.produced(len(payload["delta"]))
+            return frame
+        response = payload.get("response")
+        if not isinstance(response, dict):
+            return frame
+        if event in _TERMINAL:
+            self.outcome.usage = chat_usage(response.get("usage"))
+        response["model"] = self.model
+        return encode_event(event.decode(), jsonfast.dumps(payload))
 
-
-async def relay_native(request: web.Request, adaptor: Any, call: Any, headers: dict[str, str], acct: Accounting) -> web.StreamResponse:
-    upstream = await adaptor.responses_passthrough(call)
-    streaming = upstream.content_type.startswith("text/event-stream")
-    tap = UsageTap(streaming)
-    acct.outcome = StreamOutcome()
-    try:
-        resp = web.StreamResponse(status=upstream.status, headers={"Content-Type": upstream.content_type, **headers})
-        if streaming:
-            resp.headers.update({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"})
-        await resp.prepare(request)
-        async for data in upstream.chunks:
-            tap.feed(data)
-            await resp.write(data)
-        await resp.write_eof()
-        acct.outcome.finished = True
-        return resp
-    finally:
-        await finish(upstream.chunks.aclose())
-        tap.close()
-        acct.usage = tap.usage
+    def end(self) -> bytes:
+        """The upstream finished: what is left to relay. Also called (and its bytes dropped)
+        when the answer was cut, so what was seen is kept for the ledger."""
+        if self.ended:
+            return b""
+        self.ended = True
+        if self.frames is not None:
+            return self.frames.flush()
+        body, self.body = b"".join(self.body), []
+        if not body:
+            return b""
+        try:
+            payload = jsonfast.loads(body)
+        except jsonfast.JSONDecodeError:
+            return body
+        if not isinstance(payload, dict):
+            return body
+        self.outcome.usage = chat_usage(payload.get("usage"))
+        if "model" not in payload or payload.get("object") != "response":
+            return body  # an error body, or something else: as the upstream sent it
+        payload["model"] = self.model
+        return jsonfast.dumps(payload)

@@ -1,16 +1,13 @@
-"""The client side of a stream: headers, keepalive comments, and always closing the upstream."""
+"""The client side of a stream: SSE headers and keepalive comments."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from relay_adaptors.sse import KEEPALIVE
 
-from .chat_stream import StreamOutcome
-from .dispatch import Answer
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -42,52 +39,3 @@ class KeepaliveWriter:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
             await self._task
-
-
-Writer = Callable[[KeepaliveWriter, StreamOutcome], Awaitable[None]]
-
-
-async def stream_answer(
-    request: web.Request, answer: Answer, write: Writer, keepalive: float, headers: dict[str, str], outcome: StreamOutcome
-) -> web.StreamResponse:
-    writer: KeepaliveWriter | None = None
-    try:
-        resp = web.StreamResponse(headers={**SSE_HEADERS, **headers})
-        await resp.prepare(request)
-        writer = KeepaliveWriter(resp, keepalive)
-        await write(writer, outcome)
-        await writer.stop()
-        await resp.write_eof()
-        return resp
-    finally:
-        # Closing the upstream here also covers a client that went away (the handler is
-        # cancelled): the upstream connection or process is cut at once. The closing runs in
-        # a task of its own, so a cancellation arriving meanwhile cannot cut it short (a CLI
-        # process must still be killed and reaped).
-        await finish(_close(answer, writer, outcome))
-
-
-async def _close(answer: Answer, writer: KeepaliveWriter | None, outcome: StreamOutcome) -> None:
-    try:
-        if writer is not None:
-            await writer.stop()
-        await answer.stream.aclose()
-    finally:
-        answer.settle(outcome.error, outcome.finished)
-
-
-_pending: set[asyncio.Task[None]] = set()
-
-
-async def finish(work: Awaitable[None]) -> None:
-    """Runs `work` to the end even if the caller is cancelled while waiting for it."""
-    task = asyncio.ensure_future(work)
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
-    await asyncio.shield(task)
-
-
-async def wait_closing() -> None:
-    """At shutdown: lets streams still closing (CLI processes being reaped) finish."""
-    if _pending:
-        await asyncio.gather(*_pending, return_exceptions=True)

@@ -67,7 +67,7 @@ def _mark_dead(pid: int) -> None:
     try:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
     except Exception:  # metrics of a dead worker are a nicety, never a reason to stop
         pass
 

@@ -2,25 +2,22 @@
 from __future__ import annotations
 
 import json
-import textwrap
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay_config.loader import parse_config
 from relay.app import create_app
 from relay.connections import ClientLimits, GuardedRunner
+from relay_config.loader import parse_config
 
 from .fakes.anthropic import FakeAnthropic
 from .fakes.openai import FakeOpenAI
-
-ACME_KEY = "sk-acme-0123456789"
-GLOBEX_KEY = "sk-globex-9876543210"
-UPSTREAM_KEY = "sk-upstream-secret-DO-NOT-LEAK"
+from .support import ACME_KEY, ANTHROPIC_KEY, ENV, base_config
 
 
 @dataclass
@@ -58,103 +55,6 @@ class Relay:
         return resp, text
 
 
-def responses_events(text: str) -> list[dict[str, Any]]:
-    """Responses stream events, checked for the framing every event must have."""
-    events = []
-    for event, data in sse_frames(text):
-        ev = json.loads(data)
-        assert event == ev["type"], f"event line {event!r} does not name the payload type {ev['type']!r}"
-        events.append(ev)
-    assert [e["sequence_number"] for e in events] == list(range(len(events))), "sequence numbers must count from 0"
-    return events
-
-
-def sse_frames(text: str) -> list[tuple[str | None, str]]:
-    """(event, data) per SSE frame; written independently of Relay's own decoder."""
-    frames = []
-    for block in text.split("\n\n"):
-        if not block.strip() or block.startswith(":"):
-            continue
-        event, data = None, []
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                data.append(line[6:])
-        frames.append((event, "\n".join(data)))
-    return frames
-
-
-BASE_CONFIG = """\
-server:
-  max_body_bytes: 65536
-store:
-  url: memory://
-tenants:
-  - name: acme
-    keys: ["${ACME_KEY}"]
-    models: ["gpt-*", "demo", "fast", "broken-*", "slow-*"]
-  - name: globex
-    keys: ["%(globex)s"]
-    models: ["globex-*"]
-%(tenants)s
-channels:
-  - name: openai-main
-    type: openai
-    base_url: %(upstream)s/v1
-    api_key: ${UPSTREAM_KEY}
-    headers: {OpenAI-Organization: org-test}
-    models:
-      gpt-4.1-mini: text
-      gpt-tools: tools
-      gpt-tool: tool
-      gpt-ns-tool: ns-tool
-      gpt-reasoning: reasoning
-      gpt-length: length
-      gpt-midstream-error: error-midstream
-      gpt-hang-midstream: hang-midstream
-      gpt-truncated: truncated
-      globex-chat: text
-      broken-400: status-400
-      broken-401: status-401
-      broken-403: status-403
-      broken-429: status-429
-      broken-500: status-500
-      broken-garbage: garbage
-      broken-echo: echo-key
-      slow-hang: hang-headers
-    timeout: {connect: 2, first_byte: 1, idle: 1, total: 10}
-  - name: nowhere
-    type: openai
-    base_url: http://127.0.0.1:9/v1
-    models: [broken-unreachable]
-  - name: demo
-    type: mock
-    models: [demo]
-    stream_chunks: 4
-  - name: openai-native
-    type: openai
-    base_url: %(upstream)s/v1
-    api_key: ${UPSTREAM_KEY}
-    responses: native
-    models: {gpt-native: native-model, broken-native-429: status-429}
-%(channels)s
-"""
-
-
-def base_config(upstream_url: str, extra_channels: str = "", extra_tenants: str = "") -> str:
-    """The test config; extra YAML list items are given unindented."""
-    return BASE_CONFIG % {
-        "globex": GLOBEX_KEY,
-        "upstream": upstream_url,
-        "tenants": textwrap.indent(extra_tenants, "  "),
-        "channels": textwrap.indent(extra_channels, "  "),
-    }
-
-
-ENV = {"ACME_KEY": ACME_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
-
-
 async def serve_fake(fake: Any, aiohttp_server: Callable[..., Any]) -> Any:
     fake.server = await aiohttp_server(fake.app(), host="127.0.0.1")
     fake.url = str(fake.server.make_url("")).rstrip("/")
@@ -169,9 +69,6 @@ async def fake_openai(aiohttp_server: Callable[..., Any]) -> FakeOpenAI:
 @pytest.fixture
 async def fake_anthropic(aiohttp_server: Callable[..., Any]) -> FakeAnthropic:
     return await serve_fake(FakeAnthropic(), aiohttp_server)
-
-
-ANTHROPIC_KEY = "sk-ant-upstream-secret-DO-NOT-LEAK"
 
 
 def anthropic_channel(url: str) -> str:
@@ -223,11 +120,12 @@ class RelayTestServer(TestServer):
 async def make_relay() -> AsyncIterator[Callable[..., Any]]:
     servers: list[RelayTestServer] = []
 
-    async def make(config_text: str, env: dict[str, str] | None = None) -> Relay:
+    async def make(config_text: str, env: dict[str, str] | None = None, clock: Callable[[], float] | None = None) -> Relay:
         if "\nstore:" not in "\n" + config_text:
             config_text += "store:\n  url: memory://\n"
         config = parse_config(config_text, "test.yaml", env={**ENV, **(env or {})})
-        server = RelayTestServer(create_app(config), ClientLimits.of(config.server))
+        app = create_app(config) if clock is None else create_app(config, clock=clock)
+        server = RelayTestServer(app, ClientLimits.of(config.server))
         await server.start_server()
         servers.append(server)
         return Relay(server, config_text)

@@ -13,8 +13,8 @@ from pydantic import TypeAdapter
 from relay_adaptors.anthropic.stream import SSEConverter
 from relay_adaptors.errors import RelayError
 
-from .conftest import sse_frames
 from .fakes.base import FIXTURES
+from .support import sse_frames
 
 DIR = FIXTURES / "anthropic"
 STREAMS = sorted(DIR.glob("*.sse"))
@@ -69,7 +69,7 @@ def test_byte_by_byte_equals_whole(path):
 def test_any_chunking_equals_whole(path, cuts):
     data = path.read_bytes()
     points = sorted({c % len(data) for c in cuts} - {0})
-    assert convert([data[a:b] for a, b in zip([0, *points], [*points, len(data)])]) == convert([data])
+    assert convert([data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]) == convert([data])
 
 
 def test_truncated_stream_is_an_error():

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from .conftest import ACME_KEY, UPSTREAM_KEY, sse_frames
 from .spec import validate, validate_error
+from .support import ACME_KEY, UPSTREAM_KEY, sse_frames
 
 HELLO = [{"role": "user", "content": "Say hello"}]
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import ACME_KEY, responses_events, sse_frames
+from relay.keys import STORE
+
 from .proc import ROOT
 from .spec import validate, validate_error, validate_response_event
-from .test_observability import scrape, value
-from relay.keys import STORE
+from .support import ACME_KEY, responses_events, scrape, sse_frames, value
 
 CLAUDE = Path(os.environ.get("RELAY_TEST_CLAUDE", ROOT / ".tools" / "node_modules" / ".bin" / "claude"))
 STAND_IN = Path(__file__).parent / "fakes" / "fake_claude.py"

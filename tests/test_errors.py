@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from .conftest import ACME_KEY, GLOBEX_KEY, UPSTREAM_KEY
 from .spec import validate_error
+from .support import ACME_KEY, GLOBEX_KEY, UPSTREAM_KEY
 
 HELLO = [{"role": "user", "content": "hi"}]
 

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from relay.keys import STORE
 from relay.logs import setup as setup_logs
 
-from .conftest import ACME_KEY, ANTHROPIC_KEY, GLOBEX_KEY, UPSTREAM_KEY, anthropic_channel, base_config
+from .conftest import anthropic_channel
 from .spec import validate_error
+from .support import ACME_KEY, ANTHROPIC_KEY, GLOBEX_KEY, UPSTREAM_KEY, base_config
 
 ADMIN = "admin-key-hostile-0123456789"
 METERED = "sk-metered-hostile-000"

@@ -9,15 +9,15 @@ import sys
 import aiohttp
 import pytest
 
-from relay_adaptors.tokens import estimate_prompt
-from relay_config.loader import parse_config
 from relay.app import create_app
 from relay.keys import STORE
+from relay_adaptors.tokens import estimate_prompt
+from relay_config.loader import parse_config
 
-from .conftest import ACME_KEY, ENV, base_config
 from .proc import ROOT, RelayProcess
 from .redis_server import RedisServer
 from .spec import validate_error
+from .support import ACME_KEY, ENV, base_config
 
 HELLO = [{"role": "user", "content": "hi"}]
 ADMIN = "adm-limits"

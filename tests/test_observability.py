@@ -11,30 +11,15 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay_config.loader import parse_config
 from relay.app import create_app
 from relay.cli import build_parser
+from relay_config.loader import parse_config
 
-from .conftest import ACME_KEY, GLOBEX_KEY
 from .proc import ROOT, RelayProcess
-from .test_resilience import failover_config
+from .support import ACME_KEY, GLOBEX_KEY, failover_config, scrape, value
 
 DEPLOY = ROOT / "deploy"
 HELLO = [{"role": "user", "content": "hi"}]
-
-
-async def scrape(url: str, token: str | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession() as s:
-        async with s.get(url + "/metrics", headers=headers) as r:
-            assert r.status == 200
-            text = await r.text()
-    return {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
-            for fam in text_string_to_metric_families(text) for smp in fam.samples}
-
-
-def value(samples, name, **labels) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def test_metrics_after_known_traffic(make_relay, fake_openai, fake_anthropic):
@@ -68,7 +53,7 @@ async def test_metrics_after_known_traffic(make_relay, fake_openai, fake_anthrop
 
 
 async def test_metrics_token_guards_the_scrape(make_relay, fake_openai):
-    from .conftest import base_config
+    from .support import base_config
 
     relay = await make_relay(base_config(fake_openai.url).replace("server:\n", "server:\n  metrics_token: scrape-me\n"))
     async with aiohttp.ClientSession() as s:
@@ -94,7 +79,7 @@ def scraped_names(text: str) -> set[str]:
 
 
 async def test_dashboard_and_alerts_use_real_metric_names(make_relay, fake_openai):
-    from .conftest import base_config
+    from .support import base_config
 
     relay = await make_relay(base_config(fake_openai.url))
     async with aiohttp.ClientSession() as s:

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from .proc import ROOT, RelayProcess
-from .test_observability import scrape, value
+from .support import scrape, value
 
 KEY = "sk-proc-test"
 ADMIN = "adm-proc-test"

@@ -8,43 +8,10 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from .conftest import ACME_KEY, sse_frames
-from .spec import validate_error
+from .spec import validate, validate_error, validate_response_event
+from .support import ACME_KEY, ADMIN, failover_config, sse_frames
 
 HELLO = [{"role": "user", "content": "hi"}]
-ADMIN = "admin-secret-123"
-
-
-def failover_config(openai_url: str, anthropic_url: str, primary: str, *, cooldown="{failures: 5, seconds: 30}",
-                    keepalive: float = 15, extra: str = "") -> str:
-    """`fo` is served by a failing primary (priority 0) and a healthy backup (priority 1)."""
-    primary_channel = (
-        "  - name: primary\n    type: openai\n    base_url: http://127.0.0.1:9/v1\n    models: {fo: text}\n"
-        if primary == "refuse" else
-        f"  - name: primary\n    type: anthropic\n    base_url: {anthropic_url}\n    api_key: k\n    models: {{fo: {primary}}}\n"
-        if primary.startswith("anthropic:") else
-        f"  - name: primary\n    type: openai\n    base_url: {openai_url}/v1\n    models: {{fo: {primary}, flaky: {primary}}}\n"
-    ).replace("anthropic:", "")
-    return f"""\
-server:
-  admin_key: {ADMIN}
-  sse_keepalive: {keepalive}
-router:
-  max_attempts: 3
-  cooldown: {cooldown}
-tenants:
-  - name: acme
-    keys: ["{ACME_KEY}"]
-channels:
-{primary_channel}    timeout: {{connect: 1, first_byte: 0.5, idle: 0.5, total: 5}}
-  - name: backup
-    type: openai
-    priority: 1
-    base_url: {openai_url}/v1
-    models: {{fo: text}}
-{extra}"""
-
-
 async def post(relay, body, **kw):
     resp = await relay.post("/v1/chat/completions", body, **kw)
     return resp, (await resp.read()).decode()
@@ -94,43 +61,168 @@ async def channel_state(relay, name):
             return next(c for c in (await r.json())["channels"] if c["name"] == name)
 
 
-async def test_cooldown_opens_half_opens_and_closes(make_relay, fake_openai, fake_anthropic):
-    relay = await make_relay(failover_config(fake_openai.url, fake_anthropic.url, "status-500", cooldown="{failures: 2, seconds: 1}"))
+async def scrape(relay) -> str:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(relay.url + "/metrics") as r:
+            return await r.text()
+
+
+class FakeClock:
+    """The breakers' clock, moved by hand: cooldowns are tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def solo_config(openai_url: str, cooldown: str = "{failures: 3, seconds: 30}") -> str:
+    """`solo` has one channel, the most common setup."""
+    return f"""\
+server:
+  admin_key: {ADMIN}
+router:
+  max_attempts: 3
+  cooldown: {cooldown}
+tenants:
+  - name: acme
+    keys: ["{ACME_KEY}"]
+channels:
+  - name: only
+    type: openai
+    base_url: {openai_url}/v1
+    models: {{solo: solo}}
+"""
+
+
+async def test_upstream_429s_never_lock_a_single_channel_model_out(make_relay, fake_openai):
+    clock = FakeClock()
+    relay = await make_relay(solo_config(fake_openai.url), clock=clock)
+    fake_openai.script["solo"] = ["status-429@1"] * 3 + ["text"]
+    for _ in range(3):
+        resp, text = await post(relay, {"model": "solo", "messages": HELLO})
+        # the upstream's own answer, passed through with its retry-after
+        assert resp.status == 429 and resp.headers["retry-after"] == "1", text
+        assert json.loads(text)["error"]["message"] == "upstream says 429"
+    state = await channel_state(relay, "only")
+    assert state["consecutive_failures"] == 0 and state["state"] == "throttled" and "rate limited" in state["reason"]
+    resp, text = await post(relay, {"model": "solo", "messages": HELLO})  # still inside the upstream's retry-after
+    assert resp.status == 200, text
+    assert len(fake_openai.requests) == 4  # every request reached the upstream
+    assert (await channel_state(relay, "only"))["state"] == "throttled"
+    clock.advance(1.01)
+    assert (await channel_state(relay, "only"))["state"] == "closed"
+
+
+async def test_panic_mode_asks_a_sick_single_channel_anyway(make_relay, fake_openai):
+    clock = FakeClock()
+    relay = await make_relay(solo_config(fake_openai.url, "{failures: 2, seconds: 30}"), clock=clock)
+    fake_openai.script["solo"] = ["status-500"] * 3 + ["text"]
+    for _ in range(3):
+        resp, text = await post(relay, {"model": "solo", "messages": HELLO})
+        assert resp.status == 500 and json.loads(text)["error"]["message"] == "upstream says 500"
+    state = await channel_state(relay, "only")
+    assert state["state"] == "open" and state["retry_after"] == 30 and "500" in state["reason"]
+    resp, text = await post(relay, {"model": "solo", "messages": HELLO})  # the breaker is open, the upstream is back
+    assert resp.status == 200, text
+    assert len(fake_openai.requests) == 4  # no answer without asking the upstream
+    assert (await channel_state(relay, "only"))["state"] == "closed"
+    metrics = await scrape(relay)
+    assert 'relay_channel_cooldowns_total{channel="only"} 2.0' in metrics  # opened, then re-opened by the failed panic call
+
+
+async def test_a_two_channel_model_routes_around_the_sick_one(make_relay, fake_openai, fake_anthropic):
+    clock = FakeClock()
+    config = failover_config(fake_openai.url, fake_anthropic.url, "status-500", cooldown="{failures: 2, seconds: 5}")
+    relay = await make_relay(config, clock=clock)
     for _ in range(2):
         resp, _ = await post(relay, {"model": "fo", "messages": HELLO})
-        assert resp.headers["x-relay-channel"] == "backup"
+        assert resp.headers["x-relay-channel"] == "backup" and resp.headers["x-relay-attempts"] == "2"
     assert (await channel_state(relay, "primary"))["state"] == "open"
+    metrics = await scrape(relay)
+    assert 'relay_channel_up{channel="primary"} 0.0' in metrics
     before = len(fake_openai.requests)
     resp, _ = await post(relay, {"model": "fo", "messages": HELLO})
-    assert resp.headers["x-relay-attempts"] == "1"  # the open primary is skipped
+    assert resp.headers["x-relay-attempts"] == "1"  # the open primary is skipped while it cools down
     assert [r.body["model"] for r in fake_openai.requests[before:]] == ["text"]
-    # Only flaky's channel is primary: with it open, the model has nowhere to go.
-    resp, text = await post(relay, {"model": "flaky", "messages": HELLO})
-    assert resp.status == 503 and int(resp.headers["retry-after"]) >= 1
-    assert json.loads(text)["error"]["code"] == "channels_unavailable"
-    await asyncio.sleep(1.1)
+    clock.advance(5.01)
     assert (await channel_state(relay, "primary"))["state"] == "half_open"
-    fake_openai.behaviour["status-500"] = "text"  # the upstream has recovered
-    resp, _ = await post(relay, {"model": "flaky", "messages": HELLO})
+    fake_openai.behaviour["status-500"] = "text"  # the upstream has recovered: the probe closes it
+    resp, _ = await post(relay, {"model": "fo", "messages": HELLO})
     assert resp.status == 200 and resp.headers["x-relay-channel"] == "primary"
     assert (await channel_state(relay, "primary"))["state"] == "closed"
+    metrics = await scrape(relay)
+    assert 'relay_channel_up{channel="primary"} 1.0' in metrics
 
 
-async def test_failed_probe_reopens(make_relay, fake_openai, fake_anthropic):
-    relay = await make_relay(failover_config(fake_openai.url, fake_anthropic.url, "status-500", cooldown="{failures: 1, seconds: 0.3}"))
-    await post(relay, {"model": "flaky", "messages": HELLO})
-    assert (await channel_state(relay, "primary"))["state"] == "open"
-    await asyncio.sleep(0.35)
-    resp, _ = await post(relay, {"model": "flaky", "messages": HELLO})
-    assert resp.status == 500
-    assert (await channel_state(relay, "primary"))["state"] == "open"
-
-
-async def test_retry_after_longer_than_cooldown_is_respected(make_relay, fake_openai, fake_anthropic):
-    relay = await make_relay(failover_config(fake_openai.url, fake_anthropic.url, "status-429", cooldown="{failures: 1, seconds: 1}"))
+async def test_a_failed_probe_reopens(make_relay, fake_openai, fake_anthropic):
+    clock = FakeClock()
+    relay = await make_relay(failover_config(fake_openai.url, fake_anthropic.url, "status-500", cooldown="{failures: 1, seconds: 3}"),
+                             clock=clock)
     await post(relay, {"model": "fo", "messages": HELLO})
+    assert (await channel_state(relay, "primary"))["state"] == "open"
+    clock.advance(3.01)
+    resp, _ = await post(relay, {"model": "fo", "messages": HELLO})
+    assert resp.status == 200 and resp.headers["x-relay-attempts"] == "2"  # probe failed, backup answered
     state = await channel_state(relay, "primary")
-    assert state["state"] == "open" and state["retry_after"] > 5  # the upstream said 7 s
+    assert state["state"] == "open" and state["retry_after"] == 3
+
+
+async def test_an_upstream_429_is_backpressure_not_sickness(make_relay, fake_openai, fake_anthropic):
+    relay = await make_relay(failover_config(fake_openai.url, fake_anthropic.url, "status-429", cooldown="{failures: 1, seconds: 1}"))
+    resp, _ = await post(relay, {"model": "fo", "messages": HELLO})
+    assert resp.status == 200 and resp.headers["x-relay-channel"] == "backup"
+    state = await channel_state(relay, "primary")
+    assert state["state"] == "throttled" and state["consecutive_failures"] == 0
+    assert 6 < state["retry_after"] <= 7  # the upstream said 7 s; the breaker never opened
+    before = len(fake_openai.requests)
+    resp, _ = await post(relay, {"model": "fo", "messages": HELLO})
+    assert resp.headers["x-relay-attempts"] == "1"  # skipped while an alternative exists
+    assert [r.body["model"] for r in fake_openai.requests[before:]] == ["text"]
+
+
+async def test_native_responses_fail_over_to_a_bridged_channel(make_relay, fake_openai):
+    config = f"""\
+tenants:
+  - name: acme
+    keys: ["{ACME_KEY}"]
+channels:
+  - name: native
+    type: openai
+    base_url: {fake_openai.url}/v1
+    responses: native
+    models: {{mixed: status-503}}
+  - name: bridged
+    type: openai
+    priority: 1
+    base_url: {fake_openai.url}/v1
+    models: {{mixed: text}}
+"""
+    relay = await make_relay(config)
+    async with relay.client() as client:
+        raw = await client.responses.with_raw_response.create(model="mixed", input="hi")
+        answer = raw.parse()
+    assert raw.headers["x-relay-channel"] == "bridged" and raw.headers["x-relay-attempts"] == "2"
+    validate("Response", answer.model_dump(mode="json", exclude_unset=True))
+    assert answer.output_text.startswith("Bonjour")
+    assert [r.path for r in fake_openai.requests] == ["/v1/responses", "/v1/chat/completions"]
+    metrics = await scrape(relay)
+    assert 'relay_upstream_errors_total{channel="native",reason="overloaded"} 1.0' in metrics
+    assert 'relay_upstream_duration_seconds_count{channel="native"} 1.0' in metrics
+    assert 'relay_upstream_duration_seconds_count{channel="bridged"} 1.0' in metrics
+    async with aiohttp.ClientSession() as s:
+        async with s.post(relay.url + "/v1/responses", json={"model": "mixed", "input": "hi", "stream": True},
+                          headers={"Authorization": f"Bearer {ACME_KEY}"}) as r:
+            text = await r.text()
+            assert r.headers["x-relay-attempts"] == "2"
+    events = [json.loads(d) for _, d in sse_frames(text)]
+    for ev in events:
+        validate_response_event(ev)
+    assert events[-1]["type"] == "response.completed"
 
 
 async def test_admin_endpoints_need_the_admin_key(make_relay, fake_openai, fake_anthropic):

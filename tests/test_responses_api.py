@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from .conftest import responses_events
 from .spec import validate, validate_error, validate_response_event
+from .support import responses_events
 
 TEXT = "Bonjour ! Voici un café ☕ et des émojis 🎉 — très bien."
 
@@ -61,7 +61,9 @@ async def test_bodies_and_events_match_the_spec(relay, model):
     final = check_event_order(events)
     validate("Response", final)
     # Streaming and not give the same output, apart from ids.
-    strip = lambda items: [{k: v for k, v in i.items() if k != "id"} for i in items]
+    def strip(items):
+        return [{k: v for k, v in i.items() if k != "id"} for i in items]
+
     assert strip(final["output"]) == strip(body["output"])
     assert final["status"] == body["status"] and final.get("usage") == body.get("usage")
 
@@ -233,7 +235,7 @@ async def test_unsupported_tools_are_dropped_and_named(relay, fake_openai):
 
 
 async def test_unsupported_tools_rejected_when_configured(make_relay, fake_openai):
-    from .conftest import base_config
+    from .support import base_config
 
     relay = await make_relay(base_config(fake_openai.url) + "responses:\n  unsupported_tools: reject\n")
     resp = await relay.post("/v1/responses", {"model": "gpt-4.1-mini", "input": "hi", "tools": [{"type": "web_search"}]})
@@ -268,11 +270,14 @@ async def test_native_responses_channel_relays_untouched(relay, fake_openai):
     body = {"model": "gpt-native", "input": "hi", "stream": True, "tools": [{"type": "web_search"}], "store": True}
     resp, text = await relay.raw_stream("/v1/responses", body)
     assert resp.status == 200 and resp.headers["x-relay-channel"] == "openai-native"
-    assert text == (FIXTURES / "openai" / "responses-text.sse").read_text()
+    # byte for byte, but for the model the answer names: the one the client asked for
+    expected = (FIXTURES / "openai" / "responses-text.sse").read_text()
+    assert text == expected.replace('"model":"gpt-4.1-mini-2025-04-14"', '"model":"gpt-native"')
+    assert resp.headers["x-relay-upstream-model"] == "native-model"
     assert fake_openai.last.path == "/v1/responses"
     assert fake_openai.last.body == {**body, "model": "native-model"}
     final = await relay.client().responses.create(model="gpt-native", input="hi")
-    assert final.output_text == "Native hello from upstream."
+    assert final.output_text == "Native hello from upstream." and final.model == "gpt-native"
     err = await relay.post("/v1/responses", {"model": "broken-native-429", "input": "hi"})
     assert err.status == 429
 
@@ -303,6 +308,6 @@ async def test_codex_requests_run_through_the_bridge(relay, fake_openai, turn):
 
 async def test_responses_need_a_key_and_an_allowed_model(relay):
     assert (await relay.post("/v1/responses", {"model": "demo", "input": "x"}, key=None)).status == 401
-    from .conftest import GLOBEX_KEY
+    from .support import GLOBEX_KEY
 
     assert (await relay.post("/v1/responses", {"model": "demo", "input": "x"}, key=GLOBEX_KEY)).status == 404

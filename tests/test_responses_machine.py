@@ -215,5 +215,5 @@ def events_for(pieces: list[bytes]) -> list[dict]:
 def test_any_split_of_upstream_bytes_gives_the_same_events(path, cuts):
     data = path.read_bytes()
     points = sorted({c % len(data) for c in cuts} - {0})
-    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
     assert events_for(pieces) == events_for([data])

@@ -19,7 +19,7 @@ from relay_adaptors import redaction
 from relay_adaptors.redaction import Redactor
 from relay_config.loader import parse_config
 
-from .conftest import ACME_KEY, ENV, GLOBEX_KEY, UPSTREAM_KEY, base_config, responses_events, sse_frames
+from .support import ACME_KEY, ENV, GLOBEX_KEY, UPSTREAM_KEY, base_config, responses_events, sse_frames
 
 HEADER_SECRET = "hdr-secret-token-4242"
 ADMIN = "admin-key-for-security-tests"

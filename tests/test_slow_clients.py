@@ -12,7 +12,7 @@ import time
 
 import aiohttp
 
-from .conftest import base_config
+from .support import base_config
 
 LIMITS = "server:\n  header_read_timeout: 0.5\n  body_read_timeout: 0.5\n  keepalive_timeout: 0.5\n  max_connections: 200\n"
 

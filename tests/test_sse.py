@@ -19,7 +19,7 @@ def decode_all(chunks: list[bytes]) -> list[SSEEvent]:
 
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
 
 
 def test_basic_frames_comments_and_multiline_data():

@@ -4,8 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .conftest import ACME_KEY, GLOBEX_KEY, base_config
 from .spec import validate, validate_error
+from .support import ACME_KEY, GLOBEX_KEY, base_config
 
 
 async def models_of(relay, key):

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 
 from .proc import RelayProcess
-from .test_observability import value, scrape
+from .support import scrape, value
 
 KEY = "sk-workers"
 CONFIG = f"""\

@@ -59,6 +59,7 @@ def map_error(channel: str, status: int, headers: dict[str, str], body: bytes | 
 
 def stream_error(channel: str, event: dict[str, Any]) -> RelayError:
     """An `error` event inside a stream, mapped as the HTTP status of its type would be."""
-    err = event.get("error") if isinstance(event.get("error"), dict) else {}
+    raw = event.get("error")
+    err: dict[str, Any] = raw if isinstance(raw, dict) else {}
     status = _STREAM_TYPES.get(str(err.get("type")), 500)
     return map_error(channel, status, {}, {"error": err})

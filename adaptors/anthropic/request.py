@@ -5,8 +5,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsonfast
+from ..chat import max_output_tokens
+from ..chunks import REASONING_KEY
+from ..content import content_text
 from ..errors import bad_request
-from ..responses.request import REASONING_KEY
 from .thinking import decode_blocks
 
 # reasoning_effort -> thinking budget. Anthropic needs budget_tokens >= 1024 and < max_tokens.
@@ -73,12 +75,6 @@ def content_blocks(content: Any, param: str) -> list[dict[str, Any]]:
     return out
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n".join(p.get("text", "") for p in content or () if p.get("type") == "text")
-
-
 def _thinking_blocks(msg: dict[str, Any]) -> list[dict[str, Any]]:
     """Thinking blocks a client sent back: Responses reasoning items (via the bridge) or a
     chat message's `reasoning_signature`."""
@@ -123,7 +119,7 @@ def _turns(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[d
         param = f"messages[{i}]"
         role = msg.get("role")
         if role in ("system", "developer"):
-            text = _text(msg.get("content"))
+            text = content_text(msg.get("content"))
             if text:
                 system.append({"type": "text", "text": text})
         elif role == "user":
@@ -174,7 +170,7 @@ def to_messages(req: dict[str, Any], model: str, default_max_tokens: int) -> Con
     out = Converted(body, ignored=[k for k in IGNORED if req.get(k) is not None])
     if system:
         body["system"] = system
-    explicit_max = req.get("max_completion_tokens") or req.get("max_tokens")
+    explicit_max = max_output_tokens(req)
     body["max_tokens"] = explicit_max or default_max_tokens
 
     effort = req.get("reasoning_effort")
@@ -216,17 +212,53 @@ def to_messages(req: dict[str, Any], model: str, default_max_tokens: int) -> Con
 
     fmt = req.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
-        if tools:
-            raise bad_request(
-                "Anthropic channels cannot combine response_format with tools; ask for JSON in the prompt instead.",
-                param="response_format",
-            )
-        schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" else None
-        body["tools"] = [{"name": JSON_TOOL, "description": "Return the answer as this tool's input.",
-                          "input_schema": schema or {"type": "object"}}]
-        body["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
-        body.pop("thinking", None)  # Anthropic does not allow forced tool use with thinking
-        out.json_tool = JSON_TOOL
+        _structured_output(body, out, fmt, tools)
+    if "thinking" in body and not _thinking_can_continue(body):
+        # Sending the turn as it is would be refused; the answer comes without thinking.
+        del body["thinking"]
+        out.ignored.append("reasoning_effort")
     if req.get("stream"):
         body["stream"] = True
     return out
+
+
+def _structured_output(body: dict[str, Any], out: Converted, fmt: dict[str, Any], tools: list[dict[str, Any]]) -> None:
+    """response_format on Anthropic, which has no JSON mode: the answer comes as the input of
+    a tool of Relay's (turned back into the message text by the response converters).
+
+    - no client tools (or tool_choice none): that tool is forced; forced tool use excludes
+      thinking, so thinking is dropped;
+    - a tool_choice that forces a client tool: that call is the answer; nothing is added;
+    - client tools on auto: the answer tool is offered beside them, not forced, so the model
+      calls the client's tools while it needs them and answers through ours at the end.
+    """
+    choice = body.get("tool_choice") or {}
+    if tools and choice.get("type") in ("tool", "any"):
+        return
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" else None
+    taken = {t["name"] for t in tools}
+    name = JSON_TOOL
+    while name in taken:  # never shadow a client tool of the same name
+        name += "_"
+    answer_tool = {"name": name, "input_schema": schema or {"type": "object"}}
+    out.json_tool = name
+    if tools and choice.get("type") != "none":
+        answer_tool["description"] = ("Give your final answer by calling this tool with it, once you need no other "
+                                      "tool. Its input is the answer.")
+        body["tools"] = [*tools, answer_tool]
+        return
+    answer_tool["description"] = "Return the answer as this tool's input."
+    body["tools"] = [answer_tool]
+    body["tool_choice"] = {"type": "tool", "name": name}
+    body.pop("thinking", None)  # Anthropic does not allow forced tool use with thinking
+
+
+def _thinking_can_continue(body: dict[str, Any]) -> bool:
+    """Whether Anthropic accepts thinking for this request: no forced tool use, and the last
+    assistant turn, when it called tools, starts with its signed thinking block."""
+    if (body.get("tool_choice") or {}).get("type") in ("tool", "any"):
+        return False
+    last = next((t for t in reversed(body["messages"]) if t["role"] == "assistant"), None)
+    if last is None or not any(b.get("type") == "tool_use" for b in last["content"]):
+        return True
+    return last["content"][0].get("type") in ("thinking", "redacted_thinking")

@@ -5,8 +5,9 @@ from typing import Any
 
 from .. import chunks, jsonfast
 from ..errors import upstream_json_object
+from ..usage import Usage
 from .thinking import encode_block
-from .usage import chat_usage, finish_reason
+from .usage import finish_reason
 
 
 def to_completion(channel: str, body: bytes, model: str, json_tool: str | None) -> dict[str, Any]:
@@ -38,5 +39,5 @@ def to_completion(channel: str, body: bytes, model: str, json_tool: str | None) 
         message["tool_calls"] = calls
     return chunks.completion(
         chunks.completion_id(), model, chunks.now(), message,
-        finish_reason(msg.get("stop_reason"), json_tool is not None), chat_usage(msg.get("usage") or {}),
+        finish_reason(msg.get("stop_reason"), bool(calls)), Usage.from_anthropic(msg.get("usage") or {}).chat(),
     )

@@ -11,9 +11,10 @@ from .. import chunks, jsonfast
 from ..base import StreamItem
 from ..errors import RelayError, upstream_bad_response
 from ..sse import SSEDecoder
+from ..usage import Usage
 from .errors import stream_error
 from .thinking import encode_block
-from .usage import chat_usage, finish_reason
+from .usage import finish_reason
 
 
 class EventConverter:
@@ -53,8 +54,8 @@ class EventConverter:
         if kind == "message_stop":
             self.finished = True
             return [
-                self._chunk({}, finish_reason(self.stop_reason, self.json_tool is not None)),
-                chunks.usage_chunk(self.id, self.model, self.created, chat_usage(self.usage)),
+                self._chunk({}, finish_reason(self.stop_reason, self.tool_count > 0)),
+                chunks.usage_chunk(self.id, self.model, self.created, Usage.from_anthropic(self.usage).chat()),
             ]
         if kind == "error":
             self.finished = True

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Any
 
 from relay_config.schema import MockChannel
 
@@ -35,9 +35,9 @@ class MockAdaptor:
         r = make_reply(call.request, self.cfg.reply)
         cid, created, model = chunks.completion_id(), chunks.now(), call.upstream_model
         delay = self.cfg.chunk_delay
-        head = [chunks.chunk(cid, model, created, {"role": "assistant", "content": ""})]
+        head: list[StreamItem] = [chunks.chunk(cid, model, created, {"role": "assistant", "content": ""})]
         pieces = [chunks.chunk(cid, model, created, {"content": p}) for p in split_even(r.text, self.cfg.stream_chunks)]
-        tail = [chunks.chunk(cid, model, created, {}, r.finish_reason),
+        tail: list[StreamItem] = [chunks.chunk(cid, model, created, {}, r.finish_reason),
                 chunks.usage_chunk(cid, model, created, chunks.usage(r.prompt_tokens, r.completion_tokens))]
         if not delay:  # everything at once: one batch, as a fast upstream read would give
             yield head + pieces + tail

@@ -5,7 +5,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..tokens import estimate_prompt, estimate_text, message_text
+from ..chat import max_output_tokens
+from ..content import content_text
+from ..tokens import estimate_prompt, estimate_text
 
 _WORDS = (
     "relay routes every request to the channel that serves its model and converts the answer "
@@ -24,7 +26,7 @@ class MockReply:
 def last_user_text(messages: list[dict[str, Any]]) -> str:
     for m in reversed(messages):
         if m.get("role") == "user":
-            return message_text(m.get("content"))
+            return content_text(m.get("content"), sep=" ")
     return ""
 
 
@@ -38,9 +40,9 @@ def make_reply(request: dict[str, Any], fixed: str | None) -> MockReply:
         digest = hashlib.sha256(prompt.encode()).digest()
         tail = " ".join(_WORDS[b % len(_WORDS)] for b in digest[:8])
         text = f"Mock answer to: {prompt[:200]}. {tail}."
-    limit = request.get("max_completion_tokens") or request.get("max_tokens")
+    limit = max_output_tokens(request)
     finish = "stop"
-    if isinstance(limit, int) and estimate_text(text) > limit:
+    if limit is not None and estimate_text(text) > limit:
         text, finish = text[: limit * 4], "length"
     return MockReply(text, finish, estimate_prompt(messages), estimate_text(text))
 

@@ -1,17 +1,73 @@
-"""Channel type `openai`: any OpenAI-compatible server."""
+"""Channel type `openai`: any OpenAI-compatible server.
+
+`api: chat` (the default) forwards chat requests almost untouched; `api: responses` is for
+upstreams that serve only the Responses API: chat requests are converted to Responses
+requests and the answers back (responses_api/), so chat clients (and every client Relay
+bridges onto chat) reach them too. Which one is chosen once, when the channel is built.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from relay_config.schema import OpenAIChannel
 
 from .. import jsonfast
-from ..base import Call, Capabilities, RawUpstream, StreamConverter
+from ..base import Call, Capabilities, ChatStream, RawUpstream, StreamConverter
 from ..errors import RelayError
 from ..http import HttpAdaptor, UpstreamRequest
-from . import codec
+from . import codec, responses_api
+
+
+class UpstreamApi(Protocol):
+    """The pure parts that differ between the chat and the Responses upstream API."""
+
+    path: str
+
+    def body(self, call: Call, stream: bool) -> bytes: ...
+
+    def parse(self, channel: str, body: bytes, call: Call) -> dict[str, Any]: ...
+
+    def converter(self, channel: str, call: Call) -> StreamConverter: ...
+
+    def client_error(self, err: RelayError, call: Call) -> RelayError: ...
+
+
+class ChatApi:
+    path = "/chat/completions"
+
+    def body(self, call: Call, stream: bool) -> bytes:
+        return codec.upstream_body(call.request, call.upstream_model, stream)
+
+    def parse(self, channel: str, body: bytes, call: Call) -> dict[str, Any]:
+        return codec.parse_completion(channel, body)
+
+    def converter(self, channel: str, call: Call) -> StreamConverter:
+        return codec.ChatStreamConverter(channel)
+
+    def client_error(self, err: RelayError, call: Call) -> RelayError:
+        return err
+
+
+class ResponsesApi:
+    path = "/responses"
+
+    def body(self, call: Call, stream: bool) -> bytes:
+        req = responses_api.to_responses(call.request, call.upstream_model, stream)
+        call.ignored_params.extend(req.ignored)
+        return jsonfast.dumps(req.body)
+
+    def parse(self, channel: str, body: bytes, call: Call) -> dict[str, Any]:
+        return responses_api.to_completion(channel, body, call.upstream_model)
+
+    def converter(self, channel: str, call: Call) -> StreamConverter:
+        return responses_api.ResponsesSSEConverter(channel, call.upstream_model)
+
+    def client_error(self, err: RelayError, call: Call) -> RelayError:
+        """The upstream names Responses parameters; the client sent chat ones."""
+        err.param = responses_api.chat_param(err.param, call.request)
+        return err
 
 
 class OpenAIAdaptor(HttpAdaptor):
@@ -19,6 +75,7 @@ class OpenAIAdaptor(HttpAdaptor):
         super().__init__(cfg.name, cfg.timeout, session)
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
+        self.api: UpstreamApi = ResponsesApi() if cfg.api == "responses" else ChatApi()
         self.capabilities = Capabilities(native_responses=cfg.responses == "native")
         self.secret = cfg.api_key
         self._headers = {"content-type": "application/json", **cfg.headers}
@@ -29,17 +86,28 @@ class OpenAIAdaptor(HttpAdaptor):
         return {**self._headers, **call.headers} if call.headers else self._headers
 
     def build_request(self, call: Call, stream: bool) -> UpstreamRequest:
-        body = codec.upstream_body(call.request, call.upstream_model, stream)
-        return UpstreamRequest(self.base_url + "/chat/completions", self._request_headers(call), body)
+        return UpstreamRequest(self.base_url + self.api.path, self._request_headers(call), self.api.body(call, stream))
 
     def parse_response(self, body: bytes, call: Call) -> dict[str, Any]:
-        return codec.parse_completion(self.name, body)
+        return self.api.parse(self.name, body, call)
 
     def stream_converter(self, call: Call) -> StreamConverter:
-        return codec.ChatStreamConverter(self.name)
+        return self.api.converter(self.name, call)
 
     def map_error(self, status: int, headers: dict[str, str], body: bytes) -> RelayError:
         return codec.error_from_body(self.name, status, headers, body)
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        try:
+            return await super().complete(call)
+        except RelayError as e:
+            raise self.api.client_error(e, call) from None
+
+    async def open_stream(self, call: Call) -> ChatStream:
+        try:
+            return await super().open_stream(call)
+        except RelayError as e:
+            raise self.api.client_error(e, call) from None
 
     async def responses_passthrough(self, call: Call) -> RawUpstream:
         body = jsonfast.dumps({**call.request, "model": call.upstream_model})

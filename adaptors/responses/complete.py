@@ -5,7 +5,8 @@ looks the same whether the client streamed or not.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .envelope import Envelope
 from .stream import ResponsesStream

@@ -2,26 +2,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..ids import new_id
-
-
-def response_usage(chat_usage: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not chat_usage:
-        return None
-    inp = int(chat_usage.get("prompt_tokens") or 0)
-    out = int(chat_usage.get("completion_tokens") or 0)
-    cached = int((chat_usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    cache_write = int((chat_usage.get("prompt_tokens_details") or {}).get("cache_creation_tokens") or 0)
-    reasoning = int((chat_usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
-    return {
-        "input_tokens": inp,
-        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": cache_write},
-        "output_tokens": out,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": inp + out,
-    }
 
 
 class Envelope:

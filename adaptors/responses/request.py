@@ -223,11 +223,11 @@ def to_chat(body: Any, *, reject_unsupported_tools: bool = False, keep_reasoning
         "text": {"format": fmt if isinstance(fmt, dict) else {"type": "text"}},
         "store": body.get("store", False) is True,
         "truncation": body.get("truncation") or "disabled",
-        "prompt_cache_key": body.get("prompt_cache_key"),
         "service_tier": body.get("service_tier") or "default",
     }
-    if isinstance(body.get("user"), str):
-        echo["user"] = body["user"]
+    for optional in ("user", "prompt_cache_key"):  # strings in the spec: absent rather than null
+        if isinstance(body.get(optional), str):
+            echo[optional] = body[optional]
     return ChatConversion(chat, names, tools, stream, echo)
 
 

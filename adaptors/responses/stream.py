@@ -13,12 +13,14 @@ parallel calls interleave their argument deltas.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import RelayError
 from ..ids import new_id
-from .envelope import Envelope, response_usage
+from ..usage import Usage
+from .envelope import Envelope
 from .tools import ToolNames
 
 Event = dict[str, Any]
@@ -140,7 +142,7 @@ class ResponsesStream:
         incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(self.finish_reason or "")
         out = self._close_all("incomplete" if incomplete else "completed")
         status = "incomplete" if incomplete else "completed"
-        self.response = self.envelope.snapshot(status, self._output(), response_usage(self.usage), incomplete_reason=incomplete)
+        self.response = self.envelope.snapshot(status, self._output(), self._usage(), incomplete_reason=incomplete)
         self.phase = Phase.DONE
         out.append(self._ev(f"response.{status}", response=self.response))
         return out
@@ -149,12 +151,15 @@ class ResponsesStream:
         self._expect(Phase.STREAMING, "fail")
         out = self._close_all("incomplete")
         error = {"code": failure_code(err), "message": err.message}
-        self.response = self.envelope.snapshot("failed", self._output(), response_usage(self.usage), error=error)
+        self.response = self.envelope.snapshot("failed", self._output(), self._usage(), error=error)
         self.phase = Phase.DONE
         out.append(self._ev("response.failed", response=self.response))
         return out
 
     # --- items -------------------------------------------------------------------------
+    def _usage(self) -> dict[str, Any] | None:
+        return Usage.from_chat(self.usage).responses() if self.usage else None  # absent until known
+
     def _ev(self, type_: str, **fields: Any) -> Event:
         ev = {"type": type_, "sequence_number": self.seq, **fields}
         self.seq += 1
@@ -204,7 +209,7 @@ class ResponsesStream:
                                 content_index=len(m.parts), part=_part(part_type, "")))
         m.buf.append(text)
         kind = "output_text" if part_type == "output_text" else "refusal"
-        extra = {"logprobs": []} if kind == "output_text" else {}
+        extra: dict[str, Any] = {"logprobs": []} if kind == "output_text" else {}
         out.append(self._ev(f"response.{kind}.delta", item_id=m.id, output_index=m.index, content_index=len(m.parts), delta=text, **extra))
         return out
 

@@ -29,6 +29,7 @@ ROWS = [
     ("responses via anthropic, non-stream", "/v1/responses", "an-json", False, "/an-json/v1/messages"),
     ("responses via anthropic, stream", "/v1/responses", "an-sse", True, "/an-sse/v1/messages"),
     ("responses via openai native, stream", "/v1/responses", "na-sse", True, "/na-sse/v1/responses"),
+    ("chat via openai responses-only (api: responses), stream", "/v1/chat/completions", "ro-sse", True, "/ro-sse/v1/responses"),
 ]
 
 
@@ -47,7 +48,7 @@ def upstream_body(upstream: str, model: str, stream: bool) -> dict:
 def start_nginx(tmp: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     root = tmp / "www"
-    for prefix, (name, ctype, make) in bodies.UPSTREAMS.items():
+    for prefix, (name, _ctype, make) in bodies.UPSTREAMS.items():
         f = root / prefix / "v1" / name
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(make())
@@ -95,6 +96,7 @@ def relay_config(tmp: Path, nginx: int, paced: int) -> Path:
         kind = "anthropic" if prefix.startswith("an-") else "openai"
         base = f"http://127.0.0.1:{nginx}/{prefix}" + ("" if kind == "anthropic" else "/v1")
         extra = "\n    api_key: sk-ant-bench" if kind == "anthropic" else ("\n    responses: native" if prefix == "na-sse" else "")
+        extra += "\n    api: responses" if prefix == "ro-sse" else ""
         channels.append(f"  - name: {prefix}\n    type: {kind}\n    base_url: {base}{extra}\n    models: [{prefix}]")
     for name in ("paced", "slow"):
         channels.append(f"  - name: {name}\n    type: openai\n    base_url: http://127.0.0.1:{paced}/{name}/v1\n    models: [{name}]\n"
@@ -164,7 +166,10 @@ async def ttft(url: str, body: dict, samples: int = 20) -> float:
 
 def rss_kb(pid: int) -> tuple[int, int]:
     status = Path(f"/proc/{pid}/status").read_text()
-    get = lambda k: int(next(line.split()[1] for line in status.splitlines() if line.startswith(k)))
+
+    def get(key: str) -> int:
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith(key)))
+
     return get("VmRSS:"), get("VmHWM:")
 
 
@@ -213,7 +218,7 @@ def main() -> None:
         stop(relay)
     relay2 = start_relay(config, port, "0,1", workers=2)
     try:
-        for row, (name, path, model, stream, upstream) in zip(rows, ROWS[:2]):
+        for row, (_name, path, model, stream, _upstream) in zip(rows, ROWS[:2], strict=False):
             r = wrk.run(relay_url + path, body_for(path, model, stream), connections=32, seconds=SECONDS, cpu="1", key=KEY)
             row["rps_c32_2_workers"] = r.rps
             row["errors"] += r.errors

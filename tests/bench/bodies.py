@@ -75,4 +75,5 @@ UPSTREAMS = {
     "an-json": ("messages", "application/json", anthropic_json),
     "an-sse": ("messages", "text/event-stream", anthropic_sse),
     "na-sse": ("responses", "text/event-stream", responses_sse),
+    "ro-sse": ("responses", "text/event-stream", responses_sse),  # behind an `api: responses` channel
 }

@@ -42,7 +42,7 @@ class FakeUpstream:
         if self.chunking == "random":
             rng = random.Random(self.seed)
             cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, max(1, len(data) // 40))))
-            return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+            return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
         return [p + b"\n\n" for p in data.split(b"\n\n") if p]
 
     async def record(self, request: web.Request) -> Any:

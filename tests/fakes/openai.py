@@ -1,7 +1,9 @@
 """A fake OpenAI-compatible upstream. The upstream model name picks what it does:
 
 - `text`, `tools`, `reasoning`, `length`, `error-midstream`: replay tests/fixtures/openai/chat-<name>.(sse|json)
-- `status-NNN`: an OpenAI error object with HTTP status NNN (429 carries retry-after: 7)
+- `status-NNN`: an OpenAI error object with HTTP status NNN (429 carries retry-after: 7);
+  `status-NNN@S`: the same with retry-after: S
+- `script[model]`: a list of behaviours answered in turn, one per request (then the model's own)
 - `hang-headers`: never answers; `hang-midstream`: two frames, then silence
 - `truncated`: a stream that ends without [DONE]; `garbage`: a body that is not JSON
 - `echo-key`: a 429 whose message quotes the key it got
@@ -23,6 +25,13 @@ class FakeOpenAI(FakeUpstream):
     def __init__(self) -> None:
         super().__init__(FIXTURES / "openai")
         self.behaviour: dict[str, str] = {}  # model -> behaviour, changeable while a test runs
+        self.script: dict[str, list[str]] = {}  # model -> behaviours for the next requests, in order
+
+    def behaviour_of(self, model: str) -> str:
+        queued = self.script.get(model)
+        if queued:
+            return queued.pop(0)
+        return self.behaviour.get(model, model)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -33,23 +42,26 @@ class FakeOpenAI(FakeUpstream):
     async def responses(self, request: web.Request) -> web.StreamResponse:
         """A server with a native Responses API (for `responses: native` channels)."""
         body = await self.record(request)
-        if body["model"].startswith("status-"):
-            return await self.chat_error(int(body["model"].removeprefix("status-")))
+        model = self.behaviour_of(body["model"])
+        if model.startswith("status-"):
+            return await self.chat_error(model)
         if body.get("stream"):
             return await self.replay(request, self.fixture("responses-text.sse"))
         return web.Response(body=self.fixture("responses-text.json"), content_type="application/json")
 
-    async def chat_error(self, status: int) -> web.Response:
-        headers = {"retry-after": "7"} if status == 429 else {}
+    async def chat_error(self, behaviour: str) -> web.Response:
+        code, _, retry_after = behaviour.removeprefix("status-").partition("@")
+        status = int(code)
+        headers = {"retry-after": retry_after or "7"} if status == 429 else {}
         err = {"error": {"message": f"upstream says {status}", "type": "test_error", "param": None, "code": f"code_{status}"}}
         return web.json_response(err, status=status, headers=headers)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
-        model: str = self.behaviour.get(body["model"], body["model"])
+        model = self.behaviour_of(body["model"])
         stream = bool(body.get("stream"))
         if model.startswith("status-"):
-            return await self.chat_error(int(model.removeprefix("status-")))
+            return await self.chat_error(model)
         if model == "echo-key":  # an upstream that quotes the key in its error message
             key = request.headers.get("Authorization", "").removeprefix("Bearer ")
             return web.json_response({"error": {"message": f"quota exceeded for key {key}", "type": "x"}}, status=429)

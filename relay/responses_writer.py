@@ -1,16 +1,18 @@
 """Writes a chat stream to the client as Responses API events, through the bridge machine."""
 from __future__ import annotations
 
+from typing import Any
+
 from relay_adaptors import jsonfast
 from relay_adaptors.base import ChatStream
 from relay_adaptors.errors import RelayError
 from relay_adaptors.responses import ResponsesStream
 from relay_adaptors.sse import encode_event
 
-from .chat_stream import Sink, StreamOutcome
+from .outcome import Sink, StreamOutcome
 
 
-async def write_events(resp: Sink, events: list[dict]) -> None:
+async def write_events(resp: Sink, events: list[dict[str, Any]]) -> None:
     if events:
         await resp.write(b"".join(encode_event(ev["type"], jsonfast.dumps(ev)) for ev in events))
 
@@ -20,7 +22,7 @@ async def write_responses_stream(
 ) -> None:
     """Chat chunks through the bridge machine, one write per upstream batch."""
     async for batch in stream:
-        events: list[dict] = []
+        events: list[dict[str, Any]] = []
         for item in batch:
             if isinstance(item, RelayError):
                 outcome.error = item

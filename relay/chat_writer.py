@@ -1,0 +1,41 @@
+"""Writes a chat stream to the client as chat-completions SSE."""
+from __future__ import annotations
+
+from relay_adaptors import jsonfast
+from relay_adaptors.base import ChatStream
+from relay_adaptors.errors import RelayError
+from relay_adaptors.sse import DONE, encode_data
+
+from .outcome import Sink, StreamOutcome
+
+
+async def write_chat_stream(
+    resp: Sink, stream: ChatStream, include_usage: bool, outcome: StreamOutcome, model: str
+) -> None:
+    """Chat chunks as `data:` frames, one write per upstream batch, `[DONE]` at the end;
+    every chunk names `model` (the name the client asked for)."""
+    async for batch in stream:
+        frames: list[bytes] = []
+        for item in batch:
+            if isinstance(item, RelayError):
+                # After the first byte the status line is gone: the error travels in-band.
+                outcome.error = item
+                frames.append(encode_data(jsonfast.dumps(item.body())))
+                break
+            if "usage" in item:
+                use = item["usage"]
+                if use:
+                    outcome.usage = use
+                if not include_usage:
+                    if not item.get("choices"):
+                        continue  # the usage-only chunk the client did not ask for
+                    del item["usage"]
+            outcome.saw(item)
+            item["model"] = model
+            frames.append(encode_data(jsonfast.dumps(item)))
+        if frames:
+            await resp.write(b"".join(frames))
+        if outcome.error is not None:
+            return
+    await resp.write(DONE)
+    outcome.finished = True

@@ -1,0 +1,285 @@
+"""One model call, from admission to the ledger: the only thing the handlers talk to.
+
+    async with ModelCall.begin(request, rt, tenant, "chat") as call:
+        await call.admit(model, messages, max_out)       # limits: 429 / 503 before any upstream call
+        answer = await call.dispatch(candidates, plan, stream)
+        return call.json(payload, headers)               # or:
+        return await call.stream(answer, write, headers) # SSE through a writer, or:
+        return await call.relay(answer, tap, headers)    # the upstream's own bytes (passthrough)
+
+It owns the end of the answer whatever ends it (last byte, upstream failure, client gone):
+the upstream is closed, the breaker gets its verdict, usage is settled against the limits,
+the concurrency slot is freed and exactly one ledger row is written. That closing work runs
+in tasks of the app's own, shielded, so a cancellation cannot cut it short; the app waits for
+them at shutdown.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from relay_adaptors.base import CallReport
+from relay_adaptors.errors import RelayError
+from relay_adaptors.tokens import estimate_prompt
+from relay_config.schema import TenantConfig
+
+from . import limits
+from .dispatch import Answer, Attempt, Upstreams, dispatch
+from .keys import ACCOUNTED, BACKGROUND, BREAKERS, METRICS, REQUEST_ID, STORE
+from .logs import access, log_request
+from .metrics import Metrics
+from .outcome import StreamOutcome, charge
+from .router import Candidate
+from .runtime import Runtime
+from .sse_out import SSE_HEADERS, KeepaliveWriter
+from .store import Store, StoreError, UsageRecord
+
+log = logging.getLogger("relay")
+CLIENT_CLOSED = 499
+
+Writer = Callable[[KeepaliveWriter, StreamOutcome], Awaitable[None]]
+
+
+class Tap(Protocol):
+    """Watches a passthrough's bytes (sans-IO): returns what to relay, writes what it learns
+    (usage, text produced) into the outcome as the bytes pass."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def end(self) -> bytes: ...
+
+
+TapFactory = Callable[[bool, StreamOutcome], Tap]  # (the answer is an event stream, where to write)
+
+
+def new_lease_id() -> str:
+    """A concurrency lease id of Relay's own: never anything the client chose."""
+    return "lease_" + os.urandom(12).hex()
+
+
+class ModelCall:
+    def __init__(self, request: web.Request, rt: Runtime, tenant: TenantConfig, api: str):
+        app = request.app
+        self.request = request
+        self.rt = rt
+        self.tenant = tenant
+        self.api = api
+        self.request_id = request[REQUEST_ID]
+        self.store: Store = app[STORE]
+        self.metrics: Metrics = app[METRICS]
+        self.tasks: set[asyncio.Task[Any]] = app[BACKGROUND]
+        self.upstreams = Upstreams(rt.config.router, app[BREAKERS], self.metrics)
+        self.started = time.monotonic()
+        self.lease = new_lease_id()
+        self.model = ""  # the canonical model (after alias resolution): limits and ledger key on it
+        self.channel = ""
+        self.attempts = 0
+        self.stream_requested = False
+        self.status = 200
+        self.usage: dict[str, Any] | None = None  # chat-shaped usage of a non-streamed answer
+        self.outcome: StreamOutcome | None = None
+        self.report = CallReport()
+        self.messages: list[dict[str, Any]] = []
+        self.plan: limits.Plan | None = None
+        self.admitted = False
+        self.headers: dict[str, str] = {}  # the tenant's rate-limit headers
+        self.total_tokens = 0
+        request[ACCOUNTED] = True
+
+    @classmethod
+    def begin(cls, request: web.Request, rt: Runtime, tenant: TenantConfig, api: str) -> ModelCall:
+        return cls(request, rt, tenant, api)
+
+    async def __aenter__(self) -> ModelCall:
+        return self
+
+    # --- admission -------------------------------------------------------------------------
+    async def admit(self, model: str, messages: list[dict[str, Any]], max_out: int | None, stream: bool) -> None:
+        """Checks and takes the tenant's limits for a call of `model` (canonical name)."""
+        self.model, self.messages, self.stream_requested = model, messages, stream
+        plan = limits.plan(self.tenant, model, lambda: self.estimate_in + (max_out or 0), self.lease, time.time())
+        if plan.req.empty:
+            return  # an unlimited tenant: nothing to check
+        self.plan = plan
+        try:
+            adm = await self.store.admit(plan.req, time.time())
+        except StoreError as e:
+            self.metrics.store_errors.labels("admit").inc()
+            if self.rt.config.store.on_error == "fail_open":
+                log.error("usage store unavailable, admitting request %s without limits: %s", self.request_id, e)
+                return
+            log.error("usage store unavailable, refusing request %s: %s", self.request_id, e)
+            raise RelayError(503, "The gateway's usage store is unavailable; retry shortly.", type="api_error",
+                             code="store_unavailable", headers={"retry-after": "1"}) from None
+        if not adm.ok:
+            if adm.failed == "budget":
+                self.metrics.budget_left.labels(self.tenant.name).set(0)
+            self.metrics.rate_limited.labels(self.tenant.name, adm.failed or "requests").inc()
+            raise limits.rejection(adm, self.tenant.name, plan)
+        self.admitted = True
+        self.headers = limits.headers(adm)
+        if "budget" in adm.status:
+            limit, remaining, _ = adm.status["budget"]
+            self.metrics.budget_left.labels(self.tenant.name).set(remaining / limit)
+
+    @functools.cached_property
+    def estimate_in(self) -> int:
+        return estimate_prompt(self.messages)
+
+    # --- the upstream ----------------------------------------------------------------------
+    async def dispatch(self, candidates: list[Candidate], plan: Callable[[Candidate], Attempt], stream: bool) -> Answer:
+        answer = await dispatch(candidates, plan, self.request_id, stream, self.upstreams)
+        self.channel, self.attempts, self.report = answer.candidate.channel.name, answer.attempts, answer.call.report
+        return answer
+
+    def json(self, payload: dict[str, Any], usage: Any, headers: dict[str, str]) -> web.Response:
+        """A whole answer; `usage` is the chat-shaped usage it carried."""
+        from .httpio import json_response
+
+        self.usage = usage if isinstance(usage, dict) else None
+        return json_response(payload, headers={**headers, **self.headers})
+
+    async def stream(self, answer: Answer, write: Writer, headers: dict[str, str]) -> web.StreamResponse:
+        """Streams `answer` to the client through `write`, keepalives included."""
+        assert answer.stream is not None
+        outcome = self.outcome = StreamOutcome()
+        writer: KeepaliveWriter | None = None
+        try:
+            resp = web.StreamResponse(headers={**SSE_HEADERS, **headers, **self.headers})
+            await resp.prepare(self.request)
+            writer = KeepaliveWriter(resp, self.rt.config.server.sse_keepalive)
+            await write(writer, outcome)
+            await writer.stop()
+            await resp.write_eof()
+            return resp
+        finally:
+            # Closing the upstream here also covers a client that went away (the handler is
+            # cancelled): the upstream connection or process is cut at once.
+            await self._shielded(self._close_stream(answer, writer, outcome))
+
+    async def _close_stream(self, answer: Answer, writer: KeepaliveWriter | None, outcome: StreamOutcome) -> None:
+        try:
+            if writer is not None:
+                await writer.stop()
+            assert answer.stream is not None
+            await answer.stream.aclose()
+        finally:
+            answer.settle(outcome.error, outcome.finished)
+
+    async def relay(self, answer: Answer, make_tap: TapFactory, headers: dict[str, str]) -> web.StreamResponse:
+        """Relays a passthrough answer's bytes as they come; its tap reads usage on the side."""
+        upstream = answer.raw
+        assert upstream is not None
+        outcome = self.outcome = StreamOutcome()
+        streaming = upstream.content_type.startswith("text/event-stream")
+        tap = make_tap(streaming, outcome)
+        try:
+            resp = web.StreamResponse(status=upstream.status, headers={
+                "Content-Type": upstream.content_type, **upstream.headers, **headers, **self.headers,
+                **({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"} if streaming else {})})
+            await resp.prepare(self.request)
+            async for data in upstream.chunks:
+                if out := tap.feed(data):
+                    await resp.write(out)
+            if tail := tap.end():
+                await resp.write(tail)
+            await resp.write_eof()
+            outcome.finished = True
+            return resp
+        finally:
+            tap.end()  # before any wait: what was seen is kept even if this task is cancelled
+            await self._shielded(self._close_raw(answer, outcome))
+
+    async def _close_raw(self, answer: Answer, outcome: StreamOutcome) -> None:
+        try:
+            assert answer.raw is not None
+            await answer.raw.chunks.aclose()
+        finally:
+            answer.settle(None, outcome.finished)
+
+    async def _shielded(self, work: Awaitable[None]) -> None:
+        """Runs `work` to the end even if the caller is cancelled while waiting for it."""
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        await asyncio.shield(task)
+
+    # --- the end ---------------------------------------------------------------------------
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        out = self.outcome
+        if isinstance(exc, RelayError):
+            self.status = exc.status
+            self.channel = self.channel or exc.headers.get("x-relay-channel", "")
+        elif out is not None and out.error is not None:
+            self.status = out.error.status  # reported in-band
+        elif out is not None and out.finished:
+            self.status = 200  # the whole answer went out, even if the client hung up right after
+        elif exc is not None and not isinstance(exc, (asyncio.CancelledError, ConnectionError)):
+            self.status = 500
+        elif exc is not None or out is not None:
+            self.status = CLIENT_CLOSED  # cancelled, or an answer that stopped short
+        if not self.model:
+            return  # rejected before a model was named: nothing to account
+        self._record()
+        if self.plan is None or not self.admitted:
+            return  # nothing held in the store
+        await self._shielded(self._release())
+
+    def _record(self) -> None:
+        """The ledger row, metrics and access line: no waiting, so nothing can cut it short."""
+        # A call cut short after the upstream had the prompt still pays for the prompt.
+        reached_upstream = bool(self.channel) and self.status == CLIENT_CLOSED
+        c = charge(self.usage, self.outcome, self.status, reached_upstream, lambda: self.estimate_in)
+        ttft = None
+        if self.outcome is not None and self.outcome.first_chunk_at is not None:
+            ttft = (self.outcome.first_chunk_at - self.started) * 1000
+        rec = UsageRecord(time.time(), self.request_id, self.tenant.name, self.model, self.channel, self.api,
+                          self.stream_requested, self.status, c.input, c.cached, c.output, c.reasoning,
+                          (time.monotonic() - self.started) * 1000, ttft, c.estimated, self.report.cost_usd)
+        self.store.record(rec)
+        self._observe(rec)
+        self.total_tokens = c.total
+
+    async def _release(self) -> None:
+        """Settles token counters and budgets with the real usage, and frees the slot."""
+        assert self.plan is not None
+        now, total = time.time(), self.total_tokens
+        try:
+            await self.store.settle([(r, total - self.plan.estimate) for r in self.plan.token_rates],
+                                    [(b, total) for b in self.plan.req.budgets], now)
+        except StoreError as e:
+            self.metrics.store_errors.labels("settle").inc()
+            log.error("could not settle usage of request %s: %s", self.request_id, e)
+        try:
+            await self.store.release(self.plan.req.concurrency, self.plan.req.lease)
+        except StoreError as e:
+            self.metrics.store_errors.labels("release").inc()
+            log.error("could not release the concurrency slot of request %s (it expires by itself): %s", self.request_id, e)
+
+    def _observe(self, rec: UsageRecord) -> None:
+        m, channel = self.metrics, rec.channel or "none"
+        m.child(m.requests, rec.tenant, rec.model, channel, rec.api, str(rec.status)).inc()
+        m.child(m.duration, rec.tenant, rec.model, channel, rec.api).observe(rec.duration_ms / 1000)
+        if rec.ttft_ms is not None:
+            m.child(m.ttft, rec.model, channel, rec.api).observe(rec.ttft_ms / 1000)
+        for kind, n in (("input", rec.input_tokens), ("cached", rec.cached_tokens), ("output", rec.output_tokens),
+                        ("reasoning", rec.reasoning_tokens)):
+            if n:
+                m.child(m.tokens, rec.tenant, rec.model, channel, kind).inc(n)
+        if self.rt.config.server.access_log and access.isEnabledFor(logging.INFO):
+            log_request({
+                "request_id": rec.request_id, "tenant": rec.tenant, "model": rec.model, "channel": rec.channel,
+                "api": rec.api, "stream": rec.stream, "status": rec.status, "duration_ms": round(rec.duration_ms, 2),
+                "ttft_ms": round(rec.ttft_ms, 2) if rec.ttft_ms is not None else None,
+                "input_tokens": rec.input_tokens, "output_tokens": rec.output_tokens, "cached_tokens": rec.cached_tokens,
+                "reasoning_tokens": rec.reasoning_tokens, "estimated": rec.estimated, "cost_usd": rec.cost_usd,
+                "attempts": self.attempts, "client": self.request.remote,
+            })

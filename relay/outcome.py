@@ -1,0 +1,74 @@
+"""What the relay learns while an answer goes out, for the lifecycle to settle after the last
+byte (or the cancellation): filled as bytes pass, so nothing is lost when a client leaves."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from relay_adaptors.errors import RelayError
+
+
+class Sink(Protocol):
+    async def write(self, data: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    usage: dict[str, Any] | None = None  # chat-shaped usage, as soon as the upstream reported it
+    error: RelayError | None = None  # the in-band error that ended the answer
+    first_chunk_at: float | None = None  # monotonic time the first content reached the client
+    output_chars: int = 0  # generated text relayed, for an estimate when no usage ever arrives
+    finished: bool = False  # the whole answer went out
+
+    def produced(self, chars: int) -> None:
+        """Counts relayed generated text (and notes when the first of it went out)."""
+        if chars:
+            self.output_chars += chars
+            if self.first_chunk_at is None:
+                self.first_chunk_at = time.monotonic()
+
+    def saw(self, chunk: dict[str, Any]) -> None:
+        """Counts a chat chunk's generated text."""
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            n = len(delta.get("content") or "") + len(delta.get("reasoning_content") or "")
+            for tc in delta.get("tool_calls") or ():
+                n += len((tc.get("function") or {}).get("arguments") or "")
+            self.produced(n)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """The tokens one call costs the tenant, as the ledger and the limits count them."""
+
+    input: int = 0
+    cached: int = 0
+    output: int = 0
+    reasoning: int = 0
+    estimated: bool = False  # the upstream never reported usage: Relay's estimate
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+
+def charge(usage: dict[str, Any] | None, outcome: StreamOutcome | None, status: int, reached_upstream: bool,
+           estimate_in: Callable[[], int]) -> Charge:
+    """The upstream's numbers when it reported them; else an estimate for whatever was sent
+    to or came from an upstream (the prompt it already had, the text relayed); else nothing."""
+    u = usage or (outcome.usage if outcome else None)
+    if u:
+        return Charge(_count(u.get("prompt_tokens")), _count((u.get("prompt_tokens_details") or {}).get("cached_tokens")),
+                      _count(u.get("completion_tokens")),
+                      _count((u.get("completion_tokens_details") or {}).get("reasoning_tokens")))
+    produced = outcome is not None and outcome.first_chunk_at is not None
+    if not (status < 400 or produced or reached_upstream):
+        return Charge()  # nothing reached or came from an upstream: nothing to charge
+    chars = outcome.output_chars if outcome else 0
+    return Charge(estimate_in(), 0, (chars + 3) // 4, 0, True)
+
+
+def _count(value: Any) -> int:
+    """A usage count as reported, or 0 for anything that is not a non-negative number."""
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else 0

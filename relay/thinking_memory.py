@@ -1,0 +1,122 @@
+"""Thinking continuity for chat clients that cannot carry signatures.
+
+With thinking on, Anthropic requires an assistant turn that called tools to come back with
+its signed thinking blocks first. Relay hands them to chat clients in its own
+`reasoning_signature` field, which most chat clients drop. So Relay also remembers them:
+keyed by tenant and the tool call ids of the same turn, for a bounded time; when a client
+sends that turn back without them, they are put back. Nothing remembered (expired, evicted,
+another instance without a shared store) means the Anthropic conversion turns thinking off
+for that request instead of sending a turn the API refuses.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from relay_adaptors.base import ChatStream
+from relay_adaptors.errors import RelayError
+
+TTL = 3600.0
+MAX_TOKEN = 256 * 1024  # a thinking token larger than this is not remembered
+
+
+class KV(Protocol):
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, value: str, ttl: float) -> None: ...
+
+
+class LocalKV:
+    """In-process, bounded in entries and bytes, oldest out first."""
+
+    def __init__(self, max_entries: int = 10_000, max_bytes: int = 64 << 20, clock: Callable[[], float] = time.monotonic):
+        self.max_entries, self.max_bytes, self.clock = max_entries, max_bytes, clock
+        self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._bytes = 0
+
+    async def get(self, key: str) -> str | None:
+        found = self._items.get(key)
+        if found is None:
+            return None
+        if found[0] <= self.clock():
+            self._drop(key)
+            return None
+        return found[1]
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        if key in self._items:
+            self._drop(key)
+        self._items[key] = (self.clock() + ttl, value)
+        self._bytes += len(value)
+        while self._items and (len(self._items) > self.max_entries or self._bytes > self.max_bytes):
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, key: str) -> None:
+        _, value = self._items.pop(key)
+        self._bytes -= len(value)
+
+
+def _key(tenant: str, call_ids: list[str]) -> str:
+    digest = hashlib.sha256("\x00".join(sorted(call_ids)).encode()).hexdigest()
+    return f"thinking:{tenant}:{digest}"
+
+
+class ThinkingMemory:
+    def __init__(self, kv: KV, ttl: float = TTL):
+        self.kv, self.ttl = kv, ttl
+
+    async def remember(self, tenant: str, call_ids: list[str], token: str) -> None:
+        if call_ids and token and len(token) <= MAX_TOKEN:
+            await self.kv.put(_key(tenant, call_ids), token, self.ttl)
+
+    async def restore(self, tenant: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """`messages` with remembered thinking put back into assistant tool turns that came
+        without it; None when there was nothing to put back."""
+        out: list[dict[str, Any]] | None = None
+        for i, msg in enumerate(messages):
+            if msg.get("role") != "assistant" or msg.get("reasoning_signature") or not msg.get("tool_calls"):
+                continue
+            ids = [c["id"] for c in msg["tool_calls"] if isinstance(c, dict) and isinstance(c.get("id"), str)]
+            token = await self.kv.get(_key(tenant, ids)) if ids else None
+            if token:
+                out = out if out is not None else list(messages)
+                out[i] = {**msg, "reasoning_signature": token}
+        return out
+
+    async def remember_completion(self, tenant: str, completion: dict[str, Any]) -> None:
+        for choice in completion.get("choices") or ():
+            msg = choice.get("message") or {}
+            ids = [c["id"] for c in msg.get("tool_calls") or () if isinstance(c.get("id"), str)]
+            if isinstance(msg.get("reasoning_signature"), str):
+                await self.remember(tenant, ids, msg["reasoning_signature"])
+
+    def watch(self, tenant: str, stream: ChatStream) -> ChatStream:
+        """`stream` unchanged, remembering its turn's thinking before the stream ends."""
+        return _watched(self, tenant, stream)
+
+
+async def _watched(memory: ThinkingMemory, tenant: str, stream: ChatStream) -> ChatStream:
+    tokens: list[str] = []
+    ids: list[str] = []
+    failed = False
+    try:
+        async for batch in stream:
+            for item in batch:
+                if isinstance(item, RelayError):
+                    failed = True
+                    continue
+                for choice in item.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    if isinstance(delta.get("reasoning_signature"), str):
+                        tokens.append(delta["reasoning_signature"])
+                    for call in delta.get("tool_calls") or ():
+                        if isinstance(call.get("id"), str):
+                            ids.append(call["id"])
+            yield batch
+        if not failed:  # remembered before the stream's end reaches the client
+            await memory.remember(tenant, ids, "".join(tokens))
+    finally:
+        await stream.aclose()

@@ -1,0 +1,176 @@
+"""Helpers shared by test modules: keys, configs, SSE readers, a metrics scraper, a clock.
+
+Test modules import from here (and from spec, proc, fakes), never from each other or from
+conftest, which only holds fixtures.
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+ACME_KEY = "sk-acme-0123456789"
+GLOBEX_KEY = "sk-globex-9876543210"
+UPSTREAM_KEY = "sk-upstream-secret-DO-NOT-LEAK"
+ANTHROPIC_KEY = "sk-ant-upstream-secret-DO-NOT-LEAK"
+
+
+def responses_events(text: str) -> list[dict[str, Any]]:
+    """Responses stream events, checked for the framing every event must have."""
+    events = []
+    for event, data in sse_frames(text):
+        ev = json.loads(data)
+        assert event == ev["type"], f"event line {event!r} does not name the payload type {ev['type']!r}"
+        events.append(ev)
+    assert [e["sequence_number"] for e in events] == list(range(len(events))), "sequence numbers must count from 0"
+    return events
+
+
+def sse_frames(text: str) -> list[tuple[str | None, str]]:
+    """(event, data) per SSE frame; written independently of Relay's own decoder."""
+    frames = []
+    for block in text.split("\n\n"):
+        if not block.strip() or block.startswith(":"):
+            continue
+        event, data = None, []
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+        frames.append((event, "\n".join(data)))
+    return frames
+
+
+BASE_CONFIG = """\
+server:
+  max_body_bytes: 65536
+store:
+  url: memory://
+tenants:
+  - name: acme
+    keys: ["${ACME_KEY}"]
+    models: ["gpt-*", "demo", "fast", "broken-*", "slow-*"]
+  - name: globex
+    keys: ["%(globex)s"]
+    models: ["globex-*"]
+%(tenants)s
+channels:
+  - name: openai-main
+    type: openai
+    base_url: %(upstream)s/v1
+    api_key: ${UPSTREAM_KEY}
+    headers: {OpenAI-Organization: org-test}
+    models:
+      gpt-4.1-mini: text
+      gpt-tools: tools
+      gpt-tool: tool
+      gpt-ns-tool: ns-tool
+      gpt-reasoning: reasoning
+      gpt-length: length
+      gpt-midstream-error: error-midstream
+      gpt-hang-midstream: hang-midstream
+      gpt-truncated: truncated
+      globex-chat: text
+      broken-400: status-400
+      broken-401: status-401
+      broken-403: status-403
+      broken-429: status-429
+      broken-500: status-500
+      broken-garbage: garbage
+      broken-echo: echo-key
+      slow-hang: hang-headers
+    timeout: {connect: 2, first_byte: 1, idle: 1, total: 10}
+  - name: nowhere
+    type: openai
+    base_url: http://127.0.0.1:9/v1
+    models: [broken-unreachable]
+  - name: demo
+    type: mock
+    models: [demo]
+    stream_chunks: 4
+  - name: openai-native
+    type: openai
+    base_url: %(upstream)s/v1
+    api_key: ${UPSTREAM_KEY}
+    responses: native
+    models: {gpt-native: native-model, broken-native-429: status-429}
+%(channels)s
+"""
+
+
+def base_config(upstream_url: str, extra_channels: str = "", extra_tenants: str = "") -> str:
+    """The test config; extra YAML list items are given unindented."""
+    return BASE_CONFIG % {
+        "globex": GLOBEX_KEY,
+        "upstream": upstream_url,
+        "tenants": textwrap.indent(extra_tenants, "  "),
+        "channels": textwrap.indent(extra_channels, "  "),
+    }
+
+
+ENV = {"ACME_KEY": ACME_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
+
+
+async def scrape(url: str, token: str | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url + "/metrics", headers=headers) as r:
+            assert r.status == 200
+            text = await r.text()
+    return {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
+            for fam in text_string_to_metric_families(text) for smp in fam.samples}
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+ADMIN = "admin-secret-123"
+
+
+def failover_config(openai_url: str, anthropic_url: str, primary: str, *, cooldown="{failures: 5, seconds: 30}",
+                    keepalive: float = 15, extra: str = "") -> str:
+    """`fo` is served by a failing primary (priority 0) and a healthy backup (priority 1)."""
+    primary_channel = (
+        "  - name: primary\n    type: openai\n    base_url: http://127.0.0.1:9/v1\n    models: {fo: text}\n"
+        if primary == "refuse" else
+        f"  - name: primary\n    type: anthropic\n    base_url: {anthropic_url}\n    api_key: k\n    models: {{fo: {primary}}}\n"
+        if primary.startswith("anthropic:") else
+        f"  - name: primary\n    type: openai\n    base_url: {openai_url}/v1\n    models: {{fo: {primary}, flaky: {primary}}}\n"
+    ).replace("anthropic:", "")
+    return f"""\
+server:
+  admin_key: {ADMIN}
+  sse_keepalive: {keepalive}
+router:
+  max_attempts: 3
+  cooldown: {cooldown}
+tenants:
+  - name: acme
+    keys: ["{ACME_KEY}"]
+channels:
+{primary_channel}    timeout: {{connect: 1, first_byte: 0.5, idle: 0.5, total: 5}}
+  - name: backup
+    type: openai
+    priority: 1
+    base_url: {openai_url}/v1
+    models: {{fo: text}}
+{extra}"""
+
+
+
+class Clock:
+    """A clock that only moves when told: inject it where code takes `clock=`."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
