@@ -3,13 +3,16 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 CONFIG  ?= config.example.yaml
+# `make run PORT=8081 OPS_LISTEN=127.0.0.1:9092 CONFIG=my.yaml`; unset = what the config says
+PORT       ?=
+OPS_LISTEN ?=
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
 .PHONY: run test lint install install-test system-deps bench clean
 
 run: $(STAMP_RUN)
-	$(BIN)/relay serve -c $(CONFIG)
+	$(BIN)/relay serve -c $(CONFIG)$(if $(PORT), --port $(PORT))$(if $(OPS_LISTEN), --ops-listen $(OPS_LISTEN))
 
 test: $(STAMP_TEST) system-deps
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from relay_adaptors.params import format_loc
 
-from .schema import CHANNEL_TYPES, RelayConfig
+from .schema import CHANNEL_TYPES, RelayConfig, cross_entry_issues
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 Loc = tuple[str | int, ...]
@@ -119,17 +120,20 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
     if not isinstance(data, dict):
         issues.append(ConfigIssue(builder.line_of(()), "", "the top level must be a mapping"))
         raise ConfigError(source, issues)
+    config = None
     try:
-        config = RelayConfig.model_validate(data)
+        config = RelayConfig.model_validate(data, context={"cross_entry_checked": True})
     except ValidationError as e:
         for err in e.errors():
             loc = _visible_loc(err["loc"])
             if err["type"] == "union_tag_invalid":
                 loc = loc + ("type",)
             issues.append(ConfigIssue(builder.line_of(loc), format_loc(loc), _schema_message(err)))
-        raise ConfigError(source, issues) from None
-    if issues:
-        raise ConfigError(source, issues)
+    # Checked on the raw data, so they come in the same run as the per-field errors.
+    issues += [ConfigIssue(builder.line_of(loc), format_loc(loc), message) for loc, message in cross_entry_issues(data)]
+    if issues or config is None:
+        # In file order: the way an operator reads and fixes them.
+        raise ConfigError(source, sorted(issues, key=lambda i: i.line or 0))
     return config
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -29,8 +29,18 @@ class ServerConfig(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     sse_keepalive: float = Field(15, gt=0)  # seconds of silence before a `: keepalive` comment
     drain_seconds: float = Field(30, ge=0)  # how long SIGTERM waits for in-flight requests
-    admin_key: str | None = None  # guards /admin/* (reload, channel state); unset = no admin API
+    admin_key: str | None = None  # guards /admin/* (reload, channel state); unset = /admin/* is 404 (disabled)
     metrics_token: str | None = None  # when set, GET /metrics needs it as a Bearer token
+    # host:port of the operations listener (/metrics, /admin/*, probes); null = serve them on
+    # the public listener as well. Loopback by default: tenants never see them.
+    ops_listen: str | None = "127.0.0.1:9091"
+
+    @field_validator("ops_listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value
     access_log: bool = True  # one JSON line per request
     workers: int = Field(1, ge=1, le=64)  # processes sharing the port (SO_REUSEPORT)
     # Client connections (seconds; read at start). A request's headers must arrive within
@@ -41,6 +51,14 @@ class ServerConfig(Strict):
     body_read_timeout: float = Field(60, gt=0)
     keepalive_timeout: float = Field(75, gt=0)
     max_connections: int = Field(1024, ge=1)
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """'127.0.0.1:9091', '[::1]:9091' or ':9091' (all interfaces) as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port (e.g. 127.0.0.1:9091)")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -211,24 +229,12 @@ class RelayConfig(Strict):
     channels: list[ChannelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> RelayConfig:
-        for kind, items in (("tenant", self.tenants), ("channel", self.channels)):
-            seen: set[str] = set()
-            for item in items:
-                if item.name in seen:
-                    raise ValueError(f"duplicate {kind} name {item.name!r}")
-                seen.add(item.name)
-        owner: dict[str, str] = {}
-        for t in self.tenants:
-            for digest in [hashlib.sha256(k.encode()).hexdigest() for k in t.keys] + list(t.key_sha256):
-                if owner.setdefault(digest, t.name) != t.name:
-                    raise ValueError(f"tenants {owner[digest]!r} and {t.name!r} share an API key")
-        served = set(self.public_models(with_aliases=False))
-        for alias, target in self.aliases.items():
-            if target not in served:
-                raise ValueError(f"alias {alias!r} points to {target!r}, which no channel serves")
-            if alias in served:
-                raise ValueError(f"alias {alias!r} is also a model a channel serves")
+    def _unique_names(self, info: ValidationInfo) -> RelayConfig:
+        # The loader reports these itself, all of them with their lines (see cross_entry_issues).
+        if not (info.context or {}).get("cross_entry_checked"):
+            issues = cross_entry_issues(self.model_dump())
+            if issues:
+                raise ValueError("; ".join(message for _, message in issues))
         return self
 
     def public_models(self, with_aliases: bool = True) -> list[str]:
@@ -239,3 +245,64 @@ class RelayConfig(Strict):
         if with_aliases:
             seen.update(dict.fromkeys(self.aliases))
         return list(seen)
+
+
+Loc = tuple[str | int, ...]
+
+
+def cross_entry_issues(data: Any) -> list[tuple[Loc, str]]:
+    """Errors that span entries, each at the YAML path of the entry that repeats or dangles.
+
+    Works on the raw (interpolated) data, tolerating entries that are themselves invalid, so
+    one run reports these together with every per-field error."""
+    if not isinstance(data, dict):
+        return []
+    issues: list[tuple[Loc, str]] = []
+    tenants, channels = _entries(data.get("tenants")), _entries(data.get("channels"))
+    for kind, section, items in (("tenant", "tenants", tenants), ("channel", "channels", channels)):
+        first: dict[str, int] = {}
+        for i, item in items:
+            name = item.get("name")
+            if isinstance(name, str) and name:
+                if name in first:
+                    issues.append(((section, i, "name"), f"duplicate {kind} name {name!r} (first at {section}[{first[name]}])"))
+                first.setdefault(name, i)
+    owner: dict[str, tuple[str, int]] = {}
+    for i, t in tenants:
+        name = str(t.get("name"))
+        for field in ("keys", "key_sha256"):
+            values = t.get(field)
+            for j, key in enumerate(values if isinstance(values, list) else []):
+                if not isinstance(key, str) or not key:
+                    continue
+                digest = hashlib.sha256(key.encode()).hexdigest() if field == "keys" else key.lower()
+                prev = owner.setdefault(digest, (name, i))
+                if prev[1] != i:
+                    issues.append((("tenants", i, field, j), f"tenants {prev[0]!r} and {name!r} share an API key (tenants[{prev[1]}])"))
+    server = data.get("server")
+    if isinstance(server, dict) and isinstance(server.get("ops_listen"), str):
+        try:
+            ops_port = split_host_port(server["ops_listen"])[1]
+        except ValueError:
+            ops_port = None  # reported by the field's own check
+        if ops_port and str(ops_port) == str(server.get("port", ServerConfig.model_fields["port"].default)):  # "8080" from ${VAR}
+            issues.append((("server", "ops_listen"), f"the operations listener needs a port of its own, not the public port {ops_port} "
+                                                     "(or ops_listen: null to serve both on one listener)"))
+    served: set[str] = set()
+    for _, ch in channels:
+        models = ch.get("models")
+        if isinstance(models, dict):
+            served.update(str(m) for m in models)
+        elif isinstance(models, list):
+            served.update(str(m) for m in models)
+    aliases = data.get("aliases")
+    for alias, target in (aliases.items() if isinstance(aliases, dict) else []):
+        if alias in served:
+            issues.append((("aliases", alias), f"alias {alias!r} is also a model a channel serves"))
+        elif target not in served:
+            issues.append((("aliases", alias), f"alias {alias!r} points to {target!r}, which no channel serves"))
+    return issues
+
+
+def _entries(value: Any) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)] if isinstance(value, list) else []

@@ -3,19 +3,22 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from aiohttp import web
 
-from relay_adaptors.errors import RelayError
+from relay_adaptors.errors import RelayError, bad_request
 from relay_config.loader import ConfigError, load_config
 from relay_config.schema import RelayConfig
 
 from .auth import is_admin
 from .httpio import json_response
 from .keys import BREAKERS, CONFIG_PATH, METRICS, RUNTIME, SESSION, STORE
+from .ops import require_ops_surface
 from .runtime import build_runtime
 from .store import StoreError
+from .usage_report import parse_since
 from .workers import SUPERVISOR_ENV, notify_supervisor_reload
 
 log = logging.getLogger("relay")
@@ -32,7 +35,7 @@ def describe_change(old: RelayConfig, new: RelayConfig) -> str:
         diff("tenants", {t.name for t in old.tenants}, {t.name for t in new.tenants}),
         diff("models", set(old.public_models()), set(new.public_models())),
     ]
-    if (old.server.host, old.server.port) != (new.server.host, new.server.port):
+    if (old.server.host, old.server.port, old.server.ops_listen) != (new.server.host, new.server.port, new.server.ops_listen):
         changes.append("server address changes need a restart")
     if old.store != new.store:
         changes.append("store changes need a restart")
@@ -61,7 +64,12 @@ def reload_config(app: web.Application) -> tuple[bool, list[str]]:
 
 
 def _guard(request: web.Request) -> None:
-    if not is_admin(request, request.app[RUNTIME].current.config.server.admin_key):
+    server = request.app[RUNTIME].current.config.server
+    require_ops_surface(request, server.ops_listen)
+    if not server.admin_key:
+        raise RelayError(404, "The admin API is disabled: set server.admin_key in the config "
+                         "(e.g. admin_key: ${RELAY_ADMIN_KEY}) and reload or restart to enable it.", code="admin_api_disabled")
+    if not is_admin(request, server.admin_key):
         raise RelayError(401, "Admin endpoints need the server's admin_key as a Bearer token.", code="invalid_admin_key")
 
 
@@ -95,6 +103,11 @@ async def channels(request: web.Request) -> web.Response:
 async def usage(request: web.Request) -> web.Response:
     _guard(request)
     tenant, since = request.query.get("tenant"), request.query.get("since")
+    if since is not None:
+        try:
+            since = parse_since(since, time.time())
+        except ValueError as e:
+            raise bad_request(str(e), param="since") from None
     try:
         rows = await request.app[STORE].usage(tenant, since)
     except StoreError as e:

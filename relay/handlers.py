@@ -2,6 +2,7 @@
 (relay.lifecycle.ModelCall) admits it, dispatches it, writes the answer and accounts for it."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, cast
 
@@ -24,16 +25,19 @@ from .auth import is_admin
 from .chat_writer import write_chat_stream
 from .dispatch import Attempt
 from .httpio import json_response, read_json
-from .keys import BREAKERS, METRICS, RUNTIME, THINKING
+from .keys import BREAKERS, METRICS, RUNTIME, STORE, THINKING
 from .lifecycle import ModelCall
 from .metrics import exposition
 from .native import ResponsesTap
+from .ops import require_ops_surface
 from .outcome import StreamOutcome
 from .responses_writer import write_events, write_responses_stream
 from .router import Candidate
 from .sse_out import KeepaliveWriter
+from .store import StoreError
 
 log = logging.getLogger("relay")
+READY_STORE_TIMEOUT = 2.5  # seconds; below the readiness probe's timeout in deploy/kubernetes
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -151,14 +155,26 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when a config is loaded and the store answers; with `store.on_error: fail_open`
+    an unreachable store does not take the instance out of rotation (it admits anyway)."""
     holder = request.app.get(RUNTIME)
     if holder is None or holder.current is None:
-        return json_response({"status": "not ready"}, status=503)
-    return json_response({"status": "ready", "channels": len(holder.current.config.channels)})
+        return json_response({"status": "not ready", "reason": "no config loaded yet"}, status=503)
+    config = holder.current.config
+    try:
+        await asyncio.wait_for(request.app[STORE].ping(), READY_STORE_TIMEOUT)
+        store = "ok"
+    except (StoreError, TimeoutError) as e:
+        reason = f"store unreachable: {e}" if isinstance(e, StoreError) else f"store did not answer within {READY_STORE_TIMEOUT}s"
+        if config.store.on_error != "fail_open":
+            return json_response({"status": "not ready", "reason": reason}, status=503)
+        store = f"{reason} (store.on_error: fail_open, so requests are admitted without limits)"
+    return json_response({"status": "ready", "config": "loaded", "store": store, "channels": len(config.channels)})
 
 
 async def metrics(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME].current
+    require_ops_surface(request, rt.config.server.ops_listen)
     token = rt.config.server.metrics_token
     if token and not is_admin(request, token):
         raise RelayError(401, "GET /metrics needs the server's metrics_token as a Bearer token.", code="invalid_metrics_token")

@@ -4,11 +4,33 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import time
+from datetime import date
 from typing import Any
 
 from .store.base import AGGREGATE_FIELDS
 
 COLUMNS = ("day", "tenant", "model", *AGGREGATE_FIELDS)
+SPAN = re.compile(r"^(\d+)([dh])$")
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_since(text: str, now: float) -> str:
+    """`--since` / `?since=` as the first UTC day to include: a date (YYYY-MM-DD) or a span
+    back from `now` (`7d`, `24h`). The ledger aggregates per day, so a span starts at the
+    beginning of the day it reaches into. ValueError with the reason otherwise."""
+    text = text.strip()
+    m = SPAN.match(text)
+    if m:
+        seconds = int(m.group(1)) * (86400 if m.group(2) == "d" else 3600)
+        return time.strftime("%Y-%m-%d", time.gmtime(now - seconds))
+    if DAY.match(text):
+        try:
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            pass  # e.g. month 13: the same message as any other bad value
+    raise ValueError(f"{text!r} is neither a date (YYYY-MM-DD) nor a span back from now (e.g. 7d, 24h)")
 
 
 def with_total(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

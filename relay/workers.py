@@ -20,10 +20,12 @@ log = logging.getLogger("relay")
 SUPERVISOR_ENV = "RELAY_SUPERVISOR_PID"
 
 
-def supervise(config_path: Path, host: str, port: int, workers: int, drain_seconds: float) -> int:
+def supervise(config_path: Path, host: str, port: int, workers: int, drain_seconds: float, ops_listen: str | None = None) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, SUPERVISOR_ENV: str(os.getpid())}
     argv = [sys.executable, "-m", "relay", "serve", "-c", str(config_path), "--host", host, "--port", str(port), "--workers", "1"]
+    if ops_listen:  # every worker binds the ops port too (SO_REUSEPORT); any one answers for all
+        argv += ["--ops-listen", ops_listen]
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, env=env)

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from relay.app import create_app
 from relay.connections import ClientLimits, GuardedRunner
+from relay.ops import ops_app
 from relay_config.loader import parse_config
 
 from .fakes.anthropic import FakeAnthropic
@@ -24,10 +25,15 @@ from .support import ACME_KEY, ANTHROPIC_KEY, ENV, base_config
 class Relay:
     server: TestServer
     config_text: str
+    ops: TestServer  # the operations listener: /metrics, /admin/*
 
     @property
     def url(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def ops_url(self) -> str:
+        return str(self.ops.make_url("")).rstrip("/")
 
     def client(self, key: str = ACME_KEY) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=30)
@@ -125,10 +131,13 @@ async def make_relay() -> AsyncIterator[Callable[..., Any]]:
             config_text += "store:\n  url: memory://\n"
         config = parse_config(config_text, "test.yaml", env={**ENV, **(env or {})})
         app = create_app(config) if clock is None else create_app(config, clock=clock)
-        server = RelayTestServer(app, ClientLimits.of(config.server))
+        limits = ClientLimits.of(config.server)
+        server = RelayTestServer(app, limits)
         await server.start_server()
-        servers.append(server)
-        return Relay(server, config_text)
+        ops = RelayTestServer(ops_app(server.app), limits)  # as `relay serve` runs it: guarded too
+        await ops.start_server()
+        servers.extend((server, ops))
+        return Relay(server, config_text, ops)
 
     yield make
     for server in reversed(servers):

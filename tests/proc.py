@@ -22,11 +22,13 @@ class RelayProcess:
     """`relay serve -c FILE` on a free port; stderr is collected for assertions."""
 
     def __init__(self, config: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
-        self.port = free_port()
+        self.port, self.ops_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ops_url = f"http://127.0.0.1:{self.ops_port}"  # /metrics, /admin/*
         # Run beside the config file, so a relative sqlite store lands there, not in the repo.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve", "-c", str(config.resolve()), "--port", str(self.port), *args],
+            [sys.executable, "-m", "relay", "serve", "-c", str(config.resolve()), "--port", str(self.port),
+             "--ops-listen", f"127.0.0.1:{self.ops_port}", *args],
             cwd=config.resolve().parent, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []

@@ -248,7 +248,7 @@ async def test_queueing_then_429_after_queue_timeout(make_relay, tmp_path):
 
     first = asyncio.create_task(timed({"model": "cli", "messages": HELLO}))
     await asyncio.sleep(0.3)
-    assert value(await scrape(relay.url), "relay_cli_processes", channel="fake-cli") == 1
+    assert value(await scrape(relay.ops_url), "relay_cli_processes", channel="fake-cli") == 1
     second = asyncio.create_task(timed({"model": "cli", "messages": HELLO}))  # waits ~2.2 s: longer than queue_timeout
     status1, took1, _ = await first
     status2, took2, body2 = await second
@@ -257,7 +257,7 @@ async def test_queueing_then_429_after_queue_timeout(make_relay, tmp_path):
     err = json.loads(body2)
     validate_error(err)
     assert err["error"]["code"] == "channel_busy"
-    assert value(await scrape(relay.url), "relay_cli_processes", channel="fake-cli") == 0
+    assert value(await scrape(relay.ops_url), "relay_cli_processes", channel="fake-cli") == 0
 
     relay2 = await make_relay(stand_in_config(tmp_path, "slow", marker, max_concurrent=1, queue_timeout=10))
     a = asyncio.create_task(relay2.post("/v1/chat/completions", {"model": "cli", "messages": HELLO}))

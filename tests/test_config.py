@@ -1,6 +1,7 @@
 """The YAML contract: env expansion, strict keys, and errors that name file, line and path."""
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import textwrap
@@ -83,8 +84,63 @@ def test_secret_values_never_appear_in_errors():
 
 def test_duplicate_names_and_yaml_syntax():
     dup = GOOD + "  - name: up\n    type: mock\n    models: [x]\n"
-    assert any("duplicate channel name 'up'" in e for e in errors_of(dup, {"ACME_KEY": "k", "UP_KEY": "s"}))
+    assert errors_of(dup, {"ACME_KEY": "k", "UP_KEY": "s"}) == ["c.yaml:10 channels[1].name: duplicate channel name 'up' (first at channels[0])"]
     assert errors_of("tenants: [\n")[0].startswith("c.yaml:2: invalid YAML")
+
+
+CROSS = """\
+server:
+  port: 80000
+tenants:
+  - name: acme
+    keys: [k1]
+  - name: globex
+    keys: [k2, k1]
+  - name: acme
+    key_sha256: ["%s"]
+aliases:
+  fast: m1
+  m2: m1
+  nope: missing
+channels:
+  - name: a
+    type: mock
+    models: [m1, m2]
+  - name: a
+    type: mock
+    models: {m3: x}
+    colour: red
+""" % hashlib.sha256(b"k2").hexdigest().upper()
+
+
+def test_cross_entry_errors_name_the_entry_and_come_with_every_other_error():
+    # Regression: these were one error at line 1 with no path, and only the first of them.
+    assert errors_of(CROSS) == [
+        "c.yaml:2 server.port: Input should be less than or equal to 65535",
+        "c.yaml:7 tenants[1].keys[1]: tenants 'acme' and 'globex' share an API key (tenants[0])",
+        "c.yaml:8 tenants[2].name: duplicate tenant name 'acme' (first at tenants[0])",
+        "c.yaml:9 tenants[2].key_sha256[0]: tenants 'globex' and 'acme' share an API key (tenants[1])",
+        "c.yaml:12 aliases.m2: alias 'm2' is also a model a channel serves",
+        "c.yaml:13 aliases.nope: alias 'nope' points to 'missing', which no channel serves",
+        "c.yaml:18 channels[1].name: duplicate channel name 'a' (first at channels[0])",
+        "c.yaml:21 channels[1].colour: unknown key",
+    ]
+
+
+def test_cross_entry_rules_hold_for_configs_built_in_code_too():
+    from relay_config.schema import RelayConfig
+
+    data = {"tenants": [{"name": "t", "keys": ["k"]}], "channels": [{"name": "c", "type": "mock", "models": ["m"]}] * 2}
+    with pytest.raises(ValueError, match="duplicate channel name 'c'"):
+        RelayConfig.model_validate(data)
+
+
+def test_ops_listen_must_be_host_and_port():
+    base = "tenants: [{name: t, keys: [k]}]\nchannels: [{name: c, type: mock, models: [m]}]\n"
+    assert parse_config(base, env={}).server.ops_listen == "127.0.0.1:9091"
+    assert parse_config("server: {ops_listen: null}\n" + base, env={}).server.ops_listen is None
+    assert errors_of("server: {ops_listen: '9091'}\n" + base) == [
+        "c.yaml:1 server.ops_listen: '9091' is not host:port (e.g. 127.0.0.1:9091)"]
 
 
 def test_list_of_models_means_same_name():
@@ -111,3 +167,48 @@ def test_check_config_rejects_a_broken_file_with_every_error(tmp_path):
     assert f"{bad}:3 tenants[0].bogus: unknown key" in r.stderr
     assert f"{bad}:7 channels[0].type: 'opneai' is not one of openai, anthropic, claude_cli, mock" in r.stderr
     assert "sk-secret-xyz" not in r.stderr + r.stdout
+
+
+def test_check_config_takes_dash_c_and_the_positional_form():
+    for args in (["-c", "config.example.yaml"], ["--config", "config.example.yaml"], ["config.example.yaml"]):
+        r = run_cli("check-config", *args)
+        assert r.returncode == 0 and "config.example.yaml: OK" in r.stdout, r.stderr
+    r = run_cli("check-config")
+    assert r.returncode == 2 and "check-config takes one config file" in r.stderr
+
+
+def test_check_config_reports_cross_entry_errors_with_file_and_line(tmp_path):
+    bad = tmp_path / "dup.yaml"
+    bad.write_text(CROSS)
+    r = run_cli("check-config", "-c", str(bad))
+    assert r.returncode == 1
+    assert f"{bad}:18 channels[1].name: duplicate channel name 'a'" in r.stderr
+    assert f"{bad}:7 tenants[1].keys[1]: tenants 'acme' and 'globex' share an API key" in r.stderr
+    assert r.stderr.rstrip().endswith(f"{bad}: 8 error(s)")
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2026-13-01", "20261101", "7w", ""])
+def test_usage_since_must_be_a_date_or_a_span(since):
+    r = run_cli("usage", "-c", "config.example.yaml", "--since", since)
+    assert r.returncode == 2 and "argument --since" in r.stderr and "YYYY-MM-DD" in r.stderr and "7d, 24h" in r.stderr
+
+
+def test_since_spans_count_back_from_now():
+    from relay.usage_report import parse_since
+
+    now = 1_764_590_400.0  # 2025-12-01T12:00:00Z
+    assert parse_since("2026-11-01", now) == "2026-11-01"
+    assert parse_since("7d", now) == "2025-11-24"
+    assert parse_since("12h", now) == "2025-12-01" and parse_since("13h", now) == "2025-11-30"
+    assert parse_since("0d", now) == "2025-12-01"
+
+
+def test_ops_listener_needs_its_own_port(tmp_path):
+    base = "tenants: [{name: t, keys: [k]}]\nchannels: [{name: c, type: mock, models: [m]}]\n"
+    assert errors_of("server:\n  port: 9000\n  ops_listen: 127.0.0.1:9000\n" + base) == [
+        "c.yaml:3 server.ops_listen: the operations listener needs a port of its own, not the public port 9000 "
+        "(or ops_listen: null to serve both on one listener)"]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(base)
+    r = run_cli("serve", "-c", str(cfg), "--port", "9555", "--ops-listen", "127.0.0.1:9555")
+    assert r.returncode == 2 and "on the public port 9555" in r.stderr

@@ -146,7 +146,8 @@ async def test_hostile_requests_get_clean_answers(hostile_relay, req):
     relay = hostile_relay
     method, path, body, headers = req
     rid = f"fuzz-{uuid.uuid4().hex}"
-    status, raw = await exchange(relay.server.host, relay.server.port, method, path, body, headers, rid)
+    listener = relay.ops if path.startswith("/admin/") else relay.server  # admin lives on the ops listener
+    status, raw = await exchange(listener.host, listener.port, method, path, body, headers, rid)
     assert status < 500 or status in (502, 503), raw[:600]  # 502/503: upstream-named (checked below)
     for secret in SECRETS:
         assert secret.encode() not in raw, (secret, raw[:600])

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from relay.app import create_app
+from relay.ops import ops_app
 from relay.keys import STORE
 from relay_adaptors.tokens import estimate_prompt
 from relay_config.loader import parse_config
@@ -155,13 +156,15 @@ async def test_relay_usage_prints_correct_totals(aiohttp_server, fake_openai, tm
     cfg = tmp_path / "relay.yaml"
     cfg.write_text(limited(fake_openai.url, "      rpm: 1000\n", store=f"sqlite:///{tmp_path}/usage.db").replace("${ACME_KEY}", ACME_KEY).replace("${UPSTREAM_KEY}", "k"))
     server = await aiohttp_server(create_app(parse_config(cfg.read_text(), env={})), host="127.0.0.1")
+    ops = await aiohttp_server(ops_app(server.app), host="127.0.0.1")
     async with aiohttp.ClientSession() as s:
         for model in ["gpt-4.1-mini", "gpt-4.1-mini", "gpt-tools", "broken-500"]:
             async with s.post(str(server.make_url("/v1/chat/completions")), json={"model": model, "messages": HELLO},
                               headers={"Authorization": f"Bearer {ACME_KEY}"}) as r:
                 await r.read()
-        async with s.get(str(server.make_url("/admin/usage")), headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+        async with s.get(str(ops.make_url("/admin/usage")), headers={"Authorization": f"Bearer {ADMIN}"}) as r:
             admin_rows = (await r.json())["data"]
+    await ops.close()
     await server.close()
 
     def run(*args):

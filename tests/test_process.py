@@ -106,15 +106,15 @@ async def test_sighup_reload_and_relay_reload(config_file):
         assert await ask(relay.url, KEY, "slow") == 200
 
         # `relay reload` goes through the admin endpoint and shows the same errors.
-        cli = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "relay", "reload", "-c", str(config_file), "--url", relay.url],
+        cli = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "relay", "reload", "-c", str(config_file), "--url", relay.ops_url],
                                       capture_output=True, text=True, cwd=ROOT, timeout=30)
         assert cli.returncode == 1 and "'mokc' is not one of" in cli.stderr
         config_file.write_text(CONFIG)  # back to the first config, with its admin key
-        cli = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "relay", "reload", "-c", str(config_file), "--url", relay.url],
+        cli = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "relay", "reload", "-c", str(config_file), "--url", relay.ops_url],
                                       capture_output=True, text=True, cwd=ROOT, timeout=30)
         assert cli.returncode == 0 and cli.stdout.strip() == "reloaded"
         assert await ask(relay.url, "sk-newco", "extra-model") == 401
-        m = await scrape(relay.url)
+        m = await scrape(relay.ops_url)
         assert value(m, "relay_config_reloads_total", result="success") == 2
         assert value(m, "relay_config_reloads_total", result="failure") == 1
     finally:

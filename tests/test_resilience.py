@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from .spec import validate, validate_error, validate_response_event
-from .support import ACME_KEY, ADMIN, failover_config, sse_frames
+from .support import ACME_KEY, ADMIN, Clock, failover_config, sse_frames
 
 HELLO = [{"role": "user", "content": "hi"}]
 async def post(relay, body, **kw):
@@ -56,28 +56,15 @@ async def test_when_every_channel_fails_the_last_error_is_returned(make_relay, f
 
 async def channel_state(relay, name):
     async with aiohttp.ClientSession() as s:
-        async with s.get(relay.url + "/admin/channels", headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+        async with s.get(relay.ops_url + "/admin/channels", headers={"Authorization": f"Bearer {ADMIN}"}) as r:
             assert r.status == 200
             return next(c for c in (await r.json())["channels"] if c["name"] == name)
 
 
-async def scrape(relay) -> str:
+async def metrics_text(relay) -> str:
     async with aiohttp.ClientSession() as s:
-        async with s.get(relay.url + "/metrics") as r:
+        async with s.get(relay.ops_url + "/metrics") as r:
             return await r.text()
-
-
-class FakeClock:
-    """The breakers' clock, moved by hand: cooldowns are tested without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def solo_config(openai_url: str, cooldown: str = "{failures: 3, seconds: 30}") -> str:
@@ -100,7 +87,7 @@ channels:
 
 
 async def test_upstream_429s_never_lock_a_single_channel_model_out(make_relay, fake_openai):
-    clock = FakeClock()
+    clock = Clock()
     relay = await make_relay(solo_config(fake_openai.url), clock=clock)
     fake_openai.script["solo"] = ["status-429@1"] * 3 + ["text"]
     for _ in range(3):
@@ -119,7 +106,7 @@ async def test_upstream_429s_never_lock_a_single_channel_model_out(make_relay, f
 
 
 async def test_panic_mode_asks_a_sick_single_channel_anyway(make_relay, fake_openai):
-    clock = FakeClock()
+    clock = Clock()
     relay = await make_relay(solo_config(fake_openai.url, "{failures: 2, seconds: 30}"), clock=clock)
     fake_openai.script["solo"] = ["status-500"] * 3 + ["text"]
     for _ in range(3):
@@ -131,19 +118,19 @@ async def test_panic_mode_asks_a_sick_single_channel_anyway(make_relay, fake_ope
     assert resp.status == 200, text
     assert len(fake_openai.requests) == 4  # no answer without asking the upstream
     assert (await channel_state(relay, "only"))["state"] == "closed"
-    metrics = await scrape(relay)
+    metrics = await metrics_text(relay)
     assert 'relay_channel_cooldowns_total{channel="only"} 2.0' in metrics  # opened, then re-opened by the failed panic call
 
 
 async def test_a_two_channel_model_routes_around_the_sick_one(make_relay, fake_openai, fake_anthropic):
-    clock = FakeClock()
+    clock = Clock()
     config = failover_config(fake_openai.url, fake_anthropic.url, "status-500", cooldown="{failures: 2, seconds: 5}")
     relay = await make_relay(config, clock=clock)
     for _ in range(2):
         resp, _ = await post(relay, {"model": "fo", "messages": HELLO})
         assert resp.headers["x-relay-channel"] == "backup" and resp.headers["x-relay-attempts"] == "2"
     assert (await channel_state(relay, "primary"))["state"] == "open"
-    metrics = await scrape(relay)
+    metrics = await metrics_text(relay)
     assert 'relay_channel_up{channel="primary"} 0.0' in metrics
     before = len(fake_openai.requests)
     resp, _ = await post(relay, {"model": "fo", "messages": HELLO})
@@ -155,12 +142,12 @@ async def test_a_two_channel_model_routes_around_the_sick_one(make_relay, fake_o
     resp, _ = await post(relay, {"model": "fo", "messages": HELLO})
     assert resp.status == 200 and resp.headers["x-relay-channel"] == "primary"
     assert (await channel_state(relay, "primary"))["state"] == "closed"
-    metrics = await scrape(relay)
+    metrics = await metrics_text(relay)
     assert 'relay_channel_up{channel="primary"} 1.0' in metrics
 
 
 async def test_a_failed_probe_reopens(make_relay, fake_openai, fake_anthropic):
-    clock = FakeClock()
+    clock = Clock()
     relay = await make_relay(failover_config(fake_openai.url, fake_anthropic.url, "status-500", cooldown="{failures: 1, seconds: 3}"),
                              clock=clock)
     await post(relay, {"model": "fo", "messages": HELLO})
@@ -210,7 +197,7 @@ channels:
     validate("Response", answer.model_dump(mode="json", exclude_unset=True))
     assert answer.output_text.startswith("Bonjour")
     assert [r.path for r in fake_openai.requests] == ["/v1/responses", "/v1/chat/completions"]
-    metrics = await scrape(relay)
+    metrics = await metrics_text(relay)
     assert 'relay_upstream_errors_total{channel="native",reason="overloaded"} 1.0' in metrics
     assert 'relay_upstream_duration_seconds_count{channel="native"} 1.0' in metrics
     assert 'relay_upstream_duration_seconds_count{channel="bridged"} 1.0' in metrics
@@ -230,7 +217,7 @@ async def test_admin_endpoints_need_the_admin_key(make_relay, fake_openai, fake_
     async with aiohttp.ClientSession() as s:
         for key in (None, ACME_KEY):
             headers = {"Authorization": f"Bearer {key}"} if key else {}
-            async with s.get(relay.url + "/admin/channels", headers=headers) as r:
+            async with s.get(relay.ops_url + "/admin/channels", headers=headers) as r:
                 assert r.status == 401
                 validate_error(await r.json())
 

@@ -9,15 +9,17 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import ACME_KEY, UPSTREAM_KEY, Relay, base_config, responses_events, serve_fake, sse_frames
+from .conftest import Relay, serve_fake
+from .support import ACME_KEY, UPSTREAM_KEY, base_config, responses_events, sse_frames
 from .fakes.openai_responses import FakeResponsesOnly
 from .spec import validate, validate_error
 
 HELLO = [{"role": "user", "content": "Say hello"}]
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
-    "type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}}
+# strict, as the SDK's stream helper wants for parsing tool arguments
+WEATHER = {"type": "function", "function": {"name": "get_weather", "strict": True, "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}}}
+TIME = {"type": "function", "function": {"name": "get_time", "strict": True, "parameters": {
+    "type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"], "additionalProperties": False}}}
 
 
 def responses_channel(url: str, name: str = "responses-only", priority: int = 0, models: str | None = None) -> str:

@@ -27,7 +27,8 @@ def free_port() -> int:
 def example_server(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay", "serve", "-c", str(ROOT / "config.example.yaml"), "--port", str(port)],
+        [sys.executable, "-m", "relay", "serve", "-c", str(ROOT / "config.example.yaml"), "--port", str(port),
+         "--ops-listen", f"127.0.0.1:{free_port()}"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True, env={**os.environ, "RELAY_DEMO_KEY": "sk-demo"},
     )
     line = proc.stderr.readline()  # the startup line comes once the socket is bound

@@ -120,7 +120,7 @@ async def test_relay_serve_applies_the_limits(tmp_path):
 
     port = free_port()
     config = tmp_path / "relay.yaml"
-    config.write_text("server:\n  header_read_timeout: 0.5\n  max_connections: 3\nstore: {url: memory://}\n"
+    config.write_text("server:\n  header_read_timeout: 0.5\n  max_connections: 3\n  ops_listen: null\nstore: {url: memory://}\n"
                       "tenants: [{name: t, keys: [sk-serve-test-key]}]\nchannels: [{name: demo, type: mock, models: [demo]}]\n")
     proc = subprocess.Popen([sys.executable, "-m", "relay", "serve", "-c", str(config), "--port", str(port)],
                             cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=dict(os.environ))

@@ -57,9 +57,12 @@ async def test_two_workers_share_port_limits_metrics_and_signals(tmp_path):
         assert len(children(relay.proc.pid)) == 2
         statuses = [await ask(relay.url) for _ in range(16)]
         assert statuses.count(200) == 10 and statuses.count(429) == 6  # one rpm limit, not one per worker
-        m = await scrape(relay.url)
+        m = await scrape(relay.ops_url)  # any worker answers on the shared ops port, with the sum
         assert value(m, "relay_requests_total", tenant="acme", model="demo", channel="demo", api="chat", status="200") == 10
         assert value(m, "relay_rate_limited_total", tenant="acme", limit="requests") == 6
+        async with aiohttp.ClientSession() as s:
+            async with s.get(relay.url + "/metrics") as r:
+                assert r.status == 404  # not on the public port
 
         path.write_text(CONFIG.replace("tenants:\n", "tenants:\n  - name: newco\n    keys: [sk-newco]\n"))
         relay.signal(signal.SIGHUP)

@@ -123,6 +123,8 @@ class Store(Protocol):
 
     async def spent(self, key: str) -> int: ...
 
+    async def ping(self) -> None: ...  # raises StoreError when the store cannot be reached (readiness)
+
 
 def decide(
     req: AdmitRequest, now: float, tats: dict[str, float], in_flight: dict[str, int], spent: dict[str, int]

@@ -68,3 +68,6 @@ class MemoryStore:
 
     async def spent(self, key: str) -> int:
         return self.spent_by_key.get(key, 0)
+
+    async def ping(self) -> None:
+        """Readiness: the store is in the process, so it is always there."""

@@ -213,6 +213,13 @@ class RedisStore:
         return [{"day": d, "tenant": t, "model": m, **row} for (d, t, m), row in sorted(rows.items())]
 
 
+    async def ping(self) -> None:
+        """Readiness: a PING answered (StoreError otherwise, without the URL's password)."""
+        try:
+            await self.client.ping()
+        except RedisError as e:
+            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+
 def _safe(url: str) -> str:
     """The URL without a password, for messages."""
     scheme, sep, rest = url.partition("://")

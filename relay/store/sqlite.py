@@ -189,6 +189,13 @@ class SQLiteStore:
         return [dict(zip(names, r)) for r in rows]
 
 
+    async def ping(self) -> None:
+        """Readiness: one trivial query on the store's own thread (StoreError otherwise)."""
+        con = self._con
+        if con is None:
+            raise StoreError(f"sqlite store {self.path}: not open")
+        await self._run(lambda: con.execute("SELECT 1").fetchone())
+
 def _select(con: sqlite3.Connection, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
     if not keys:
         return []

@@ -1,0 +1,41 @@
+"""The operations surface: /metrics, /admin/* and the probes on a listener of their own
+(`server.ops_listen`, loopback by default), so tenants never reach them on the public port.
+
+The ops application shares the running gateway's state (runtime, store, metrics, breakers):
+it is built once the gateway app has started and reads the same objects.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from relay_adaptors.errors import RelayError
+
+OPS_SURFACE = web.AppKey("ops_surface", bool)  # set on the ops application only
+
+
+def require_ops_surface(request: web.Request, ops_listen: str | None) -> None:
+    """On the public listener an ops endpoint does not exist, unless `server.ops_listen` is
+    null (then the public listener serves them too, as before the split)."""
+    if ops_listen is not None and not request.app.get(OPS_SURFACE, False):
+        raise RelayError(404, f"Unknown path: {request.method} {request.path}", code="not_found")
+
+
+def ops_app(gateway: web.Application) -> web.Application:
+    """The ops application for a started gateway app."""
+    from . import admin, handlers
+    from .app import errors_middleware
+    from .keys import RUNTIME
+
+    if RUNTIME not in gateway:
+        raise RuntimeError("start the gateway application before building its ops application")
+    app = web.Application(middlewares=[errors_middleware])
+    for key in gateway:  # the same objects: a reload or a metric seen here is the gateway's own
+        app[key] = gateway[key]
+    app[OPS_SURFACE] = True
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_post("/admin/reload", admin.reload)
+    app.router.add_get("/admin/channels", admin.channels)
+    app.router.add_get("/admin/usage", admin.usage)
+    return app
