@@ -25,8 +25,10 @@ $(STAMP_RUN): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(STAMP_TEST): pyproject.toml setup.py | $(BIN)/python
+# The example channel-type plugin too: tests/test_plugins.py drives Relay through it.
+$(STAMP_TEST): pyproject.toml setup.py examples/relay-echo/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e examples/relay-echo
 	touch $@ $(STAMP_RUN)
 
 # The unit layer alone (tests/unit: pure code, injected clocks and RNGs; seconds).

@@ -16,8 +16,9 @@ import yaml
 from pydantic import ValidationError
 
 from relay_adaptors.params import format_loc
+from relay_adaptors.registry import installed
 
-from .schema import CHANNEL_TYPES, RelayConfig, cross_entry_issues
+from .schema import CHANNEL_TYPES_CONTEXT, ChannelTypeIndex, RelayConfig, cross_entry_issues
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 Loc = tuple[str | int, ...]
@@ -92,11 +93,6 @@ class _Builder:
 
 def _schema_message(err: Mapping[str, Any]) -> str:
     kind = err["type"]
-    if kind in ("union_tag_invalid", "union_tag_not_found") and err["loc"][-1:] != ("type",):
-        tag = err.get("ctx", {}).get("tag", "")
-        if kind == "union_tag_not_found":
-            return f"missing 'type' (one of {', '.join(CHANNEL_TYPES)})"
-        return f"{tag!r} is not one of {', '.join(CHANNEL_TYPES)}"
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
@@ -105,7 +101,9 @@ def _schema_message(err: Mapping[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> RelayConfig:
+def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None,
+                 channel_types: ChannelTypeIndex | None = None) -> RelayConfig:
+    """`channel_types`: the types a channel may name (default: the installed ones)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
@@ -122,12 +120,11 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
         raise ConfigError(source, issues)
     config = None
     try:
-        config = RelayConfig.model_validate(data, context={"cross_entry_checked": True})
+        types = installed() if channel_types is None else channel_types
+        config = RelayConfig.model_validate(data, context={CHANNEL_TYPES_CONTEXT: types, "cross_entry_checked": True})
     except ValidationError as e:
         for err in e.errors():
-            loc = _visible_loc(err["loc"])
-            if err["type"] == "union_tag_invalid":
-                loc = loc + ("type",)
+            loc = err["loc"]
             issues.append(ConfigIssue(builder.line_of(loc), format_loc(loc), _schema_message(err)))
     # Checked on the raw data, so they come in the same run as the per-field errors.
     issues += [ConfigIssue(builder.line_of(loc), format_loc(loc), message) for loc, message in cross_entry_issues(data)]
@@ -135,14 +132,6 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
         # In file order: the way an operator reads and fixes them.
         raise ConfigError(source, sorted(issues, key=lambda i: i.line or 0))
     return config
-
-
-def _visible_loc(loc: tuple[Any, ...]) -> Loc:
-    """Drops the tag pydantic inserts after a channel's index ('openai'): it is not a YAML key."""
-    return tuple(
-        part for i, part in enumerate(loc)
-        if not (i >= 2 and loc[i - 2] == "channels" and isinstance(loc[i - 1], int) and part in CHANNEL_TYPES)
-    )
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> RelayConfig:

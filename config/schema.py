@@ -4,9 +4,21 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 class Strict(BaseModel):
@@ -121,6 +133,10 @@ ModelMap = Annotated[dict[str, str], BeforeValidator(_list_means_same_name)]
 
 
 class ChannelBase(Strict):
+    """What every channel has, whatever its type. A channel type's settings model subclasses
+    this with `type: Literal["<its name>"]` and its own keys (see adaptors/registry.py)."""
+
+    type: str
     name: str = Field(min_length=1)
     models: ModelMap
     timeout: Timeouts = Timeouts()
@@ -186,8 +202,54 @@ class MockChannel(ChannelBase):
     reply: str | None = None  # fixed answer text; default derives one from the prompt
 
 
-ChannelConfig = Annotated[OpenAIChannel | AnthropicChannel | ClaudeCliChannel | MockChannel, Field(discriminator="type")]
-CHANNEL_TYPES = ("openai", "anthropic", "claude_cli", "mock")
+class ChannelTypeIndex(Protocol):
+    """The installed channel types, as the schema sees them: a settings model per type name.
+    Given at validation time (`context={CHANNEL_TYPES_CONTEXT: ...}`, see relay_config.loader) by
+    relay_adaptors.registry, so the schema never imports a plugin and a plugin may import it."""
+
+    def names(self) -> list[str]: ...
+
+    def settings_for(self, type_name: str) -> type[ChannelBase]:
+        """Raises LookupError, with a message for the config's author, when the type is unknown
+        or its plugin is broken."""
+        ...
+
+
+CHANNEL_TYPES_CONTEXT = "relay.channel_types"  # the validation-context key holding a ChannelTypeIndex
+
+
+def _error(message: str, loc: tuple[str, ...] = ()) -> ValidationError:
+    # "{message}" keeps braces in a plugin's exception text from being read as a template.
+    detail = InitErrorDetails(type=PydanticCustomError("channel_type", "{message}", {"message": message}), loc=loc, input=None)
+    return ValidationError.from_exception_data("channel", [detail])
+
+
+def _channel_of_its_type(value: Any, info: ValidationInfo) -> ChannelBase:
+    """Validates one channel in two steps: its `type` picks the settings model, which then
+    validates the whole entry (its error locations stay relative to the entry)."""
+    if isinstance(value, ChannelBase):
+        return value
+    index: ChannelTypeIndex | None = (info.context or {}).get(CHANNEL_TYPES_CONTEXT)
+    if index is None:
+        raise RuntimeError("channels need the installed channel types: load configs through relay_config.loader")
+    if not isinstance(value, dict):
+        raise _error("a channel must be a mapping")
+    if "type" not in value:
+        raise _error(f"missing 'type' (one of {', '.join(index.names())})")
+    try:
+        model = index.settings_for(str(value["type"]))
+    except LookupError as e:
+        raise _error(str(e.args[0] if e.args else e), ("type",)) from None
+    try:
+        return model.model_validate(value, context=info.context)
+    except ValidationError:
+        raise
+    except Exception as e:  # a plugin's own validator failed: its bug, reported as this entry's error
+        raise _error(f"channel type {value['type']!r} failed while checking its settings: {type(e).__name__}: {e}") from None
+
+
+# One channel entry, of any installed type: the instance is that type's settings model.
+ChannelConfig = Annotated[SerializeAsAny[ChannelBase], PlainValidator(_channel_of_its_type)]
 
 
 class ResponsesConfig(Strict):

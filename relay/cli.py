@@ -58,7 +58,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"{path}: {len(e.issues)} error(s)", file=sys.stderr)
         return 1
     print(f"{path}: OK, {summary(config)}")
+    print_channel_types(config)
     return 0
+
+
+def print_channel_types(config: RelayConfig) -> None:
+    """Which plugin (package and version) serves each type, and what else is installed."""
+    from relay_adaptors.registry import installed
+
+    types = installed()
+    print(f"channel types in use: {types.describe(ch.type for ch in config.channels)}")
+    print(f"channel types installed: {types.describe()}")
+    for broken in types.broken.values():
+        print(f"warning: {broken.message()}", file=sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from relay_adaptors.registry import installed
 from relay_config.schema import RelayConfig, split_host_port
 
 from . import __version__
@@ -47,11 +48,14 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
         await runner.cleanup()
         raise SystemExit(1) from None
     channels = ", ".join(f"{c.name}({c.type})" for c in config.channels)
+    types = installed().describe(c.type for c in config.channels)  # with the package and version of each
     log.info(
-        "relay %s listening on http://%s:%s channels=[%s] models=[%s] ops=%s",
-        __version__, host, port, channels, ", ".join(config.public_models()),
+        "relay %s listening on http://%s:%s channels=[%s] types=[%s] models=[%s] ops=%s",
+        __version__, host, port, channels, types, ", ".join(config.public_models()),
         f"http://{ops_listen}" if ops_listen else "(on the public listener)",
     )
+    for broken in installed().broken.values():  # unused by this config, or it would not have loaded
+        log.warning("%s", broken.message())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

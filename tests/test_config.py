@@ -48,9 +48,9 @@ def test_missing_env_var_names_it_and_its_line():
 
 def test_wrong_channel_type_is_named_with_line():
     text = GOOD.replace("type: openai", "type: opneai")
-    assert errors_of(text, {"ACME_KEY": "k", "UP_KEY": "s"}) == [
-        "c.yaml:6 channels[0].type: 'opneai' is not one of openai, anthropic, claude_cli, mock"
-    ]
+    [line] = errors_of(text, {"ACME_KEY": "k", "UP_KEY": "s"})
+    assert line.startswith("c.yaml:6 channels[0].type: 'opneai' is not an installed channel type (installed: anthropic, claude_cli, ")
+    assert line.endswith(", mock, openai)")  # sorted; plugins installed in this venv may sit between
 
 
 def test_every_error_is_reported_at_once():
@@ -155,7 +155,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_check_config_accepts_the_example():
     r = run_cli("check-config", "config.example.yaml")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("\n") == 1 and "OK" in r.stdout
+    assert "OK" in r.stdout.splitlines()[0]
 
 
 def test_check_config_rejects_a_broken_file_with_every_error(tmp_path):
@@ -165,7 +165,7 @@ def test_check_config_rejects_a_broken_file_with_every_error(tmp_path):
     assert r.returncode == 1
     assert f"{bad}:4 tenants[0].keys[0]: environment variable ACME_KEY is not set" in r.stderr
     assert f"{bad}:3 tenants[0].bogus: unknown key" in r.stderr
-    assert f"{bad}:7 channels[0].type: 'opneai' is not one of openai, anthropic, claude_cli, mock" in r.stderr
+    assert f"{bad}:7 channels[0].type: 'opneai' is not an installed channel type (installed: anthropic, claude_cli, " in r.stderr
     assert "sk-secret-xyz" not in r.stderr + r.stdout
 
 

@@ -101,14 +101,14 @@ async def test_sighup_reload_and_relay_reload(config_file):
         config_file.write_text(CONFIG.replace("type: mock", "type: mokc"))
         relay.signal(signal.SIGHUP)
         await asyncio.sleep(0.5)
-        assert "config reload rejected" in relay.log and "'mokc' is not one of" in relay.log
+        assert "config reload rejected" in relay.log and "'mokc' is not an installed channel type" in relay.log
         assert await ask(relay.url, "sk-newco", "extra-model") == 200
         assert await ask(relay.url, KEY, "slow") == 200
 
         # `relay reload` goes through the admin endpoint and shows the same errors.
         cli = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "relay", "reload", "-c", str(config_file), "--url", relay.ops_url],
                                       capture_output=True, text=True, cwd=ROOT, timeout=30)
-        assert cli.returncode == 1 and "'mokc' is not one of" in cli.stderr
+        assert cli.returncode == 1 and "'mokc' is not an installed channel type" in cli.stderr
         config_file.write_text(CONFIG)  # back to the first config, with its admin key
         cli = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "relay", "reload", "-c", str(config_file), "--url", relay.ops_url],
                                       capture_output=True, text=True, cwd=ROOT, timeout=30)

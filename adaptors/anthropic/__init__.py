@@ -1,3 +1,9 @@
+"""Channel type `anthropic`: the Anthropic Messages API."""
+from relay_config.schema import AnthropicChannel
+
+from ..registry import ChannelType
 from .adaptor import AnthropicAdaptor
 
-__all__ = ["AnthropicAdaptor"]
+CHANNEL_TYPE = ChannelType("anthropic", AnthropicChannel, AnthropicAdaptor)  # the `relay.adaptors` entry point
+
+__all__ = ["CHANNEL_TYPE", "AnthropicAdaptor"]

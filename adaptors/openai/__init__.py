@@ -1,3 +1,9 @@
+"""Channel type `openai`: any OpenAI-compatible server."""
+from relay_config.schema import OpenAIChannel
+
+from ..registry import ChannelType
 from .adaptor import OpenAIAdaptor
 
-__all__ = ["OpenAIAdaptor"]
+CHANNEL_TYPE = ChannelType("openai", OpenAIChannel, OpenAIAdaptor)  # the `relay.adaptors` entry point
+
+__all__ = ["CHANNEL_TYPE", "OpenAIAdaptor"]
