@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from relay_config.schema import RelayConfig
 
 MIN_SECRET_LEN = 8
+_SECRET_FIELD = re.compile(r"(key|token|secret|password)$")
 MARK = "[redacted]"
 
 
@@ -132,9 +133,13 @@ def config_secrets(config: RelayConfig) -> ConfigSecrets:
                 too_short.append(where)
 
     for i, ch in enumerate(config.channels):
-        # Read by name rather than by channel type, so a new type's key is covered unasked.
-        operator(f"channels[{i}].api_key", getattr(ch, "api_key", None))
-        values += [v for v in (getattr(ch, "headers", None) or {}).values() if v]
+        # Read by field name rather than by channel type, so a new type's (or a plugin's)
+        # `api_key`, `token`, `..._secret` or `password` is covered unasked.
+        for name in type(ch).model_fields:
+            value = getattr(ch, name)
+            if isinstance(value, str) and _SECRET_FIELD.search(name):
+                operator(f"channels[{i}].{name}", value)
+        values += [v for v in (getattr(ch, "headers", None) or {}).values() if isinstance(v, str) and v]
     for t in config.tenants:
         values += [k for k in t.keys if k]
     operator("server.admin_key", config.server.admin_key)
