@@ -1,13 +1,9 @@
 """Shared fixtures: fake upstreams and a Relay app, both real servers on 127.0.0.1."""
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -18,53 +14,7 @@ from relay_config.loader import parse_config
 
 from .fakes.anthropic import FakeAnthropic
 from .fakes.openai import FakeOpenAI
-from .support import ACME_KEY, ANTHROPIC_KEY, ENV, base_config
-
-
-@dataclass
-class Relay:
-    server: TestServer
-    config_text: str
-    ops: TestServer  # the operations listener: /metrics, /admin/*
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("")).rstrip("/")
-
-    @property
-    def ops_url(self) -> str:
-        return str(self.ops.make_url("")).rstrip("/")
-
-    def client(self, key: str = ACME_KEY) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=30)
-
-    async def post(self, path: str, body: Any, key: str | None = ACME_KEY, **headers: str) -> aiohttp.ClientResponse:
-        h = {"content-type": "application/json", **headers}
-        if key:
-            h["authorization"] = f"Bearer {key}"
-        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        async with aiohttp.ClientSession() as s:
-            resp = await s.post(self.url + path, data=data, headers=h)
-            await resp.read()
-            return resp
-
-    async def post_json(self, path: str, body: Any, key: str | None = ACME_KEY) -> tuple[aiohttp.ClientResponse, Any]:
-        """A non-streaming call: the response and its parsed JSON body."""
-        resp = await self.post(path, body, key)
-        return resp, json.loads(await resp.read())
-
-    async def raw_stream(self, path: str, body: Any, key: str = ACME_KEY) -> tuple[aiohttp.ClientResponse, str]:
-        """A streamed answer exactly as sent, with its response (status, headers)."""
-        async with aiohttp.ClientSession() as s:
-            async with s.post(self.url + path, json=body, headers={"authorization": f"Bearer {key}"}) as resp:
-                text = (await resp.read()).decode()
-        return resp, text
-
-
-async def serve_fake(fake: Any, aiohttp_server: Callable[..., Any]) -> Any:
-    fake.server = await aiohttp_server(fake.app(), host="127.0.0.1")
-    fake.url = str(fake.server.make_url("")).rstrip("/")
-    return fake
+from .support import ANTHROPIC_KEY, ENV, Relay, base_config, serve_fake
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from .conftest import serve_fake
-from .support import ACME_KEY
 from .fakes.anthropic_loop import FakeAnthropicLoop
+from .support import ACME_KEY, serve_fake
 
 SIGNATURE_BLOCK = json.loads((FakeAnthropicLoop().fixtures / "thinking_tool_use.json").read_text())["content"][0]
 

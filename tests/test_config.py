@@ -128,11 +128,12 @@ def test_cross_entry_errors_name_the_entry_and_come_with_every_other_error():
 
 
 def test_cross_entry_rules_hold_for_configs_built_in_code_too():
-    from relay_config.schema import RelayConfig
+    from relay_adaptors.registry import installed
+    from relay_config.schema import CHANNEL_TYPES_CONTEXT, RelayConfig
 
     data = {"tenants": [{"name": "t", "keys": ["k"]}], "channels": [{"name": "c", "type": "mock", "models": ["m"]}] * 2}
     with pytest.raises(ValueError, match="duplicate channel name 'c'"):
-        RelayConfig.model_validate(data)
+        RelayConfig.model_validate(data, context={CHANNEL_TYPES_CONTEXT: installed()})
 
 
 def test_ops_listen_must_be_host_and_port():

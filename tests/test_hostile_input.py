@@ -21,9 +21,8 @@ from hypothesis import strategies as st
 from relay.keys import STORE
 from relay.logs import setup as setup_logs
 
-from .conftest import anthropic_channel
 from .spec import validate_error
-from .support import ACME_KEY, ANTHROPIC_KEY, GLOBEX_KEY, UPSTREAM_KEY, base_config
+from .support import ACME_KEY, ANTHROPIC_KEY, GLOBEX_KEY, UPSTREAM_KEY
 
 ADMIN = "admin-key-hostile-0123456789"
 METERED = "sk-metered-hostile-000"
@@ -118,11 +117,13 @@ async def exchange(host: str, port: int, method: str, path: str, body: bytes, he
 
 
 @pytest.fixture
-async def hostile_relay(make_relay, fake_openai, fake_anthropic):
-    tenants = f"- name: metered\n  keys: [{METERED}]\n  limits: {{tpm: 5000, rpm: 100000}}\n"
-    config = base_config(fake_openai.url, extra_channels=anthropic_channel(fake_anthropic.url), extra_tenants=tenants)
-    config = config.replace('"broken-*", "slow-*"]', '"broken-*", "slow-*", "claude-*"]')
+async def hostile_relay(make_relay, claude_relay):
+    # claude_relay's config (every channel type, the Anthropic fake included), with an admin
+    # key, a token-limited tenant and tpm on acme.
+    config = claude_relay.config_text.replace('    models: ["globex-*"]\n', '    models: ["globex-*"]\n'
+                                              f'  - name: metered\n    keys: [{METERED}]\n    limits: {{tpm: 5000, rpm: 100000}}\n')
     config = config.replace("server:\n", f"server:\n  admin_key: {ADMIN}\n  header_read_timeout: 5\n")
+    assert METERED in config and ADMIN in config
     config = config.replace('keys: ["${ACME_KEY}"]', 'keys: ["${ACME_KEY}"]\n    limits: {tpm: 100000}')
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level

@@ -14,9 +14,9 @@ from relay_adaptors.mock import adaptor as mock_adaptor
 from relay_adaptors.mock.adaptor import MockAdaptor
 from relay_config.schema import MockChannel
 
-from .conftest import ACME_KEY, base_config
 from .redis_server import RedisServer
 from .spec import validate_error
+from .support import ACME_KEY, base_config
 
 ADMIN = "adm-ops-test"
 HELLO = [{"role": "user", "content": "hi"}]

@@ -17,10 +17,10 @@ import pytest
 from relay_adaptors.registry import ChannelTypeError, discover, installed
 from relay_config.loader import ConfigError, parse_config
 
-from .conftest import ACME_KEY, responses_events, serve_fake, sse_frames
 from .fakes.echo import KEY, FakeEcho
 from .proc import RelayProcess
 from .spec import validate, validate_error, validate_response_event
+from .support import ACME_KEY, responses_events, serve_fake, sse_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILT_IN = ("anthropic", "claude_cli", "mock", "openai")

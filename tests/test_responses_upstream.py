@@ -9,10 +9,9 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import Relay, serve_fake
-from .support import ACME_KEY, UPSTREAM_KEY, base_config, responses_events, sse_frames
 from .fakes.openai_responses import FakeResponsesOnly
 from .spec import validate, validate_error
+from .support import ACME_KEY, UPSTREAM_KEY, Relay, base_config, responses_events, serve_fake, sse_frames
 
 HELLO = [{"role": "user", "content": "Say hello"}]
 # strict, as the SDK's stream helper wants for parsing tool arguments
