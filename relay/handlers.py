@@ -11,8 +11,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay_adaptors.base import ProcessCounter
 from relay_adaptors.chat import max_output_tokens, validate_chat_request, wants_usage_chunk
-from relay_adaptors.errors import RelayError, bad_request
-from relay_adaptors.responses import ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat
+from relay_adaptors.errors import RelayError
+from relay_adaptors.responses import (
+    ChatConversion,
+    Envelope,
+    ResponsesStream,
+    completion_to_response,
+    to_chat,
+    validate_responses_request,
+)
 
 from .auth import is_admin
 from .chat_writer import write_chat_stream
@@ -70,10 +77,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def responses(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
-    body = await read_json(request, rt.config.server.max_body_bytes)
-    model = body.get("model") if isinstance(body, dict) else None
-    if not isinstance(model, str) or not model:
-        raise bad_request("Missing required parameter: 'model'.", param="model")
+    # Every field Relay reads is type-checked here, for native channels too, before admission.
+    body = validate_responses_request(await read_json(request, rt.config.server.max_body_bytes))
+    model = body["model"]
     candidates = rt.router.candidates(tenant, model)
     reject = rt.config.responses.unsupported_tools == "reject"
     by_reasoning: dict[bool, ChatConversion] = {}
