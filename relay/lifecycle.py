@@ -156,7 +156,7 @@ class ModelCall:
         outcome = self.outcome = StreamOutcome()
         writer: KeepaliveWriter | None = None
         try:
-            resp = web.StreamResponse(headers={**SSE_HEADERS, **headers, **self.headers})
+            resp = web.StreamResponse(headers={**SSE_HEADERS, **headers, **self.headers, "x-request-id": self.request_id})
             await resp.prepare(self.request)
             writer = KeepaliveWriter(resp, self.rt.config.server.sse_keepalive)
             await write(writer, outcome)
@@ -187,6 +187,7 @@ class ModelCall:
         try:
             resp = web.StreamResponse(status=upstream.status, headers={
                 "Content-Type": upstream.content_type, **upstream.headers, **headers, **self.headers,
+                "x-request-id": self.request_id,
                 **({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"} if streaming else {})})
             await resp.prepare(self.request)
             async for data in upstream.chunks:
