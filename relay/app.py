@@ -22,7 +22,7 @@ from .logs import log_request
 from .metrics import Metrics
 from .runtime import build_runtime
 from .store import open_store
-from .thinking_memory import LocalKV, ThinkingMemory
+from .thinking_memory import StoreAsKV, StoreKV, ThinkingMemory
 
 log = logging.getLogger("relay")
 
@@ -85,7 +85,6 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     if config_path is not None:
         app[CONFIG_PATH] = Path(config_path)
     app[METRICS] = Metrics()
-    app[THINKING] = ThinkingMemory(LocalKV())
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
@@ -106,6 +105,8 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
         store = open_store(config.store.url)
         await store.start()
         app[STORE] = store
+        # Shared by every instance on the store, so a tool turn may continue anywhere.
+        app[THINKING] = ThinkingMemory(StoreKV(StoreAsKV(store)))
         tasks: set[asyncio.Task[Any]] = set()
         app[BACKGROUND] = tasks
         yield

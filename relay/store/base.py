@@ -137,6 +137,11 @@ class Store(Protocol):
 
     async def ping(self) -> None: ...  # raises StoreError when the store cannot be reached (readiness)
 
+    # Small expiring values shared by every instance on the store (e.g. remembered thinking).
+    async def kv_get(self, key: str) -> str | None: ...
+
+    async def kv_put(self, key: str, value: str, ttl: float) -> None: ...
+
 
 def decide(
     req: AdmitRequest, now: float, tats: dict[str, float], in_flight: dict[str, int], spent: dict[str, int]

@@ -19,6 +19,7 @@ from .base import (
 
 class MemoryStore:
     def __init__(self) -> None:
+        self.kv: dict[str, tuple[float, str]] = {}  # key -> (expires, value)
         self.tats: dict[str, float] = {}
         self.leases: dict[str, dict[str, float]] = {}  # key -> lease id -> expiry
         self.spent_by_key: dict[str, int] = {}  # settled usage plus in-flight reservations
@@ -84,3 +85,14 @@ class MemoryStore:
 
     async def ping(self) -> None:
         """Readiness: the store is in the process, so it is always there."""
+
+    async def kv_get(self, key: str) -> str | None:
+        found = self.kv.get(key)
+        return found[1] if found is not None and found[0] > time.time() else None
+
+    async def kv_put(self, key: str, value: str, ttl: float) -> None:
+        now = time.time()
+        if len(self.kv) >= 10_000:  # an in-process store for tests and demos: keep it small
+            for stale in [k for k, (expires, _) in self.kv.items() if expires <= now]:
+                del self.kv[stale]
+        self.kv[key] = (now + ttl, value)

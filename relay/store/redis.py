@@ -292,6 +292,19 @@ class RedisStore:
         except RedisError as e:
             raise self._error(e) from e
 
+    async def kv_get(self, key: str) -> str | None:
+        try:
+            value = await self.client.get(PREFIX + "kv:" + key)
+        except RedisError as e:
+            raise self._error(e) from e
+        return str(value) if value is not None else None
+
+    async def kv_put(self, key: str, value: str, ttl: float) -> None:
+        try:
+            await self.client.set(PREFIX + "kv:" + key, value, px=max(1, int(ttl * 1000)))
+        except RedisError as e:
+            raise self._error(e) from e
+
 
 def _admission(req: AdmitRequest, res: list[Any]) -> Admission:
     """The script's answer: ok, failed section, its 1-based index, retry-after, then the

@@ -38,6 +38,7 @@ from .base import (
 
 T = TypeVar("T")
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS rates (key TEXT PRIMARY KEY, tat REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (key TEXT NOT NULL, lease TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (key, lease));
 CREATE TABLE IF NOT EXISTS budgets (key TEXT PRIMARY KEY, spent INTEGER NOT NULL);
@@ -231,6 +232,12 @@ class SQLiteStore:
         """Readiness: one trivial query on the store's own thread (StoreError otherwise)."""
         await self._run(_ping)
 
+    async def kv_get(self, key: str) -> str | None:
+        return await self._run(_kv_get, key, time.time())
+
+    async def kv_put(self, key: str, value: str, ttl: float) -> None:
+        await self._run(_kv_put, key, value, time.time(), ttl)
+
 
 # --- what runs on the store thread ----------------------------------------------------------
 @contextmanager
@@ -307,6 +314,18 @@ def _write(con: sqlite3.Connection, batch: list[UsageRecord]) -> None:
 
 def _ping(con: sqlite3.Connection) -> None:
     con.execute("SELECT 1").fetchone()
+
+
+def _kv_get(con: sqlite3.Connection, key: str, now: float) -> str | None:
+    row = con.execute("SELECT value FROM kv WHERE key = ? AND expires > ?", (key, now)).fetchone()
+    return str(row[0]) if row else None
+
+
+def _kv_put(con: sqlite3.Connection, key: str, value: str, now: float, ttl: float) -> None:
+    with _transaction(con):
+        con.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)", (key, value, now + ttl))
+        if hash(key) % 64 == 0:  # now and then, the expired entries go
+            con.execute("DELETE FROM kv WHERE expires <= ?", (now,))
 
 
 def _usage(con: sqlite3.Connection, tenant: str | None, since: str | None) -> list[tuple[Any, ...]]:
