@@ -19,11 +19,12 @@ class KeepaliveWriter:
     """Writes to the response and, from a side task, sends `: keepalive` after `interval`
     seconds of silence so proxies and load balancers do not cut a slow stream."""
 
-    __slots__ = ("resp", "interval", "last", "_loop", "_task")
+    __slots__ = ("resp", "interval", "ping", "last", "_loop", "_task")
 
-    def __init__(self, resp: web.StreamResponse, interval: float):
+    def __init__(self, resp: web.StreamResponse, interval: float, ping: bytes = KEEPALIVE):
         self.resp = resp
         self.interval = interval
+        self.ping = ping  # what silence is filled with (a comment, or the protocol's own ping event)
         self._loop = asyncio.get_running_loop()
         self.last = self._loop.time()
         self._task = self._loop.create_task(self._ping())
@@ -36,7 +37,7 @@ class KeepaliveWriter:
         while True:
             await asyncio.sleep(max(0.0, self.last + self.interval - self._loop.time()))
             if self._loop.time() - self.last >= self.interval:
-                await self.write(KEEPALIVE)
+                await self.write(self.ping)
 
     async def stop(self) -> None:
         self._task.cancel()
@@ -48,13 +49,14 @@ Writer = Callable[[KeepaliveWriter, StreamOutcome], Awaitable[None]]
 
 
 async def stream_answer(
-    request: web.Request, answer: Answer, write: Writer, keepalive: float, headers: dict[str, str], outcome: StreamOutcome
+    request: web.Request, answer: Answer, write: Writer, keepalive: float, headers: dict[str, str], outcome: StreamOutcome,
+    ping: bytes = KEEPALIVE,
 ) -> web.StreamResponse:
     writer: KeepaliveWriter | None = None
     try:
         resp = web.StreamResponse(headers={**SSE_HEADERS, **headers})
         await resp.prepare(request)
-        writer = KeepaliveWriter(resp, keepalive)
+        writer = KeepaliveWriter(resp, keepalive, ping)
         await write(writer, outcome)
         await writer.stop()
         await resp.write_eof()

@@ -35,13 +35,14 @@ def _need(cond: bool, message: str, param: str) -> None:
         raise bad_request(message, param=param)
 
 
-def validate_request(body: Any) -> dict[str, Any]:
+def validate_request(body: Any, need_max_tokens: bool = True) -> dict[str, Any]:
     """The fields every channel needs, checked before routing (the passthrough forwards the
-    rest untouched, so only what Relay itself reads is checked here)."""
+    rest untouched, so only what Relay itself reads is checked here). Token counting takes
+    no max_tokens."""
     _need(isinstance(body, dict), "The request body must be a JSON object.", "body")
     _need(isinstance(body.get("model"), str) and body["model"] != "", "model: Field required", "model")
     max_tokens = body.get("max_tokens")
-    _need(isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens >= 1,
+    _need(not need_max_tokens or (isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens >= 1),
           "max_tokens: Field required (an integer >= 1)", "max_tokens")
     msgs = body.get("messages")
     _need(isinstance(msgs, list) and len(msgs) > 0, "messages: Field required (a non-empty array)", "messages")
