@@ -1,0 +1,88 @@
+"""The Messages endpoint under the same tenancy as the OpenAI ones: allowlists, limits,
+budgets, the ledger (api=messages) and metrics (api="messages")."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from .conftest import ACME_KEY, anthropic_channel, base_config, sse_frames
+from .messages_events import check_error, check_stream, message_events
+from .test_limits import store_of
+from .test_messages_api import HI, raw
+from .test_observability import scrape, value
+
+
+def config(openai_url: str, anthropic_url: str, limits: str = "", server: str = "") -> str:
+    text = base_config(openai_url, extra_channels=anthropic_channel(anthropic_url))
+    text = text.replace('"broken-*", "slow-*"]', '"broken-*", "slow-*", "claude-*"]' + (f"\n    limits: {limits}" if limits else ""))
+    text = text.replace("gpt-4.1-mini: text", "gpt-4.1-mini: text\n      gpt-paced: paced-120")
+    return text.replace("server:\n", "server:\n" + server)
+
+
+async def ledger(relay, n: int):
+    for _ in range(100):
+        if len(store_of(relay).ledger) >= n:
+            break
+        await asyncio.sleep(0.01)
+    return store_of(relay).ledger
+
+
+async def test_ledger_and_metrics_say_messages_with_cache_tokens(make_relay, fake_openai, fake_anthropic):
+    relay = await make_relay(config(fake_openai.url, fake_anthropic.url))
+    for model, stream in (("claude-text", True), ("claude-text", False), ("gpt-4.1-mini", True), ("demo", False)):
+        resp, _ = await raw(relay, {"model": model, "max_tokens": 50, "messages": HI, "stream": stream})
+        assert resp.status == 200
+    rows = [(r.model, r.channel, r.api, r.stream, r.status, r.input_tokens, r.cached_tokens, r.output_tokens, r.estimated)
+            for r in await ledger(relay, 4)]
+    assert rows[:3] == [
+        ("claude-text", "claude", "messages", True, 200, 21 + 1800 + 200, 1800, 18, False),  # read from the relayed bytes
+        ("claude-text", "claude", "messages", False, 200, 21 + 1800 + 200, 1800, 18, False),
+        ("gpt-4.1-mini", "openai-main", "messages", True, 200, 19, 0, 17, False),
+    ]
+    assert rows[3][:3] == ("demo", "demo", "messages")
+    m = await scrape(relay.url)
+    assert value(m, "relay_requests_total", tenant="acme", model="claude-text", channel="claude", api="messages", status="200") == 2
+    assert value(m, "relay_requests_total", tenant="acme", model="gpt-4.1-mini", channel="openai-main", api="messages", status="200") == 1
+    assert value(m, "relay_time_to_first_token_seconds_count", model="claude-text", channel="claude", api="messages") == 1
+
+
+async def test_failures_are_in_the_ledger_with_their_status(make_relay, fake_openai, fake_anthropic):
+    relay = await make_relay(config(fake_openai.url, fake_anthropic.url))
+    await raw(relay, {"model": "claude-429", "max_tokens": 5, "messages": HI})
+    await raw(relay, {"model": "claude-midstream", "max_tokens": 5, "messages": HI, "stream": True})
+    await raw(relay, {"model": "gpt-midstream-error", "max_tokens": 5, "messages": HI, "stream": True})
+    statuses = [(r.model, r.api, r.status) for r in await ledger(relay, 3)]
+    assert statuses[0] == ("claude-429", "messages", 429)
+    assert statuses[1][2] >= 500 and statuses[2][2] >= 500  # in-stream errors, not a 200
+
+
+async def test_rpm_limit_is_a_rate_limit_error(make_relay, fake_openai, fake_anthropic):
+    relay = await make_relay(config(fake_openai.url, fake_anthropic.url, limits="{rpm: 2}"))
+    for _ in range(2):
+        assert (await raw(relay, {"model": "claude-text", "max_tokens": 5, "messages": HI}))[0].status == 200
+    resp, text = await raw(relay, {"model": "claude-text", "max_tokens": 5, "messages": HI})
+    body = json.loads(text)
+    assert resp.status == 429 and body["error"]["type"] == "rate_limit_error" and int(resp.headers["retry-after"]) >= 1
+    check_error(body)
+    assert len(fake_anthropic.requests) == 2
+
+
+async def test_budget_counts_messages_usage(make_relay, fake_openai, fake_anthropic):
+    relay = await make_relay(config(fake_openai.url, fake_anthropic.url, limits="{budget: {tokens: 100, period: day}}"))
+    assert (await raw(relay, {"model": "claude-text", "max_tokens": 5, "messages": HI}))[0].status == 200  # 2039 spent
+    await ledger(relay, 1)
+    for _ in range(50):
+        resp, text = await raw(relay, {"model": "claude-text", "max_tokens": 5, "messages": HI})
+        if resp.status == 429:
+            break
+        await asyncio.sleep(0.02)  # settlement runs just after the answer
+    assert resp.status == 429 and json.loads(text)["error"]["type"] == "rate_limit_error"
+
+
+async def test_ping_events_fill_a_silent_converted_stream(make_relay, fake_openai, fake_anthropic):
+    relay = await make_relay(config(fake_openai.url, fake_anthropic.url, server="  sse_keepalive: 0.05\n"))
+    resp, text = await raw(relay, {"model": "gpt-paced", "max_tokens": 5, "messages": HI, "stream": True})
+    frames = sse_frames(text)
+    assert ("ping", '{"type":"ping"}') in frames and ": keepalive" not in text
+    check_stream(message_events(text))
+    assert ACME_KEY not in text
