@@ -199,3 +199,16 @@ async def test_a_failure_after_the_first_byte_is_an_error_event(claude_relay):
     with pytest.raises(anthropic.APIStatusError):
         async with sdk(claude_relay).messages.stream(model="gpt-midstream-error", max_tokens=5, messages=HI) as s:
             await s.get_final_message()
+
+
+@pytest.mark.parametrize("chunking", ["byte", "random"])
+async def test_upstream_chunking_changes_nothing(claude_relay, fake_openai, fake_anthropic, chunking):
+    _, whole = await stream_events(claude_relay, "gpt-tools")
+    _, whole_native = await raw(claude_relay, {"model": "claude-parallel", "max_tokens": 5, "messages": HI, "stream": True})
+    fake_openai.chunking = fake_anthropic.chunking = chunking
+    _, cut = await stream_events(claude_relay, "gpt-tools")
+    def strip(evs):
+        return [{k: v for k, v in e.items() if k != "message"} for e in evs]  # message ids differ per answer
+    assert strip(cut) == strip(whole)
+    _, cut_native = await raw(claude_relay, {"model": "claude-parallel", "max_tokens": 5, "messages": HI, "stream": True})
+    assert cut_native == whole_native

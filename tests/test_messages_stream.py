@@ -212,3 +212,32 @@ def test_any_valid_chat_stream_gives_a_well_formed_messages_stream(case):
     assert {int(b["name"].removeprefix("tool_")): b["input"] for b in blocks if b["type"] == "tool_use"} == \
         {i: json.loads(a) for i, a in args.items()}
     assert m.message["content"] == blocks and msg["stop_reason"] == m.message["stop_reason"]
+
+
+def test_text_and_a_tool_call_in_one_chunk_keep_both():
+    events, m = run([chunk({"content": "Running it.", "tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "Bash", "arguments": '{"command": "ls"}'}}]}),
+        chunk({}, "tool_calls")])
+    check_stream(events)
+    assert [(b["type"], b.get("text") or b.get("input")) for b in m.message["content"]] == [
+        ("text", "Running it."), ("tool_use", {"command": "ls"})]
+
+
+def test_the_passthrough_usage_tap_reads_the_same_usage_at_every_byte_boundary():
+    from relay.chat_stream import StreamOutcome
+    from relay.messages_stream import MessagesUsageTap
+
+    data = (Path(__file__).parent / "fixtures" / "anthropic" / "text.sse").read_bytes()
+
+    def usage(pieces):
+        tap = MessagesUsageTap(True, "claude", StreamOutcome())
+        for p in pieces:
+            tap.feed(p)
+        tap.close()
+        return tap.usage, tap.stopped
+
+    whole = usage([data])
+    assert whole[0]["prompt_tokens"] == 21 + 1800 + 200 and whole[0]["prompt_tokens_details"]["cached_tokens"] == 1800
+    assert whole[0]["completion_tokens"] == 18 and whole[1]
+    for cut in range(1, len(data)):
+        assert usage([data[:cut], data[cut:]]) == whole, f"split at byte {cut}"
