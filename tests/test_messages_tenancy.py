@@ -86,3 +86,15 @@ async def test_ping_events_fill_a_silent_converted_stream(make_relay, fake_opena
     assert ("ping", '{"type":"ping"}') in frames and ": keepalive" not in text
     check_stream(message_events(text))
     assert ACME_KEY not in text
+
+
+async def test_a_passthrough_stream_cut_by_the_upstream_ends_with_an_error_event(make_relay, fake_openai, fake_anthropic):
+    relay = await make_relay(config(fake_openai.url, fake_anthropic.url).replace("claude-hang: hang-headers",
+                                                                                 "claude-hang: hang-headers\n      claude-stall: hang-midstream"))
+    resp, text = await raw(relay, {"model": "claude-stall", "max_tokens": 5, "messages": HI, "stream": True})
+    events = message_events(text)
+    assert resp.status == 200 and events[0]["type"] == "message_start" and events[-1]["type"] == "error"
+    check_error(events[-1])
+    assert events[-1]["error"]["type"] == "api_error" and events[-1]["request_id"] == resp.headers["request-id"]
+    [row] = await ledger(relay, 1)
+    assert row.status == 502 and row.api == "messages"
