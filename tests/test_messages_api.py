@@ -95,7 +95,9 @@ async def test_count_tokens_and_models(claude_relay, fake_anthropic):
             async with method(claude_relay.url + "/") as r:
                 assert r.status == 200
     ANTHROPIC.validate("ListResponse_ModelInfo_", page)
-    assert (await client.models.retrieve("claude-text")).id == "claude-text"
+    one = await client.models.retrieve("claude-text")
+    assert one.id == "claude-text"
+    ANTHROPIC.validate("ModelInfo", one.model_dump(mode="json"))
 
 
 # --- openai chat-only channel: the bridge --------------------------------------------------
@@ -137,6 +139,11 @@ async def test_converted_answers_validate_and_mock_answers(claude_relay):
         check_message(json.loads(text))
     msg = await sdk(claude_relay).messages.create(model="demo", max_tokens=50, messages=HI)
     assert msg.content[0].text.startswith("Mock answer to: hi")
+    async with sdk(claude_relay).messages.stream(model="demo", max_tokens=50, messages=HI) as s:
+        streamed = await s.get_final_message()
+    assert streamed.content[0].text == msg.content[0].text and streamed.stop_reason == "end_turn"
+    counted = await sdk(claude_relay).messages.count_tokens(model="demo", messages=HI)
+    assert counted.input_tokens > 0
 
 
 async def test_server_tools_are_dropped_and_named_or_refused(claude_relay, make_relay, fake_openai):

@@ -27,6 +27,9 @@ async def test_messages_through_the_real_cli(make_relay, fake_anthropic):
     recorded = fake_anthropic.fixture("thinking.sse").decode()
     sig = next(e["delta"]["signature"] for e in events if e["type"] == "content_block_delta" and e["delta"]["type"] == "signature_delta")
     assert sig in recorded  # the CLI's thinking signature, carried through chat unchanged
+    async with sdk(relay).messages.stream(model="cli-thinking", max_tokens=100, messages=[{"role": "user", "content": "27*453?"}]) as s:
+        final = await s.get_final_message()
+    assert final.content[0].signature == sig and final.content[1].text == "27 × 453 = 12,231."
 
 
 async def test_client_tools_on_a_cli_channel_are_a_400_naming_tools(make_relay, fake_anthropic):
