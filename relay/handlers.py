@@ -14,6 +14,7 @@ from relay_adaptors.responses import ChatConversion, Envelope, ResponsesStream, 
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from . import messages as anthropic_api
 from .accounting import accounting
 from .auth import is_admin
 from .metrics import exposition
@@ -21,7 +22,6 @@ from .chat_stream import StreamOutcome, write_chat_stream
 from .dispatch import Health, dispatch
 from .httpio import json_response, read_json
 from .keys import BREAKERS, METRICS, REQUEST_ID, RUNTIME
-from . import messages as anthropic_api
 from .native import relay_native
 from .responses_stream import write_events, write_responses_stream
 from .router import Candidate

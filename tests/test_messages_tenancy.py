@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import anthropic
+
 from .conftest import ACME_KEY, anthropic_channel, base_config, sse_frames
 from .messages_events import check_error, check_stream, message_events
 from .test_limits import store_of
@@ -98,3 +100,15 @@ async def test_a_passthrough_stream_cut_by_the_upstream_ends_with_an_error_event
     assert events[-1]["error"]["type"] == "api_error" and events[-1]["request_id"] == resp.headers["request-id"]
     [row] = await ledger(relay, 1)
     assert row.status == 502 and row.api == "messages"
+
+
+async def test_aliases_and_bearer_keys_as_claude_code_uses_them(make_relay, fake_openai, fake_anthropic):
+    # An operator maps the model name Claude Code asks for onto a chat-only channel.
+    text = config(fake_openai.url, fake_anthropic.url) + "aliases:\n  claude-sonnet-4-5: gpt-4.1-mini\n"
+    relay = await make_relay(text.replace('"claude-*"]', '"claude-*", "claude-sonnet-4-5"]'))
+    client = anthropic.AsyncAnthropic(base_url=relay.url, auth_token=ACME_KEY, max_retries=0)  # Authorization: Bearer
+    msg = await client.messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=HI)
+    assert msg.model == "claude-sonnet-4-5" and msg.content[0].text
+    assert fake_openai.last.body["model"] == "text" and fake_openai.last.headers["Authorization"] != f"Bearer {ACME_KEY}"
+    [row] = await ledger(relay, 1)
+    assert (row.model, row.channel, row.api) == ("claude-sonnet-4-5", "openai-main", "messages")
