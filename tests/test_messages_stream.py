@@ -181,7 +181,11 @@ def chat_streams(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[tuple[str,
         tc: dict[str, Any] = {"index": i, "function": {"arguments": piece}}
         if i not in started:
             started.add(i)
-            tc.update(id=f"call_{i}", type="function", function={"name": f"tool_{i}", "arguments": piece})
+            if draw(st.booleans()):  # the name in the first delta, as OpenAI sends it
+                tc.update(id=f"call_{i}", type="function", function={"name": f"tool_{i}", "arguments": piece})
+            else:  # the id first, the name in the next delta, as some servers do
+                chunks.append(chunk({"tool_calls": [{"index": i, "id": f"call_{i}", "type": "function", "function": {"arguments": ""}}]}))
+                tc["function"]["name"] = f"tool_{i}"
         chunks.append(chunk({"tool_calls": [tc]}))
     chunks.append(chunk({}, draw(st.sampled_from(["stop", "length", "tool_calls", "content_filter"]))))
     chunks.append({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}})
@@ -241,3 +245,11 @@ def test_the_passthrough_usage_tap_reads_the_same_usage_at_every_byte_boundary()
     assert whole[0]["completion_tokens"] == 18 and whole[1]
     for cut in range(1, len(data)):
         assert usage([data[:cut], data[cut:]]) == whole, f"split at byte {cut}"
+
+
+def test_a_call_whose_name_comes_after_its_id_opens_with_the_name():
+    events, m = run([chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"arguments": '{"a"'}}]}),
+                     chunk({"tool_calls": [{"index": 0, "function": {"name": "late", "arguments": ": 1}"}}]}),
+                     chunk({}, "tool_calls")])
+    check_stream(events)
+    assert events[1]["content_block"]["name"] == "late" and m.message["content"][0]["input"] == {"a": 1}

@@ -132,6 +132,9 @@ class MessagesStream:
     def finish(self) -> list[Event]:
         self._expect(Phase.STREAMING, "finish")
         out = self._close()
+        while self.queued:  # calls still waiting (for a name that never came): written out whole
+            out += self._go_live(self.queued.pop(0))
+            out += self._close()
         self.phase = Phase.DONE
         reason = STOP_REASONS.get(self.finish_reason or "stop", "end_turn")
         stop_sequence = None
@@ -222,13 +225,13 @@ class MessagesStream:
         if tool is None:
             tool = _Tool(idx, tc.get("id") or self.make_id("toolu_"), fn.get("name") or "")
             self.tools[idx] = tool
-            if self.open == "tool":
-                self.queued.append(tool)
-            else:
-                out += self._close()
-                out += self._go_live(tool)
+            self.queued.append(tool)
         elif fn.get("name") and not tool.name:
-            tool.name = fn["name"]
+            tool.name = fn["name"]  # servers that send the name after the id
+        if self.live is None and self.queued and self.queued[0].name:
+            # The next call goes live once its name is known (content_block_start needs it).
+            out += self._close()
+            out += self._go_live(self.queued.pop(0))
         args = fn.get("arguments")
         if isinstance(args, str) and args:
             if tool.state == "closed":
