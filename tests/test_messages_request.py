@@ -139,3 +139,12 @@ def test_model_pages():
     assert [m["id"] for m in model_page(names, limit=2, after_id="b")["data"]] == ["c", "d"]
     assert not model_page(names, limit=2, after_id="b")["has_more"]
     ANTHROPIC.validate("ListResponse_ModelInfo_", page)
+
+
+def test_tool_result_blocks_chat_has_no_part_for_travel_as_json_text():
+    conv = convert({"messages": [{"role": "user", "content": "q"},
+                                 {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "find", "input": {}}]},
+                                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                                     {"type": "text", "text": "found: "}, {"type": "tool_reference", "tool_name": "Grep"}]}]}]})
+    assert conv.chat["messages"][2] == {"role": "tool", "tool_call_id": "t1",
+                                        "content": 'found: {"type":"tool_reference","tool_name":"Grep"}'}

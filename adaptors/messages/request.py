@@ -121,10 +121,14 @@ def _tool_result(block: dict[str, Any], param: str) -> tuple[dict[str, Any], lis
         texts.append(content)
     elif isinstance(content, list):
         for j, b in enumerate(content):
-            part = _part(b, f"{param}.content.{j}") if isinstance(b, dict) else None
-            if part is None:
+            if not isinstance(b, dict):
                 continue
-            (texts.append(part["text"]) if part["type"] == "text" else images.append(part))
+            if b.get("type") not in ("text", "image", "document"):
+                texts.append(jsonfast.dumps(b).decode())  # e.g. a tool_reference: kept, as the model can read it
+                continue
+            part = _part(b, f"{param}.content.{j}")
+            if part is not None:
+                (texts.append(part["text"]) if part["type"] == "text" else images.append(part))
     text = "".join(texts)
     if block.get("is_error"):
         text = f"Error: {text}"  # chat has no error flag on tool results
