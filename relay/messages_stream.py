@@ -55,36 +55,42 @@ async def write_messages_stream(resp: Sink, stream: ChatStream, machine: Message
     outcome.finished = True
 
 
-class MessagesUsageTap:
-    """Watches relayed Anthropic bytes: usage (cache reads and writes included) from
-    message_start and message_delta, the first content's time, an in-stream error."""
+def _produced(outcome: StreamOutcome, chars: int) -> None:
+    """Counts relayed generated text and notes when the first of it went out."""
+    outcome.output_chars += chars
+    if outcome.first_chunk_at is None:
+        outcome.first_chunk_at = time.monotonic()
 
-    def __init__(self, streaming: bool, channel: str, outcome: StreamOutcome):
+
+class MessagesTap:
+    """Watches relayed Anthropic bytes (sans-IO): `feed` returns the bytes to relay (as they
+    came), and notes usage (cache reads and writes included) from message_start and
+    message_delta, generated text, and an in-stream error. `end` returns what is left to
+    send: an `error` event when the upstream stopped before message_stop."""
+
+    def __init__(self, streaming: bool, outcome: StreamOutcome, channel: str, request_id: str | None = None):
         self.sse = SSEDecoder() if streaming else None
-        self.channel = channel
         self.outcome = outcome
+        self.channel = channel
+        self.request_id = request_id
         self.body: list[bytes] = []
         self.raw: dict[str, Any] = {}  # Anthropic usage, merged as events report it
         self.stopped = False  # message_stop went by
+        self.ended = False
 
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        return chat_usage(self.raw) if self.raw else None
-
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> bytes:
         if self.sse is None:
             self.body.append(data)
-            return
+            return data
         for ev in self.sse.feed(data):
             kind = ev.event
             if kind == "content_block_delta":
-                if self.outcome.first_chunk_at is None:
-                    self.outcome.first_chunk_at = time.monotonic()
-                self.outcome.output_chars += len(ev.data) // 2  # an estimate, for a stream cut before usage
+                _produced(self.outcome, max(1, len(ev.data) // 2))  # an estimate, for a stream cut before usage
             elif kind in ("message_start", "message_delta", "error"):
                 self._event(kind, ev.data)
             elif kind == "message_stop":
                 self.stopped = True
+        return data
 
     def _event(self, kind: str, data: str) -> None:
         try:
@@ -98,41 +104,51 @@ class MessagesUsageTap:
             return
         usage = (obj.get("message") or {}).get("usage") if kind == "message_start" else obj.get("usage")
         if isinstance(usage, dict):
-            self.raw.update({k: v for k, v in usage.items() if v is not None})
+            self._usage(usage)
 
-    def close(self) -> None:
-        if self.sse is None and self.body:
+    def _usage(self, usage: dict[str, Any]) -> None:
+        self.raw.update({k: v for k, v in usage.items() if v is not None})
+        self.outcome.usage = chat_usage(self.raw)
+
+    def end(self) -> bytes:
+        if self.ended:
+            return b""
+        self.ended = True
+        if self.sse is None:
             try:
                 usage = jsonfast.loads(b"".join(self.body)).get("usage")
             except (jsonfast.JSONDecodeError, AttributeError):
-                return
+                return b""
             if isinstance(usage, dict):
-                self.raw.update(usage)
+                self._usage(usage)
+            return b""
+        if self.stopped or self.outcome.error is not None:
+            return b""
+        # The upstream went away mid-stream: say so in the stream, as Anthropic would.
+        self.outcome.error = upstream_bad_response(self.channel, "the stream ended before message_stop")
+        return b"\n\n" + encode_event("error", jsonfast.dumps(error_body(self.outcome.error, self.request_id)))
 
 
 async def relay_messages(request: web.Request, adaptor: NativeMessages, call: Call, channel: str,
                          headers: dict[str, str], acct: Accounting) -> web.StreamResponse:
-    """An anthropic channel's answer, byte for byte."""
+    """An anthropic channel's answer, byte for byte, through a MessagesTap."""
     upstream = await adaptor.messages_passthrough(call)
     streaming = upstream.content_type.startswith("text/event-stream")
-    acct.outcome = StreamOutcome()
-    tap = MessagesUsageTap(streaming, channel, acct.outcome)
+    outcome = acct.outcome = StreamOutcome()
+    tap = MessagesTap(streaming, outcome, channel, call.request_id)
     try:
         resp = web.StreamResponse(status=upstream.status, headers={"Content-Type": upstream.content_type, **headers})
         if streaming:
             resp.headers.update({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"})
         await resp.prepare(request)
         async for data in upstream.chunks:
-            tap.feed(data)
-            await resp.write(data)
-        if streaming and not tap.stopped and acct.outcome.error is None:
-            # The upstream went away mid-stream: say so in the stream, as Anthropic would.
-            acct.outcome.error = upstream_bad_response(channel, "the stream ended before message_stop")
-            await resp.write(b"\n\n" + encode_event("error", jsonfast.dumps(error_body(acct.outcome.error, call.request_id))))
+            if out := tap.feed(data):
+                await resp.write(out)
+        if tail := tap.end():
+            await resp.write(tail)
         await resp.write_eof()
-        acct.outcome.finished = acct.outcome.error is None
+        outcome.finished = outcome.error is None
         return resp
     finally:
+        tap.end()  # before any wait: what was seen is kept even if this task is cancelled
         await finish(upstream.chunks.aclose())
-        tap.close()
-        acct.usage = tap.usage

@@ -227,24 +227,26 @@ def test_text_and_a_tool_call_in_one_chunk_keep_both():
         ("text", "Running it."), ("tool_use", {"command": "ls"})]
 
 
-def test_the_passthrough_usage_tap_reads_the_same_usage_at_every_byte_boundary():
+def test_the_passthrough_tap_relays_every_byte_and_reads_the_same_usage_at_every_boundary():
     from relay.chat_stream import StreamOutcome
-    from relay.messages_stream import MessagesUsageTap
+    from relay.messages_stream import MessagesTap
 
     data = (Path(__file__).parent / "fixtures" / "anthropic" / "text.sse").read_bytes()
 
-    def usage(pieces):
-        tap = MessagesUsageTap(True, "claude", StreamOutcome())
-        for p in pieces:
-            tap.feed(p)
-        tap.close()
-        return tap.usage, tap.stopped
+    def tap(pieces):
+        outcome = StreamOutcome()
+        t = MessagesTap(True, outcome, "claude")
+        relayed = b"".join(t.feed(p) for p in pieces) + t.end()
+        return relayed, outcome.usage, outcome.error
 
-    whole = usage([data])
-    assert whole[0]["prompt_tokens"] == 21 + 1800 + 200 and whole[0]["prompt_tokens_details"]["cached_tokens"] == 1800
-    assert whole[0]["completion_tokens"] == 18 and whole[1]
+    relayed, usage, error = tap([data])
+    assert relayed == data and error is None
+    assert usage["prompt_tokens"] == 21 + 1800 + 200 and usage["prompt_tokens_details"]["cached_tokens"] == 1800
+    assert usage["completion_tokens"] == 18
     for cut in range(1, len(data)):
-        assert usage([data[:cut], data[cut:]]) == whole, f"split at byte {cut}"
+        assert tap([data[:cut], data[cut:]]) == (data, usage, None), f"split at byte {cut}"
+    cut_short, _, error = tap([data[: data.index(b"event: message_delta")]])
+    assert error is not None and cut_short.endswith(b'"request_id":null}\n\n') and b"event: error" in cut_short
 
 
 def test_a_call_whose_name_comes_after_its_id_opens_with_the_name():
