@@ -14,7 +14,7 @@ from aiohttp import web
 from relay_adaptors.errors import RelayError
 from relay_config.schema import RelayConfig
 
-from . import admin, handlers
+from . import admin, handlers, messages
 from .breaker import Breakers
 from .httpio import error_response, request_id
 from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
@@ -119,6 +119,9 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/responses", handlers.responses)
+    app.router.add_post("/v1/messages", messages.messages)
+    app.router.add_post("/v1/messages/count_tokens", messages.count_tokens)
+    app.router.add_get("/", messages.root)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model}", handlers.get_model)
     app.router.add_get("/healthz", handlers.healthz)

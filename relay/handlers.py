@@ -21,6 +21,7 @@ from relay_adaptors.responses import (
     validate_responses_request,
 )
 
+from . import messages as anthropic_api
 from .auth import is_admin
 from .chat_writer import write_chat_stream
 from .dispatch import Attempt
@@ -135,13 +136,17 @@ def _model(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "relay"}
 
 
-async def list_models(request: web.Request) -> web.Response:
+async def list_models(request: web.Request) -> web.StreamResponse:
+    if anthropic_api.wants_anthropic(request):
+        return await anthropic_api.list_models(request)
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
     return json_response({"object": "list", "data": [_model(m) for m in rt.router.models_for(tenant)]})
 
 
-async def get_model(request: web.Request) -> web.Response:
+async def get_model(request: web.Request) -> web.StreamResponse:
+    if anthropic_api.wants_anthropic(request):
+        return await anthropic_api.get_model(request)
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
     name = request.match_info["model"]

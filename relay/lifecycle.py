@@ -28,6 +28,7 @@ from aiohttp import web
 
 from relay_adaptors.base import CallReport
 from relay_adaptors.errors import RelayError
+from relay_adaptors.sse import KEEPALIVE
 from relay_adaptors.tokens import estimate_prompt
 from relay_config.schema import TenantConfig
 
@@ -150,15 +151,15 @@ class ModelCall:
         self.usage = usage if isinstance(usage, dict) else None
         return json_response(payload, headers={**headers, **self.headers})
 
-    async def stream(self, answer: Answer, write: Writer, headers: dict[str, str]) -> web.StreamResponse:
-        """Streams `answer` to the client through `write`, keepalives included."""
+    async def stream(self, answer: Answer, write: Writer, headers: dict[str, str], ping: bytes = KEEPALIVE) -> web.StreamResponse:
+        """Streams `answer` to the client through `write`, with `ping` while the upstream is silent."""
         assert answer.stream is not None
         outcome = self.outcome = StreamOutcome()
         writer: KeepaliveWriter | None = None
         try:
             resp = web.StreamResponse(headers={**SSE_HEADERS, **headers, **self.headers, "x-request-id": self.request_id})
             await resp.prepare(self.request)
-            writer = KeepaliveWriter(resp, self.rt.config.server.sse_keepalive)
+            writer = KeepaliveWriter(resp, self.rt.config.server.sse_keepalive, ping)
             await write(writer, outcome)
             await writer.stop()
             await resp.write_eof()
@@ -207,7 +208,7 @@ class ModelCall:
             assert answer.raw is not None
             await answer.raw.chunks.aclose()
         finally:
-            answer.settle(None, outcome.finished)
+            answer.settle(outcome.error, outcome.finished)
 
     async def _shielded(self, work: Awaitable[None]) -> None:
         """Runs `work` to the end even if the caller is cancelled while waiting for it."""

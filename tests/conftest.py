@@ -14,7 +14,7 @@ from relay_config.loader import parse_config
 
 from .fakes.anthropic import FakeAnthropic
 from .fakes.openai import FakeOpenAI
-from .support import ANTHROPIC_KEY, ENV, Relay, base_config, serve_fake
+from .support import ENV, Relay, anthropic_channel, base_config, serve_fake
 
 
 @pytest.fixture
@@ -25,34 +25,6 @@ async def fake_openai(aiohttp_server: Callable[..., Any]) -> FakeOpenAI:
 @pytest.fixture
 async def fake_anthropic(aiohttp_server: Callable[..., Any]) -> FakeAnthropic:
     return await serve_fake(FakeAnthropic(), aiohttp_server)
-
-
-def anthropic_channel(url: str) -> str:
-    return f"""\
-- name: claude
-  type: anthropic
-  base_url: {url}
-  api_key: {ANTHROPIC_KEY}
-  betas: [interleaved-thinking-2025-05-14]
-  default_max_tokens: 1000
-  models:
-    claude-text: text
-    claude-tool: tool_use
-    claude-parallel: parallel_tool_use
-    claude-thinking: thinking
-    claude-max: max_tokens
-    claude-midstream: error_midstream
-    claude-400: status-400
-    claude-401: status-401
-    claude-403: status-403
-    claude-404: status-404
-    claude-413: status-413
-    claude-429: status-429
-    claude-500: status-500
-    claude-529: status-529
-    claude-hang: hang-headers
-  timeout: {{connect: 2, first_byte: 1, idle: 1, total: 10}}
-"""
 
 
 @pytest.fixture

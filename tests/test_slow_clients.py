@@ -116,7 +116,7 @@ async def test_relay_serve_applies_the_limits(tmp_path):
     import subprocess
     import sys
 
-    from .test_serve import free_port
+    from .support import free_port
 
     port = free_port()
     config = tmp_path / "relay.yaml"
