@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay_adaptors.anthropic.thinking import encode_block
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.messages import MessagesStream, completion_to_message
 from relay_adaptors.openai.codec import ChatStreamConverter
 
