@@ -24,7 +24,7 @@ def ops_app(gateway: web.Application) -> web.Application:
     """The ops application for a started gateway app."""
     from . import admin, handlers
     from .app import errors_middleware
-    from .keys import RUNTIME
+    from .appkeys import RUNTIME
 
     if RUNTIME not in gateway:
         raise RuntimeError("start the gateway application before building its ops application")
