@@ -12,10 +12,14 @@ import pytest
 
 from relay.appkeys import STORE
 
-from .cli_support import (
+from .spec import validate, validate_error, validate_response_event
+from .support import ACME_KEY, responses_events, scrape, sse_frames, value
+from .support.cli import (
     CLI_KEY,
     GERMAN,
     HELLO,
+    adaptor_of,
+    eventually,
     gone,
     post,
     private_tmp,
@@ -23,8 +27,6 @@ from .cli_support import (
     real_cli_config,
     stand_in_config,
 )
-from .spec import validate, validate_error, validate_response_event
-from .support import ACME_KEY, responses_events, scrape, sse_frames, value
 
 
 @pytest.fixture(autouse=True)
@@ -172,35 +174,28 @@ async def test_stubborn_process_group_is_killed(make_relay, tmp_path):
 
 
 async def test_queueing_then_429_after_queue_timeout(make_relay, tmp_path):
+    """Order, not durations: a request that waits longer than queue_timeout is refused while
+    the slot's holder still runs; one with a long queue_timeout is served after it."""
     marker = uuid.uuid4().hex
-    relay = await make_relay(stand_in_config(tmp_path, "slow", marker, max_concurrent=1, queue_timeout=1.2))
-    loop = asyncio.get_running_loop()
-
-    async def timed(body):
-        t = loop.time()
-        r = await relay.post("/v1/chat/completions", body)
-        return r.status, loop.time() - t, await r.read()
-
-    first = asyncio.create_task(timed({"model": "cli", "messages": HELLO}))
-    await asyncio.sleep(0.3)
+    relay = await make_relay(stand_in_config(tmp_path, "slow", marker, max_concurrent=1, queue_timeout=0.3))
+    first = asyncio.create_task(relay.post("/v1/chat/completions", {"model": "cli", "messages": HELLO}))
+    assert await eventually(lambda: adaptor_of(relay).running == 1, 5)
     assert value(await scrape(relay.ops_url), "relay_cli_processes", channel="fake-cli") == 1
-    second = asyncio.create_task(timed({"model": "cli", "messages": HELLO}))  # waits ~2.2 s: longer than queue_timeout
-    status1, took1, _ = await first
-    status2, took2, body2 = await second
-    assert status1 == 200 and took1 > 2
-    assert status2 == 429 and 1.1 < took2 < 2.0
-    err = json.loads(body2)
+    refused = await relay.post("/v1/chat/completions", {"model": "cli", "messages": HELLO})
+    assert not first.done()  # refused while the holder still runs
+    err = json.loads(await refused.read())
     validate_error(err)
-    assert err["error"]["code"] == "channel_busy"
+    assert refused.status == 429 and err["error"]["code"] == "channel_busy"
+    assert (await first).status == 200
     assert value(await scrape(relay.ops_url), "relay_cli_processes", channel="fake-cli") == 0
 
-    relay2 = await make_relay(stand_in_config(tmp_path, "slow", marker, max_concurrent=1, queue_timeout=10))
+    relay2 = await make_relay(stand_in_config(tmp_path, "slow", marker, max_concurrent=1, queue_timeout=30))
     a = asyncio.create_task(relay2.post("/v1/chat/completions", {"model": "cli", "messages": HELLO}))
-    await asyncio.sleep(0.3)
-    t = loop.time()
-    b = await relay2.post("/v1/chat/completions", {"model": "cli", "messages": HELLO})
-    assert (await a).status == 200 and b.status == 200
-    assert loop.time() - t > 3.5  # it queued behind the first, then ran its own ~2.5 s
+    assert await eventually(lambda: adaptor_of(relay2).running == 1, 5)
+    b = asyncio.create_task(relay2.post("/v1/chat/completions", {"model": "cli", "messages": HELLO}))
+    done, _ = await asyncio.wait({a, b}, return_when=asyncio.FIRST_COMPLETED)
+    assert done == {a}  # the queued one waits for the holder...
+    assert (await a).status == 200 and (await b).status == 200  # ...and is then served
     assert await gone(marker)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relay.appkeys import BREAKERS, RUNTIME
+from relay.appkeys import BREAKERS
 from relay_adaptors.claude_cli import ClaudeCliAdaptor
 from relay_adaptors.claude_cli.process import KILL_GRACE, STDERR_TAIL, CliProcess
 from relay_adaptors.claude_cli.scrub import Scrubber
@@ -26,9 +26,9 @@ from relay_adaptors.kernel.errors import RelayError
 from relay_config.loader import parse_config
 from relay_config.schema import ClaudeCliChannel
 
-from .cli_support import HELLO, gone, post, private_tmp, processes, real_cli_config, stand_in_config
 from .spec import validate_error
 from .support import ACME_KEY, sse_frames
+from .support.cli import HELLO, adaptor_of, eventually, gone, post, private_tmp, processes, real_cli_config, stand_in_config
 
 LEAKY_KEY = "sk-ant-leaky-0123456789abcdef"
 MakeRelay = Callable[..., Awaitable[Any]]  # tests/conftest.py make_relay
@@ -37,12 +37,6 @@ MakeRelay = Callable[..., Awaitable[Any]]  # tests/conftest.py make_relay
 @pytest.fixture(autouse=True)
 def cli_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return private_tmp(tmp_path, monkeypatch)
-
-
-def adaptor_of(relay: Any) -> ClaudeCliAdaptor:
-    (_, adaptor), = relay.server.app[RUNTIME].current.channels
-    assert isinstance(adaptor, ClaudeCliAdaptor)
-    return adaptor
 
 
 def direct_adaptor(config_text: str) -> ClaudeCliAdaptor:
@@ -60,14 +54,6 @@ def released(adaptor: ClaudeCliAdaptor, tmp: Path) -> bool:
     """No process counted, the single slot free, no process directory left."""
     assert adaptor.cfg.max_concurrent == 1
     return adaptor.running == 0 and not adaptor.slots.locked() and not list(tmp.iterdir())
-
-
-async def eventually(check: Callable[[], bool], within: float) -> bool:
-    for _ in range(int(within / 0.05)):
-        if check():
-            return True
-        await asyncio.sleep(0.05)
-    return check()
 
 
 def dead(pid: int) -> bool:

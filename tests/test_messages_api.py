@@ -8,9 +8,9 @@ import aiohttp
 import anthropic
 import pytest
 
-from .messages_events import HI, check_error, check_message, check_stream, message_events, raw, sdk
 from .spec import ANTHROPIC
 from .support import ACME_KEY, ANTHROPIC_KEY, GLOBEX_KEY, UPSTREAM_KEY
+from .support.messages import HI, check_error, check_message, check_stream, message_events, raw, sdk
 
 FIXTURES_SSE = "tests/fixtures/anthropic/{}.sse"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .cli_support import CLAUDE
 from .fakes.tool_loop import ToolLoopUpstream
 from .support import ACME_KEY, serve_fake, store_of
+from .support.cli import CLAUDE
 
 PROMPT = "Run the shell command `echo relay-$((6*7))` with the Bash tool and tell me exactly what it printed."
 

@@ -6,8 +6,8 @@ import json
 import anthropic
 import pytest
 
-from .cli_support import GERMAN, real_cli_config
-from .messages_events import check_error, check_message, check_stream, message_events, raw, sdk
+from .support.cli import GERMAN, real_cli_config
+from .support.messages import check_error, check_message, check_stream, message_events, raw, sdk
 
 
 async def test_messages_through_the_real_cli(make_relay, fake_anthropic):

@@ -14,7 +14,7 @@ from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.messages import MessagesStream, completion_to_message
 from relay_adaptors.openai.codec import ChatStreamConverter
 
-from .messages_events import check_error, check_message, check_order, check_stream, final_message
+from .support.messages import check_error, check_message, check_order, check_stream, final_message
 
 OPENAI = Path(__file__).parent / "fixtures" / "openai"
 STREAMS = ["chat-text.sse", "chat-tool.sse", "chat-tools.sse", "chat-reasoning.sse", "chat-length.sse"]

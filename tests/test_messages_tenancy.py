@@ -7,8 +7,8 @@ import json
 
 import anthropic
 
-from .messages_events import HI, check_error, check_stream, message_events, raw
 from .support import ACME_KEY, anthropic_channel, base_config, scrape, sse_frames, store_of, value
+from .support.messages import HI, check_error, check_stream, message_events, raw
 
 
 def config(openai_url: str, anthropic_url: str, limits: str = "", server: str = "") -> str:

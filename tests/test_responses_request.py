@@ -1,7 +1,8 @@
 """Responses request -> chat request, the parts not visible through an upstream's body."""
 from __future__ import annotations
 
-from relay_adaptors.responses import REASONING_KEY, to_chat
+from relay_adaptors.kernel.chunks import REASONING_KEY
+from relay_adaptors.responses import to_chat
 
 HISTORY = [
     {"role": "user", "content": "q"},

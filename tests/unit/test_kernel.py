@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from relay_adaptors.kernel import chunks
 from relay_adaptors.kernel.chat import max_output_tokens
 from relay_adaptors.kernel.content import content_text
 from relay_adaptors.kernel.params import format_loc
 from relay_adaptors.kernel.tokens import estimate_prompt
-from relay_adaptors.responses import request as responses_request
 
 PARTS = [{"type": "text", "text": "one"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
          {"type": "text", "text": "two"}, {"type": "refusal", "refusal": "no"}]
@@ -59,6 +57,3 @@ def test_max_output_tokens(req, cap):
 def test_format_loc(loc, text):
     assert format_loc(loc) == text
 
-
-def test_the_bridge_and_the_adaptors_use_one_reasoning_key():
-    assert responses_request.REASONING_KEY == chunks.REASONING_KEY

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 import anthropic
 
-from .spec import ANTHROPIC, validate_anthropic_error, validate_message_event
-from .support import ACME_KEY, sse_frames
+from ..spec import ANTHROPIC, validate_anthropic_error, validate_message_event
+from . import ACME_KEY, sse_frames
 
 
 def message_events(text: str) -> list[dict[str, Any]]:

@@ -7,16 +7,20 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .proc import ROOT
-from .support import ACME_KEY
+from relay.appkeys import RUNTIME
+from relay_adaptors.claude_cli import ClaudeCliAdaptor
+
+from ..proc import ROOT
+from . import ACME_KEY
 
 CLAUDE = Path(os.environ.get("RELAY_TEST_CLAUDE", ROOT / ".tools" / "node_modules" / ".bin" / "claude"))
-STAND_IN = Path(__file__).parent / "fakes" / "fake_claude.py"
+STAND_IN = Path(__file__).parents[1] / "fakes" / "fake_claude.py"
 GERMAN = "Grüß dich! Hier ist ein Kaffee ☕ und ein 🎉."
 CLI_KEY = "sk-ant-cli-channel-key"
 HELLO = [{"role": "system", "content": "Answer in German."}, {"role": "user", "content": "hello"}]
@@ -109,3 +113,17 @@ async def post(relay: Any, body: dict[str, Any], stream: bool = False) -> tuple[
         return resp, text
     r = await relay.post("/v1/chat/completions", body)
     return r, json.loads(await r.read())
+
+
+def adaptor_of(relay: Any) -> ClaudeCliAdaptor:
+    (_, adaptor), = relay.server.app[RUNTIME].current.channels
+    assert isinstance(adaptor, ClaudeCliAdaptor)
+    return adaptor
+
+
+async def eventually(check: Callable[[], bool], within: float) -> bool:
+    for _ in range(int(within / 0.05)):
+        if check():
+            return True
+        await asyncio.sleep(0.05)
+    return check()
