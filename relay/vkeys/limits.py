@@ -1,0 +1,51 @@
+"""A virtual key's own counters (scope `key:<id>`), added to the tenant's admission plan: a
+request must pass both. Built from the store's dataclasses; relay.limits stays the tenant's."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from relay_adaptors.errors import RelayError
+
+from ..limits import Plan, headers, period_key
+from ..store import Admission, Budget, Concurrency, Rate
+from .model import VirtualKey
+
+
+def extend(plan: Plan, key: VirtualKey, estimate: Callable[[], int], now: float) -> set[str]:
+    """Adds the key's limits to `plan`; returns the names of the counters added."""
+    lim, scope, req = key.key_limits, f"key:{key.id}", plan.req
+    added: list[str] = []
+    if lim.rpm:
+        req.rates.append(Rate(f"rpm:{scope}", "requests", lim.rpm, 1))
+        added.append(f"rpm:{scope}")
+    if lim.tpm:
+        if not plan.token_rates:
+            plan.estimate = estimate()
+        rate = Rate(f"tpm:{scope}", "tokens", lim.tpm, plan.estimate)
+        req.rates.append(rate)
+        plan.token_rates.append(rate)
+        added.append(rate.key)
+    if lim.max_concurrent:
+        req.concurrency.append(Concurrency(f"conc:{scope}", lim.max_concurrent))
+        added.append(f"conc:{scope}")
+    if lim.budget is not None:
+        period, ttl = period_key(lim.budget.period, now)
+        req.budgets.append(Budget(f"budget:{scope}:{period}", lim.budget.tokens, ttl))
+        added.append(f"budget:{scope}:{period}")
+    return set(added)
+
+
+def rejection(adm: Admission) -> RelayError:
+    """The 429 for a request refused by one of the key's own counters."""
+    if adm.failed == "budget":
+        return RelayError(429, "This API key has spent its token budget for this period.",
+                          type="insufficient_quota", code="insufficient_quota", headers=headers(adm))
+    retry = str(max(1, int(adm.retry_after + 0.999)))
+    what = {"requests": "requests per minute", "tokens": "tokens per minute", "concurrency": "concurrent requests"}[adm.failed or "requests"]
+    return RelayError(429, f"Rate limit reached for this API key on {what}; retry after {retry}s.",
+                      type="rate_limit_error", code="rate_limit_exceeded", headers={**headers(adm), "retry-after": retry})
+
+
+def model_not_found(model: str) -> RelayError:
+    """A model outside the key's allowlist does not exist for it (as an unknown model)."""
+    return RelayError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
