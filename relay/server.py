@@ -15,6 +15,7 @@ from . import __version__
 from .admin import reload_config
 from .app import create_app
 from .ops import ops_app
+from .vkeys.wiring import KeyConflict
 
 log = logging.getLogger("relay")
 
@@ -34,7 +35,11 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
     app = create_app(config, config_path)
     # shutdown_timeout: how long in-flight requests and streams may run on after SIGTERM.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=config.server.drain_seconds)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except KeyConflict as e:  # a key both in the YAML and the key store (relay.vkeys)
+        log.error("cannot start: %s", e)
+        raise SystemExit(1) from None
     # reuse_port: several worker processes may listen on the same port (relay/workers.py).
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True, backlog=4096)
     await site.start()
