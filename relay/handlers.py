@@ -28,6 +28,7 @@ from .responses_writer import write_events, write_responses_stream
 from .router import Candidate
 from .sse_out import KeepaliveWriter
 from .store import StoreError
+from .vkeys.appkeys import VIRTUAL_KEY
 
 log = logging.getLogger("relay")
 READY_STORE_TIMEOUT = 2.5  # seconds; below the readiness probe's timeout in deploy/kubernetes
@@ -132,14 +133,22 @@ def _model(name: str) -> dict[str, Any]:
 async def list_models(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
-    return json_response({"object": "list", "data": [_model(m) for m in rt.router.models_for(tenant)]})
+    return json_response({"object": "list", "data": [_model(m) for m in _models_for(request, rt, tenant)]})
+
+
+def _models_for(request: web.Request, rt: Any, tenant: Any) -> list[str]:
+    """The tenant's models, narrowed by a virtual key's allowlist (matched, as at admission,
+    on the model an alias names)."""
+    key = request.get(VIRTUAL_KEY)
+    models = rt.router.models_for(tenant)
+    return models if key is None else [m for m in models if key.may_use(rt.router.aliases.get(m, m))]
 
 
 async def get_model(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
     name = request.match_info["model"]
-    if name not in rt.router.models_for(tenant):  # another tenant's model is not found either
+    if name not in _models_for(request, rt, tenant):  # another tenant's model is not found either
         raise RelayError(404, f"The model '{name}' does not exist.", param="model", code="model_not_found")
     return json_response(_model(name))
 

@@ -159,6 +159,11 @@ async def test_allowlist_only_narrows(relay: Relay) -> None:
     with pytest.raises(openai.PermissionDeniedError):  # outside the tenant's list: the key cannot widen it
         await chat(relay, secret, "globex-chat")
     await chat(relay, ACME_KEY, "gpt-tools")  # the tenant itself still may
+    listed = [m.id async for m in relay.client(secret).models.list()]
+    assert listed == ["gpt-4.1-mini"]
+    with pytest.raises(openai.NotFoundError):
+        await relay.client(secret).models.retrieve("gpt-tools")
+    assert "gpt-tools" in [m.id async for m in relay.client(ACME_KEY).models.list()]
 
 
 async def test_key_and_tenant_limits_both_hold(relay: Relay) -> None:

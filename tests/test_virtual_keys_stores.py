@@ -109,6 +109,9 @@ def test_sqlite_cli_and_server_share_keys_across_restarts(tmp_path: Path) -> Non
     finally:
         server.stop()
     assert by_api["secret"] not in server.log and by_cli not in server.log
+    # Only digests are stored: no secret anywhere in the database files.
+    stored = b"".join(f.read_bytes() for f in tmp_path.glob("relay.db*"))
+    assert b"vkey_digests" in stored and by_api["secret"].encode() not in stored and by_cli.encode() not in stored
 
     # ...and a start is refused.
     conflicted = RelayProcess(config)  # returns when the process has said something or ended

@@ -31,7 +31,10 @@ async def resolve(request: web.Request) -> None:
     # Only Relay's own format is looked up: any other unknown key is refused without a store round trip.
     if not secret or not secret.startswith(SECRET_PREFIX):
         return
-    d = digest(secret)
+    try:
+        d = digest(secret)
+    except UnicodeError:
+        return  # not a key Relay issued; relay.auth answers for it
     if request.app[RUNTIME].current.keys.knows(d):
         return  # a YAML key
     cache = request.app[KEY_CACHE]
