@@ -75,6 +75,10 @@ async def test_create_use_list_patch_rotate_revoke(relay: Relay, clock: Clock, c
     assert secret.startswith("sk-relay-") and len(secret) >= len("sk-relay-") + 43  # 32 random bytes
     reply = await chat(relay, secret)
     assert reply.choices[0].message.content
+    async with relay.client(secret).chat.completions.stream(
+            model="gpt-4.1-mini", messages=[{"role": "user", "content": "hi"}]) as stream:
+        final = await stream.get_final_completion()
+    assert final.choices[0].message.content == reply.choices[0].message.content
 
     # Listed and shown, never with the secret or its digest.
     status, listing, text = await admin(relay, "GET", "/admin/keys?tenant=acme")
@@ -253,3 +257,17 @@ async def test_unknown_virtual_key_and_metrics_stay_tenant_level(relay: Relay) -
         async with s.get(relay.ops_url + "/metrics") as r:
             text = await r.text()
     assert 'tenant="acme"' in text and key_id not in text and secret not in text
+
+
+async def test_key_concurrency(relay: Relay) -> None:
+    _, secret = await create(relay, limits={"max_concurrent": 1})
+    stream = await relay.client(secret).chat.completions.create(
+        model="gpt-hang-midstream", messages=[{"role": "user", "content": "hi"}], stream=True)
+    try:
+        await stream.__anext__()  # in flight: the upstream went silent after two frames
+        with pytest.raises(openai.RateLimitError) as busy:
+            await chat(relay, secret)
+        assert "concurrent requests" in busy.value.message and "this API key" in busy.value.message
+        await chat(relay, ACME_KEY)  # the tenant has no concurrency limit of its own
+    finally:
+        await stream.close()

@@ -148,6 +148,11 @@ def test_cli_validation_and_unknown_ids(tmp_path: Path) -> None:
     assert data["limits"] == {"tpm": 500} and data["models"] == ["demo"] and data["disabled"] is True
     rot = json.loads(cli("keys", "rotate", "-c", str(config), key_id, "--grace", "30", "--format", "json", cwd=tmp_path).stdout)
     assert rot["secret"] != made["secret"] and rot["data"][0]["previous_valid_until"] is not None
+    import sqlite3
+    with sqlite3.connect(tmp_path / "relay.db") as con:
+        trail = con.execute("SELECT actor, action, key_id FROM vkey_audit ORDER BY rowid").fetchall()
+    assert [(a.startswith("cli:"), action, k) for a, action, k in trail] == [
+        (True, "create", key_id), (True, "update", key_id), (True, "rotate", key_id)]
 
 
 @pytest.fixture
