@@ -65,7 +65,7 @@ async def create_key(request: web.Request) -> web.Response:
 
 async def list_keys(request: web.Request) -> web.Response:
     svc = _service(request)
-    keys = await _call(svc.store.list(request.query.get("tenant")))
+    keys = await _call(svc.store.list_keys(request.query.get("tenant")))
     return json_response({"object": "list", "data": [_public(request, k) for k in keys]})
 
 

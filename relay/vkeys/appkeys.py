@@ -12,5 +12,6 @@ from .store import KeyStore
 KEYSTORE = web.AppKey("vkeys_store", KeyStore)
 KEY_CACHE = web.AppKey("vkeys_cache", KeyCache)
 # Wall clock of expiry, rotation grace and the cache's ttl; tests inject one before start.
-KEY_CLOCK = web.AppKey("vkeys_clock", Callable[[], float])
+Clock = Callable[[], float]
+KEY_CLOCK: web.AppKey[Clock] = web.AppKey("vkeys_clock")
 VIRTUAL_KEY = web.RequestKey("virtual_key", VirtualKey)  # set when a virtual key authenticated the request

@@ -8,7 +8,7 @@ import getpass
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from ..store import StoreError
@@ -92,7 +92,7 @@ async def _run(args: argparse.Namespace, tenants: set[str], url: str) -> tuple[l
                 key, secret = await svc.create({"tenant": args.tenant, **_body(args, None)})
                 return [key], secret
             case "list":
-                return await store.list(args.tenant), None
+                return await store.list_keys(args.tenant), None
             case "show":
                 return [await svc.get(args.id)], None
             case "update":
@@ -155,7 +155,8 @@ def add_parser(sub: Any, load: Callable[[str], Any]) -> None:
             p.add_argument("--expires-in", type=float, metavar="SECONDS", help="the key stops working this many seconds from now")
             p.add_argument("--metadata", help="a JSON object kept with the key")
         p.set_defaults(func=lambda args: cmd_keys(args, load))
-        return p
+        parser: argparse.ArgumentParser = p
+        return parser
 
     command("create", "issue a key for a tenant (the secret is printed once)", with_id=False, policy=True).add_argument(
         "--tenant", required=True, help="a tenant of the config")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import VirtualKey
 from ..store.base import UsageRecord
+from .model import VirtualKey
 from .store import UsageKey, add_usage, usage_rows
 
 
@@ -51,7 +51,7 @@ class MemoryKeyStore:
         key_id = self.by_digest.get(digest)
         return await self.get(key_id) if key_id is not None else None
 
-    async def list(self, tenant: str | None) -> list[VirtualKey]:
+    async def list_keys(self, tenant: str | None) -> list[VirtualKey]:
         keys = [VirtualKey.from_doc(d, self.last_used.get(i)) for i, d in self.docs.items()]
         return sorted((k for k in keys if tenant is None or k.tenant == tenant), key=lambda k: (k.created_at, k.id))
 

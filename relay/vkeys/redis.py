@@ -24,7 +24,8 @@ class RedisKeyStore(WriteBehind):
     def __init__(self, url: str):
         super().__init__()
         self.url = url
-        self.client = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+        # decode_responses=True: every answer is a str (Any: redis-py types them as bytes | str).
+        self.client: Any = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
 
     def _error(self, e: RedisError) -> StoreError:
         return StoreError(f"redis key store {_safe(self.url)}: {e}")
@@ -71,7 +72,7 @@ class RedisKeyStore(WriteBehind):
             raise self._error(e) from e
         return await self.get(key_id) if key_id else None
 
-    async def list(self, tenant: str | None) -> list[VirtualKey]:
+    async def list_keys(self, tenant: str | None) -> list[VirtualKey]:
         try:
             keys = await self._load(sorted(await self.client.smembers(f"{P}vkeys")))
         except RedisError as e:

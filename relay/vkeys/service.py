@@ -7,8 +7,18 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from .model import (
-    KeyCreate, KeyInputError, KeyNotFound, KeyPatch, Previous, VirtualKey, display_hint, limits_json, new_key_id,
-    new_secret, parse, secret_digest,
+    KeyCreate,
+    KeyInputError,
+    KeyNotFound,
+    KeyPatch,
+    Previous,
+    VirtualKey,
+    display_hint,
+    limits_json,
+    new_key_id,
+    new_secret,
+    parse,
+    secret_digest,
 )
 from .store import KeyStore
 

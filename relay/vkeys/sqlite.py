@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from ..store.base import AGGREGATE_FIELDS, StoreError
 from .model import VirtualKey
@@ -92,7 +93,7 @@ class SQLiteKeyStore(WriteBehind):
         rows = await self._run(self._rows, "WHERE id = (SELECT key_id FROM vkey_digests WHERE digest = ?)", (digest,))
         return rows[0] if rows else None
 
-    async def list(self, tenant: str | None) -> list[VirtualKey]:
+    async def list_keys(self, tenant: str | None) -> list[VirtualKey]:
         return await self._run(self._rows, "WHERE (? IS NULL OR tenant = ?)", (tenant, tenant))
 
     async def delete(self, key_id: str) -> VirtualKey | None:
