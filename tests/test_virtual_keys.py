@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from relay.app import create_app
+from relay.keys import STORE
 from relay.ops import ops_app
 from relay.vkeys.appkeys import KEY_CLOCK, KEYSTORE
 from relay_config.loader import parse_config
@@ -202,11 +203,10 @@ async def test_usage_by_key(relay: Relay) -> None:
     status, out, _ = await admin(relay, "GET", f"/admin/usage?key={key_id}")
     assert status == 200
     assert [(r["tenant"], r["key_id"], r["model"], r["requests"]) for r in out["data"]] == [("acme", key_id, "gpt-4.1-mini", 2)]
-    ledger = relay.server.app[KEYSTORE]  # the usage store's ledger rows name the key too
-    from relay.keys import STORE
-    rows = relay.server.app[STORE].ledger
+    _, every_key, _ = await admin(relay, "GET", "/admin/usage?by=key")
+    assert every_key == out
+    rows = relay.server.app[STORE].ledger  # the usage store's ledger rows name the key too
     assert [r.key_id for r in rows] == [key_id, key_id, None]
-    assert ledger is not None
 
 
 @pytest.mark.parametrize("body, param", [

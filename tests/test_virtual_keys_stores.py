@@ -195,6 +195,11 @@ async def test_two_instances_on_redis(aiohttp_server: Callable[..., Any], redis_
             return False
 
     assert await works(b)  # made on A, used on B
+    import redis
+    with redis.Redis.from_url(redis_server.url, decode_responses=True) as r:  # only the digest is stored
+        read = {"string": r.get, "hash": r.hgetall, "set": r.smembers, "stream": r.xrange}
+        dump = repr([(k, read[r.type(k)](k)) for k in r.keys("relay:*")])
+    assert made["id"] in dump and made["hint"] in dump and secret not in dump
     assert (await call("GET", b.ops_url + f"/admin/keys/{made['id']}"))[0] == 200
     assert (await call("DELETE", a.ops_url + f"/admin/keys/{made['id']}"))[0] == 200
     assert not await works(a)  # the instance that revoked it: at once
