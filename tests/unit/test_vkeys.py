@@ -8,7 +8,15 @@ import pytest
 from relay.vkeys.cache import KeyCache
 from relay.vkeys.memory import MemoryKeyStore
 from relay.vkeys.model import (
-    SECRET_PREFIX, KeyCreate, KeyInputError, Previous, VirtualKey, display_hint, new_secret, parse, secret_digest,
+    SECRET_PREFIX,
+    KeyCreate,
+    KeyInputError,
+    Previous,
+    VirtualKey,
+    display_hint,
+    new_secret,
+    parse,
+    secret_digest,
 )
 
 
