@@ -5,7 +5,7 @@ request itself stays a plain dict afterwards, so unknown fields pass through unt
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -36,8 +36,8 @@ class OtherPart(Open):
     type: Literal["input_audio", "file", "refusal"]
 
 
-Part = Annotated[Union[TextPart, ImagePart, OtherPart], Field(discriminator="type")]
-Content = Union[str, list[Part]]
+Part = Annotated[TextPart | ImagePart | OtherPart, Field(discriminator="type")]
+Content = str | list[Part]
 
 
 class FunctionCall(Open):
@@ -73,7 +73,7 @@ class ToolMessage(Open):
     tool_call_id: str
 
 
-Message = Annotated[Union[SystemMessage, UserMessage, AssistantMessage, ToolMessage], Field(discriminator="role")]
+Message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")]
 
 
 class FunctionDef(Open):
@@ -91,6 +91,17 @@ class StreamOptions(Open):
     include_usage: bool | None = None
 
 
+class JsonSchemaFormat(Open):
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(Open):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class ChatRequest(Open):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
@@ -102,7 +113,21 @@ class ChatRequest(Open):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None  # its shapes are each adaptor's to check
+    parallel_tool_calls: bool | None = None
     stop: str | list[str] | None = None
+    # Read by one adaptor or another; typed here so a wrong type is a 400, not a crash there.
+    user: str | None = None
+    reasoning_effort: str | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    seed: int | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
 
 
 _adapter = TypeAdapter(ChatRequest)
@@ -156,7 +181,21 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
         _adapter.validate_python(body)
     except ValidationError as e:
         raise error_from_validation(e) from None
+    check_tool_results(body["messages"])
     return body
+
+
+def check_tool_results(messages: list[dict[str, Any]]) -> None:
+    """Every `tool` message answers a call an earlier assistant message made (OpenAI's rule;
+    other upstreams reject an orphan later, with a less useful error)."""
+    calls: set[str] = set()
+    for i, msg in enumerate(messages):
+        if msg["role"] == "assistant":
+            calls.update(tc["id"] for tc in msg.get("tool_calls") or ())
+        elif msg["role"] == "tool" and msg["tool_call_id"] not in calls:
+            param = f"messages[{i}].tool_call_id"
+            raise bad_request(f"Invalid value for '{param}': it matches no tool call in an earlier assistant message.",
+                              param=param, code="invalid_value")
 
 
 def wants_usage_chunk(req: dict[str, Any]) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import jsonfast
+from .redaction import Redactor
+from .redaction import current as current_redactor
 
 
 class RelayError(Exception):
@@ -35,7 +37,16 @@ class RelayError(Exception):
         self.local = local
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        """The OpenAI error object, with every configured secret redacted from every field."""
+        r = self.redacted()
+        return {"error": {"message": r.message, "type": r.type, "param": r.param, "code": r.code}}
+
+    def redacted(self) -> RelayError:
+        """A copy whose client-visible fields hold no configured secret (for writers that
+        read the fields themselves, e.g. a Responses `response.failed` event)."""
+        scrub = current_redactor()
+        return RelayError(self.status, scrub(self.message), type=scrub(self.type), code=scrub.optional(self.code),
+                          param=scrub.optional(self.param), headers=self.headers, local=self.local)
 
     @property
     def retryable(self) -> bool:
@@ -47,10 +58,12 @@ class RelayError(Exception):
 
 
 def redact(err: RelayError, secret: str | None) -> RelayError:
-    """Removes a channel's own key from an upstream message before a client can see it
-    (some upstreams quote the key they rejected)."""
-    if secret and len(secret) >= 8 and secret in err.message:
-        err.message = err.message.replace(secret, "[redacted]")
+    """Removes a channel's own key from every field of an upstream error (some upstreams quote
+    the key they rejected). Serialization redacts every configured secret again (`body`);
+    this early pass also keeps the key out of logs written before that."""
+    scrub = Redactor([secret] if secret else [])
+    err.message, err.type = scrub(err.message), scrub(err.type)
+    err.code, err.param = scrub.optional(err.code), scrub.optional(err.param)
     return err
 
 
@@ -60,6 +73,13 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 
 def upstream_unreachable(channel: str, detail: str) -> RelayError:
     return RelayError(502, f"upstream channel {channel!r} is unreachable: {detail}", type="api_error", code="upstream_unreachable")
+
+
+def upstream_redirect(channel: str, status: int) -> RelayError:
+    # The Location is not repeated: it is the upstream's to know, and may embed a token.
+    return RelayError(502, f"upstream channel {channel!r} answered with a redirect ({status}); Relay does not follow "
+                      "redirects, so the operator must point the channel's base_url at the final address",
+                      type="api_error", code="upstream_redirect")
 
 
 def upstream_timeout(channel: str, what: str) -> RelayError:

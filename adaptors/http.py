@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 
 from relay_config.schema import Timeouts
 
-from .base import Call, ChatStream, RawUpstream, StreamConverter, StreamItem
+from .base import Call, ChatStream, RawUpstream, StreamConverter
 from .deadline import Deadline
-from .errors import RelayError, redact, upstream_bad_response, upstream_timeout, upstream_unreachable
+from .errors import RelayError, redact, upstream_bad_response, upstream_redirect, upstream_timeout, upstream_unreachable
 
 log = logging.getLogger("relay")
 
@@ -94,13 +95,19 @@ class HttpAdaptor:
     async def _post(self, req: UpstreamRequest) -> aiohttp.ClientResponse:
         """Sends the request; an HTTP error status comes back as the adaptor's RelayError."""
         try:
-            resp = await self.session.post(req.url, data=req.body, headers=req.headers, timeout=self._client_timeout)
+            # Never follow a redirect: it would carry the channel's key, headers and the
+            # prompt to whatever origin the Location names.
+            resp = await self.session.post(req.url, data=req.body, headers=req.headers, timeout=self._client_timeout,
+                                           allow_redirects=False)
         except aiohttp.ClientConnectorError as e:
             raise upstream_unreachable(self.name, f"cannot connect ({e.os_error.strerror or type(e.os_error).__name__})") from None
         except aiohttp.ServerTimeoutError:
             raise upstream_timeout(self.name, "connect") from None
         except aiohttp.ClientError as e:
             raise upstream_unreachable(self.name, type(e).__name__) from None
+        if 300 <= resp.status < 400:
+            resp.release()
+            raise upstream_redirect(self.name, resp.status)
         if resp.status >= 400:
             try:
                 body = await resp.content.read(MAX_ERROR_BODY)
@@ -122,7 +129,7 @@ class HttpAdaptor:
         """The next body chunk within the first-byte/idle/total limits; None at the end."""
         left, what = deadline.next_wait()
         try:
-            data = await self._within(anext(chunks), left, what)
+            data: bytes = await self._within(anext(chunks), left, what)
         except StopAsyncIteration:
             return None
         except aiohttp.ClientError as e:
@@ -156,7 +163,7 @@ class HttpAdaptor:
         resp, deadline = await self._open(req)
         return RawUpstream(resp.status, resp.headers.get("Content-Type", "application/json"), self._raw_chunks(resp, deadline))
 
-    async def _raw_chunks(self, resp: aiohttp.ClientResponse, deadline: Deadline) -> AsyncIterator[bytes]:
+    async def _raw_chunks(self, resp: aiohttp.ClientResponse, deadline: Deadline) -> AsyncGenerator[bytes, None]:
         chunks = resp.content.iter_any()
         finished = False
         try:

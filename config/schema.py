@@ -55,6 +55,14 @@ class ServerConfig(Strict):
         return value
     access_log: bool = True  # one JSON line per request
     workers: int = Field(1, ge=1, le=64)  # processes sharing the port (SO_REUSEPORT)
+    # Client connections (seconds; read at start). A request's headers must arrive within
+    # header_read_timeout of its first byte, its body within body_read_timeout after them;
+    # an idle keep-alive connection closes after keepalive_timeout; past max_connections
+    # open connections (per process) a new one gets a 503 and is closed.
+    header_read_timeout: float = Field(10, gt=0)
+    body_read_timeout: float = Field(60, gt=0)
+    keepalive_timeout: float = Field(75, gt=0)
+    max_connections: int = Field(1024, ge=1)
 
 
 def split_host_port(text: str) -> tuple[str, int]:

@@ -14,7 +14,7 @@ from aiohttp import web
 from relay_adaptors.errors import RelayError
 from relay_config.schema import RelayConfig
 
-from . import admin, handlers
+from . import admin, handlers, messages
 from .breaker import Breakers
 from .httpio import error_response, request_id
 from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
@@ -22,7 +22,7 @@ from .logs import log_request
 from .metrics import Metrics
 from .runtime import build_runtime
 from .store import open_store
-from .thinking_memory import LocalKV, ThinkingMemory
+from .thinking_memory import StoreAsKV, StoreKV, ThinkingMemory
 from .vkeys import wiring as virtual_keys
 
 log = logging.getLogger("relay")
@@ -59,6 +59,9 @@ async def _answer(request: web.Request, handler: Handler, rid: str) -> web.Strea
             raise
         err = RelayError(e.status, _http_message(e, request), code="not_found" if e.status == 404 else None)
         return error_response(err, {**id_header, **({"Allow": e.headers["Allow"]} if "Allow" in e.headers else {})})
+    except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the client hung up before the headers
+        log.info("client went away before the response on %s %s (request %s)", request.method, request.path, rid)
+        return web.Response(status=499)  # "client closed request"; nobody is left to read it
     except Exception:
         log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
         return error_response(RelayError(500, "Internal error in the gateway; it has been logged.", type="server_error"), id_header)
@@ -83,7 +86,6 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     if config_path is not None:
         app[CONFIG_PATH] = Path(config_path)
     app[METRICS] = Metrics()
-    app[THINKING] = ThinkingMemory(LocalKV())
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
@@ -104,6 +106,8 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
         store = open_store(config.store.url)
         await store.start()
         app[STORE] = store
+        # Shared by every instance on the store, so a tool turn may continue anywhere.
+        app[THINKING] = ThinkingMemory(StoreKV(StoreAsKV(store)))
         tasks: set[asyncio.Task[Any]] = set()
         app[BACKGROUND] = tasks
         yield
@@ -116,6 +120,9 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/responses", handlers.responses)
+    app.router.add_post("/v1/messages", messages.messages)
+    app.router.add_post("/v1/messages/count_tokens", messages.count_tokens)
+    app.router.add_get("/", messages.root)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model}", handlers.get_model)
     app.router.add_get("/healthz", handlers.healthz)

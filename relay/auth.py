@@ -59,9 +59,20 @@ def presented_key(request: web.Request) -> str | None:
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+            return _text_key(value.strip(), "authorization")
     key = request.headers.get("x-api-key")
-    return key.strip() if key and key.strip() else None
+    return _text_key(key.strip(), "x-api-key") if key and key.strip() else None
+
+
+def _text_key(key: str, header: str) -> str:
+    """Keys are text: header bytes that are not UTF-8 arrive as surrogate escapes and can
+    match no configured key."""
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        raise RelayError(400, f"The {header} header holds bytes that are not UTF-8 text.", param=header,
+                         code="invalid_header") from None
+    return key
 
 
 def is_admin(request: web.Request, admin_key: str | None) -> bool:

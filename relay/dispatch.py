@@ -43,6 +43,7 @@ class Attempt:
 
     body: dict[str, Any]
     path: Path = "chat"
+    headers: dict[str, str] | None = None  # client headers the upstream should see (same-protocol passthrough)
 
 
 @dataclass(slots=True)
@@ -159,7 +160,7 @@ async def dispatch(
             metrics.failovers.labels(candidate.model, failed[-1]).inc()
             await asyncio.sleep(backoff(attempts))
         attempts += 1
-        call = Call(step.body, candidate.upstream_model, request_id, {"x-request-id": request_id})
+        call = Call(step.body, candidate.upstream_model, request_id, {**(step.headers or {}), "x-request-id": request_id})
         answer = Answer(candidate, call, step.path, attempts, upstreams, time.monotonic())
         metrics.child(metrics.inflight, name).inc()
         try:

@@ -11,9 +11,17 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay_adaptors.base import ProcessCounter
 from relay_adaptors.chat import max_output_tokens, validate_chat_request, wants_usage_chunk
-from relay_adaptors.errors import RelayError, bad_request
-from relay_adaptors.responses import ChatConversion, Envelope, ResponsesStream, completion_to_response, to_chat
+from relay_adaptors.errors import RelayError
+from relay_adaptors.responses import (
+    ChatConversion,
+    Envelope,
+    ResponsesStream,
+    completion_to_response,
+    to_chat,
+    validate_responses_request,
+)
 
+from . import messages as anthropic_api
 from .auth import is_admin
 from .chat_writer import write_chat_stream
 from .dispatch import Attempt
@@ -28,7 +36,7 @@ from .responses_writer import write_events, write_responses_stream
 from .router import Candidate
 from .sse_out import KeepaliveWriter
 from .store import StoreError
-from .vkeys.appkeys import VIRTUAL_KEY
+from .vkeys.limits import visible_models
 
 log = logging.getLogger("relay")
 READY_STORE_TIMEOUT = 2.5  # seconds; below the readiness probe's timeout in deploy/kubernetes
@@ -71,10 +79,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def responses(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
-    body = await read_json(request, rt.config.server.max_body_bytes)
-    model = body.get("model") if isinstance(body, dict) else None
-    if not isinstance(model, str) or not model:
-        raise bad_request("Missing required parameter: 'model'.", param="model")
+    # Every field Relay reads is type-checked here, for native channels too, before admission.
+    body = validate_responses_request(await read_json(request, rt.config.server.max_body_bytes))
+    model = body["model"]
     candidates = rt.router.candidates(tenant, model)
     reject = rt.config.responses.unsupported_tools == "reject"
     by_reasoning: dict[bool, ChatConversion] = {}
@@ -130,25 +137,21 @@ def _model(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "relay"}
 
 
-async def list_models(request: web.Request) -> web.Response:
+async def list_models(request: web.Request) -> web.StreamResponse:
+    if anthropic_api.wants_anthropic(request):
+        return await anthropic_api.list_models(request)
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
-    return json_response({"object": "list", "data": [_model(m) for m in _models_for(request, rt, tenant)]})
+    return json_response({"object": "list", "data": [_model(m) for m in visible_models(request, rt.router, tenant)]})
 
 
-def _models_for(request: web.Request, rt: Any, tenant: Any) -> list[str]:
-    """The tenant's models, narrowed by a virtual key's allowlist (matched, as at admission,
-    on the model an alias names)."""
-    key = request.get(VIRTUAL_KEY)
-    models = rt.router.models_for(tenant)
-    return models if key is None else [m for m in models if key.may_use(rt.router.aliases.get(m, m))]
-
-
-async def get_model(request: web.Request) -> web.Response:
+async def get_model(request: web.Request) -> web.StreamResponse:
+    if anthropic_api.wants_anthropic(request):
+        return await anthropic_api.get_model(request)
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
     name = request.match_info["model"]
-    if name not in _models_for(request, rt, tenant):  # another tenant's model is not found either
+    if name not in visible_models(request, rt.router, tenant):  # another tenant's model is not found either
         raise RelayError(404, f"The model '{name}' does not exist.", param="model", code="model_not_found")
     return json_response(_model(name))
 

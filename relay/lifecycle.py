@@ -28,12 +28,14 @@ from aiohttp import web
 
 from relay_adaptors.base import CallReport
 from relay_adaptors.errors import RelayError
+from relay_adaptors.sse import KEEPALIVE
 from relay_adaptors.tokens import estimate_prompt
 from relay_config.schema import TenantConfig
 
 from . import limits
 from .dispatch import Answer, Attempt, Upstreams, dispatch
 from .keys import ACCOUNTED, BACKGROUND, BREAKERS, METRICS, REQUEST_ID, STORE
+from .leases import LeaseKeeper
 from .logs import access, log_request
 from .metrics import Metrics
 from .outcome import StreamOutcome, charge
@@ -112,10 +114,9 @@ class ModelCall:
         if self.key is not None and not self.key.may_use(model):
             raise key_limits.model_not_found(model)
         self.model, self.messages, self.stream_requested = model, messages, stream
-        estimate = lambda: self.estimate_in + (max_out or 0)  # noqa: E731
-        plan = limits.plan(self.tenant, model, estimate, self.lease, time.time())
+        plan = limits.plan(self.tenant, model, lambda: self.estimate_in, max_out, self.lease, time.time())
         if self.key is not None:
-            self.key_counters = key_limits.extend(plan, self.key, estimate, time.time())
+            self.key_counters = key_limits.extend(plan, self.key, lambda: self.estimate_in, max_out, time.time())
         if plan.req.empty:
             return  # an unlimited tenant: nothing to check
         self.plan = plan
@@ -136,6 +137,8 @@ class ModelCall:
             self.metrics.rate_limited.labels(self.tenant.name, adm.failed or "requests").inc()
             raise key_limits.rejection(adm) if by_key else limits.rejection(adm, self.tenant.name, plan)
         self.admitted = True
+        self.leases = LeaseKeeper(self.store, plan.req.concurrency, plan.req.lease, plan.req.lease_ttl, on_error=self._renew_failed)
+        self.leases.start()
         self.headers = limits.headers(adm)
         if "budget" in adm.status and not any(k.startswith("budget:") for k in self.key_counters):
             limit, remaining, _ = adm.status["budget"]  # the tenant's (a key's budget is no metric)
@@ -158,15 +161,15 @@ class ModelCall:
         self.usage = usage if isinstance(usage, dict) else None
         return json_response(payload, headers={**headers, **self.headers})
 
-    async def stream(self, answer: Answer, write: Writer, headers: dict[str, str]) -> web.StreamResponse:
-        """Streams `answer` to the client through `write`, keepalives included."""
+    async def stream(self, answer: Answer, write: Writer, headers: dict[str, str], ping: bytes = KEEPALIVE) -> web.StreamResponse:
+        """Streams `answer` to the client through `write`, with `ping` while the upstream is silent."""
         assert answer.stream is not None
         outcome = self.outcome = StreamOutcome()
         writer: KeepaliveWriter | None = None
         try:
-            resp = web.StreamResponse(headers={**SSE_HEADERS, **headers, **self.headers})
+            resp = web.StreamResponse(headers={**SSE_HEADERS, **headers, **self.headers, "x-request-id": self.request_id})
             await resp.prepare(self.request)
-            writer = KeepaliveWriter(resp, self.rt.config.server.sse_keepalive)
+            writer = KeepaliveWriter(resp, self.rt.config.server.sse_keepalive, ping)
             await write(writer, outcome)
             await writer.stop()
             await resp.write_eof()
@@ -195,6 +198,7 @@ class ModelCall:
         try:
             resp = web.StreamResponse(status=upstream.status, headers={
                 "Content-Type": upstream.content_type, **upstream.headers, **headers, **self.headers,
+                "x-request-id": self.request_id,
                 **({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"} if streaming else {})})
             await resp.prepare(self.request)
             async for data in upstream.chunks:
@@ -214,7 +218,7 @@ class ModelCall:
             assert answer.raw is not None
             await answer.raw.chunks.aclose()
         finally:
-            answer.settle(None, outcome.finished)
+            answer.settle(outcome.error, outcome.finished)
 
     async def _shielded(self, work: Awaitable[None]) -> None:
         """Runs `work` to the end even if the caller is cancelled while waiting for it."""
@@ -263,12 +267,14 @@ class ModelCall:
         self.total_tokens = c.total
 
     async def _release(self) -> None:
-        """Settles token counters and budgets with the real usage, and frees the slot."""
+        """Settles token counters and budgets (charged the estimate at admission) with the
+        real usage, and frees the slot."""
         assert self.plan is not None
+        await self.leases.stop()
         now, total = time.time(), self.total_tokens
         try:
             await self.store.settle([(r, total - self.plan.estimate) for r in self.plan.token_rates],
-                                    [(b, total) for b in self.plan.req.budgets], now)
+                                    [(b, total - self.plan.reserve) for b in self.plan.req.budgets], now)
         except StoreError as e:
             self.metrics.store_errors.labels("settle").inc()
             log.error("could not settle usage of request %s: %s", self.request_id, e)
@@ -276,7 +282,11 @@ class ModelCall:
             await self.store.release(self.plan.req.concurrency, self.plan.req.lease)
         except StoreError as e:
             self.metrics.store_errors.labels("release").inc()
-            log.error("could not release the concurrency slot of request %s (it expires by itself): %s", self.request_id, e)
+            log.error("could not release the concurrency slot of request %s (retried in the background): %s", self.request_id, e)
+
+    def _renew_failed(self, e: StoreError) -> None:
+        self.metrics.store_errors.labels("renew").inc()
+        log.warning("could not renew the concurrency lease of request %s (retried): %s", self.request_id, e)
 
     def _observe(self, rec: UsageRecord) -> None:
         m, channel = self.metrics, rec.channel or "none"

@@ -1,16 +1,20 @@
 """Tenant limits: which counters a request touches, and the answers and headers they produce."""
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from relay_adaptors.errors import RelayError
-from relay_config.schema import TenantConfig
+from relay_config.schema import ModelLimits, TenantConfig
 
-from .store import AdmitRequest, Admission, Budget, Concurrency, Rate
+from .store import Admission, AdmitRequest, Budget, Concurrency, Rate
 
-LEASE_TTL = 900.0
+LEASE_TTL = 60.0  # a lease not renewed (see leases.LeaseKeeper) frees its slot after this
+# Tokens a budget reserves for the answer of a request that sets no max tokens: without it a
+# request would reserve only its prompt, and concurrent requests could overspend freely.
+BUDGET_OUTPUT_RESERVE = 4096
 
 
 def period_key(period: str, now: float) -> tuple[str, int]:
@@ -27,37 +31,43 @@ class Plan:
 
     req: AdmitRequest
     token_rates: list[Rate] = field(default_factory=list)
-    estimate: int = 0
+    estimate: int = 0  # tokens charged to the token rates at admission
+    reserve: int = 0  # tokens reserved on the budgets at admission
     model_keys: set[str] = field(default_factory=set)  # counters of a per-model limit
 
 
-def plan(tenant: TenantConfig, model: str, estimate: Callable[[], int], lease: str, now: float) -> Plan:
-    """`estimate` (the token cost guessed before the answer) is only computed when a tokens
-    limit needs it."""
+def plan(tenant: TenantConfig, model: str, prompt_tokens: Callable[[], int], max_out: int | None, lease: str, now: float) -> Plan:
+    """`prompt_tokens` (the prompt's estimated size) is only computed when a tokens limit or
+    a budget needs it. Token rates are charged prompt + max_out; a budget reserves prompt +
+    max_out, or BUDGET_OUTPUT_RESERVE for the answer when max_out is not given. Both are
+    settled to the real usage when the request ends."""
+    prompt_tokens = functools.cache(prompt_tokens)  # asked for at most once
     lim = tenant.limits
-    scopes = [(f"{tenant.name}", lim)]
+    scopes: list[tuple[str, ModelLimits]] = [(f"{tenant.name}", lim)]
     per_model = lim.models.get(model)
     if per_model is not None:
         scopes.append((f"{tenant.name}:{model}", per_model))
     req = AdmitRequest(lease=lease, lease_ttl=LEASE_TTL)
     token_rates: list[Rate] = []
     out = Plan(req, token_rates)
-    for scope, l in scopes:
-        if l.rpm:
-            req.rates.append(Rate(f"rpm:{scope}", "requests", l.rpm, 1))
-        if l.tpm:
+    for scope, lims in scopes:
+        if lims.rpm:
+            req.rates.append(Rate(f"rpm:{scope}", "requests", lims.rpm, 1))
+        if lims.tpm:
             if not token_rates:
-                out.estimate = estimate()
-            rate = Rate(f"tpm:{scope}", "tokens", l.tpm, out.estimate)
+                out.estimate = prompt_tokens() + (max_out or 0)
+            rate = Rate(f"tpm:{scope}", "tokens", lims.tpm, out.estimate)
             req.rates.append(rate)
             token_rates.append(rate)
-        if l.max_concurrent:
-            req.concurrency.append(Concurrency(f"conc:{scope}", l.max_concurrent))
-        if l is per_model:
-            out.model_keys = {x.key for x in [*req.rates, *req.concurrency] if x.key.endswith(scope)}
+        if lims.max_concurrent:
+            req.concurrency.append(Concurrency(f"conc:{scope}", lims.max_concurrent))
+        if lims is per_model:
+            out.model_keys = {x.key for x in [*req.rates] if x.key.endswith(scope)}
+            out.model_keys |= {x.key for x in req.concurrency if x.key.endswith(scope)}
     if lim.budget is not None:
         period, ttl = period_key(lim.budget.period, now)
-        req.budgets.append(Budget(f"budget:{tenant.name}:{period}", lim.budget.tokens, ttl))
+        out.reserve = prompt_tokens() + (BUDGET_OUTPUT_RESERVE if max_out is None else max_out)
+        req.budgets.append(Budget(f"budget:{tenant.name}:{period}", lim.budget.tokens, ttl, out.reserve))
     return out
 
 
@@ -84,7 +94,6 @@ def headers(adm: Admission) -> dict[str, str]:
 
 def rejection(adm: Admission, tenant: str, plan: Plan) -> RelayError:
     retry = str(max(1, int(adm.retry_after + 0.999)))
-    hdrs = {**headers(adm), "retry-after": retry}
     if adm.failed == "budget":
         return RelayError(
             429, f"Tenant '{tenant}' has spent its token budget for this period.",
@@ -94,5 +103,5 @@ def rejection(adm: Admission, tenant: str, plan: Plan) -> RelayError:
     what = {"requests": "requests per minute", "tokens": "tokens per minute", "concurrency": "concurrent requests"}[adm.failed or "requests"]
     return RelayError(
         429, f"Rate limit reached {scope}on {what}; retry after {retry}s.",
-        type="rate_limit_error", code="rate_limit_exceeded", headers=hdrs,
+        type="rate_limit_error", code="rate_limit_exceeded", headers={**headers(adm), "retry-after": retry},
     )

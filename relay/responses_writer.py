@@ -26,7 +26,7 @@ async def write_responses_stream(
         for item in batch:
             if isinstance(item, RelayError):
                 outcome.error = item
-                events += machine.fail(item)
+                events += machine.fail(item.redacted())
                 break
             if item.get("usage"):
                 outcome.usage = item["usage"]

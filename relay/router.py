@@ -29,6 +29,11 @@ def weighted_order(items: list[Candidate], rng: random.Random) -> list[Candidate
     return sorted(items, key=lambda c: rng.random() ** (1.0 / c.channel.weight), reverse=True)
 
 
+def model_not_found(model: str) -> RelayError:
+    shown = model if len(model) <= 200 else model[:200] + "..."  # reflected, so bounded
+    return RelayError(404, f"The model '{shown}' does not exist.", param="model", code="model_not_found")
+
+
 class Router:
     def __init__(self, channels: list[tuple[ChannelConfig, Adaptor]], aliases: dict[str, str] | None = None,
                  rng: random.Random | None = None):
@@ -52,16 +57,9 @@ class Router:
         return tenant.may_use(model) or (model in self.aliases and tenant.may_use(self.aliases[model]))
 
     def candidates(self, tenant: TenantConfig, model: str) -> list[Candidate]:
-        target = self.aliases.get(model, model)
-        tiers = self._tiers.get(target)
-        if tiers is None:
-            raise RelayError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
-        if not self._allowed(tenant, model):
-            raise RelayError(
-                403,
-                f"Your API key is not allowed to use the model '{model}'.",
-                type="permission_error",
-                param="model",
-                code="model_not_allowed",
-            )
+        tiers = self._tiers.get(self.aliases.get(model, model))
+        # A model outside the tenant's allowlist is answered exactly like one that does not
+        # exist, so a tenant cannot learn what else the gateway serves.
+        if tiers is None or not self._allowed(tenant, model):
+            raise model_not_found(model)
         return [c for tier in tiers for c in weighted_order(tier, self.rng)]

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from relay_adaptors import redaction
 from relay_adaptors.base import Adaptor
 from relay_adaptors.registry import make_adaptor
 from relay_config.schema import ChannelConfig, RelayConfig
@@ -24,6 +25,7 @@ class Runtime:
 def build_runtime(config: RelayConfig, session: aiohttp.ClientSession, previous: Runtime | None = None) -> Runtime:
     # A channel whose config did not change keeps its adaptor across a reload, and with it
     # its process slots and counters.
+    redaction.install(config)  # this config's secrets join the process-wide redactor
     kept = {cfg.name: (cfg, adaptor) for cfg, adaptor in previous.channels} if previous else {}
     channels = [
         (ch, kept[ch.name][1] if ch.name in kept and kept[ch.name][0] == ch else make_adaptor(ch, session))

@@ -14,17 +14,18 @@ from relay_config.schema import RelayConfig, split_host_port
 from . import __version__
 from .admin import reload_config
 from .app import create_app
+from .connections import ClientLimits, GuardedRunner
 from .ops import ops_app
 from .vkeys.wiring import KeyConflict
 
 log = logging.getLogger("relay")
 
 
-async def start_ops_listener(app: web.Application, ops_listen: str) -> web.AppRunner:
+async def start_ops_listener(app: web.Application, ops_listen: str, limits: ClientLimits) -> web.AppRunner:
     """/metrics, /admin/* and the probes on their own address. reuse_port: with --workers N
     every worker binds it; any one answers (metrics are summed, reload reaches all)."""
     host, port = split_host_port(ops_listen)
-    runner = web.AppRunner(ops_app(app), access_log=None, shutdown_timeout=1)
+    runner = GuardedRunner(ops_app(app), limits, access_log=None, shutdown_timeout=1)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True).start()
     return runner
@@ -34,7 +35,9 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
                 ops_listen: str | None = None) -> None:
     app = create_app(config, config_path)
     # shutdown_timeout: how long in-flight requests and streams may run on after SIGTERM.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=config.server.drain_seconds)
+    # GuardedRunner: header/body read timeouts, keep-alive idle timeout, connection cap.
+    limits = ClientLimits.of(config.server)
+    runner = GuardedRunner(app, limits, handler_cancellation=True, access_log=None, shutdown_timeout=config.server.drain_seconds)
     try:
         await runner.setup()
     except KeyConflict as e:  # a key both in the YAML and the key store (relay.vkeys)
@@ -44,7 +47,7 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True, backlog=4096)
     await site.start()
     try:
-        ops = await start_ops_listener(app, ops_listen) if ops_listen else None
+        ops = await start_ops_listener(app, ops_listen, limits) if ops_listen else None
     except OSError as e:  # e.g. the default 127.0.0.1:9091 taken by another program
         log.error("cannot listen on the operations address %s (server.ops_listen / --ops-listen): %s", ops_listen, e.strerror)
         await runner.cleanup()

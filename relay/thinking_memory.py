@@ -11,6 +11,7 @@ for that request instead of sending a turn the API refuses.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,6 +19,10 @@ from typing import Any, Protocol
 
 from relay_adaptors.base import ChatStream
 from relay_adaptors.errors import RelayError
+
+from .store import StoreError
+
+log = logging.getLogger("relay")
 
 TTL = 3600.0
 MAX_TOKEN = 256 * 1024  # a thinking token larger than this is not remembered
@@ -27,6 +32,36 @@ class KV(Protocol):
     async def get(self, key: str) -> str | None: ...
 
     async def put(self, key: str, value: str, ttl: float) -> None: ...
+
+
+class StoreKV:
+    """The configured store (SQLite for one machine's workers, Redis for many instances), so a
+    turn answered on one instance continues on another. A store that fails is a miss, never
+    a failed request: the conversion then turns thinking off."""
+
+    def __init__(self, store: KV):
+        self.store = store
+
+    async def get(self, key: str) -> str | None:
+        try:
+            return await self.store.get(key)
+        except StoreError as e:
+            log.warning("thinking memory: the store failed a read (%s); the turn goes without thinking", e)
+            return None
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        try:
+            await self.store.put(key, value, ttl)
+        except StoreError as e:
+            log.warning("thinking memory: the store failed a write (%s)", e)
+
+
+class StoreAsKV:
+    """A usage store's kv_get / kv_put as a KV."""
+
+    def __init__(self, store: Any):
+        self.get = store.kv_get
+        self.put = store.kv_put
 
 
 class LocalKV:

@@ -5,14 +5,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from relay.app import create_app
+from relay.connections import ClientLimits, GuardedRunner
 from relay.ops import ops_app
 from relay_config.loader import parse_config
 
 from .fakes.anthropic import FakeAnthropic
 from .fakes.openai import FakeOpenAI
-from .support import ANTHROPIC_KEY, ENV, Relay, base_config, serve_fake
+from .support import ENV, Relay, anthropic_channel, base_config, serve_fake
 
 
 @pytest.fixture
@@ -25,52 +27,43 @@ async def fake_anthropic(aiohttp_server: Callable[..., Any]) -> FakeAnthropic:
     return await serve_fake(FakeAnthropic(), aiohttp_server)
 
 
-def anthropic_channel(url: str) -> str:
-    return f"""\
-- name: claude
-  type: anthropic
-  base_url: {url}
-  api_key: {ANTHROPIC_KEY}
-  betas: [interleaved-thinking-2025-05-14]
-  default_max_tokens: 1000
-  models:
-    claude-text: text
-    claude-tool: tool_use
-    claude-parallel: parallel_tool_use
-    claude-thinking: thinking
-    claude-max: max_tokens
-    claude-midstream: error_midstream
-    claude-400: status-400
-    claude-401: status-401
-    claude-403: status-403
-    claude-404: status-404
-    claude-413: status-413
-    claude-429: status-429
-    claude-500: status-500
-    claude-529: status-529
-    claude-hang: hang-headers
-  timeout: {{connect: 2, first_byte: 1, idle: 1, total: 10}}
-"""
-
-
 @pytest.fixture
 async def claude_relay(make_relay: Callable[..., Any], fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Relay:
     config = base_config(fake_openai.url, extra_channels=anthropic_channel(fake_anthropic.url))
     return await make_relay(config.replace('"broken-*", "slow-*"]', '"broken-*", "slow-*", "claude-*"]'))
 
 
+class RelayTestServer(TestServer):
+    """A test server run like `relay serve` runs the app: with the client connection limits."""
+
+    def __init__(self, app: Any, limits: ClientLimits):
+        super().__init__(app, host="127.0.0.1")
+        self.limits = limits
+
+    async def _make_runner(self, **kwargs: Any) -> GuardedRunner:
+        return GuardedRunner(self.app, self.limits, **kwargs)
+
+
 @pytest.fixture
-def make_relay(aiohttp_server: Callable[..., Any]) -> Callable[..., Any]:
+async def make_relay() -> AsyncIterator[Callable[..., Any]]:
+    servers: list[RelayTestServer] = []
+
     async def make(config_text: str, env: dict[str, str] | None = None, clock: Callable[[], float] | None = None) -> Relay:
         if "\nstore:" not in "\n" + config_text:
             config_text += "store:\n  url: memory://\n"
         config = parse_config(config_text, "test.yaml", env={**ENV, **(env or {})})
         app = create_app(config) if clock is None else create_app(config, clock=clock)
-        server = await aiohttp_server(app, host="127.0.0.1")
-        ops = await aiohttp_server(ops_app(server.app), host="127.0.0.1")
+        limits = ClientLimits.of(config.server)
+        server = RelayTestServer(app, limits)
+        await server.start_server()
+        ops = RelayTestServer(ops_app(server.app), limits)  # as `relay serve` runs it: guarded too
+        await ops.start_server()
+        servers.extend((server, ops))
         return Relay(server, config_text, ops)
 
-    return make
+    yield make
+    for server in reversed(servers):
+        await server.close()
 
 
 @pytest.fixture

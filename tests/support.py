@@ -5,7 +5,9 @@ conftest, which only holds fixtures.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -224,3 +226,68 @@ async def serve_fake(fake: Any, aiohttp_server: Callable[..., Any]) -> Any:
     fake.server = await aiohttp_server(fake.app(), host="127.0.0.1")
     fake.url = str(fake.server.make_url("")).rstrip("/")
     return fake
+
+
+class ManualSleep:
+    """An injected sleep that the test lets through one at a time."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self._pending: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait(fut)
+        await fut
+
+    async def tick(self) -> None:
+        """Waits until the keeper sleeps, then ends that sleep."""
+        (await self._pending.get()).set_result(None)
+
+    async def sleeping(self) -> None:
+        """Waits until the keeper sleeps again (whatever it did in between is done)."""
+        fut = await self._pending.get()
+        self._pending.put_nowait(fut)
+
+
+def anthropic_channel(url: str) -> str:
+    return f"""\
+- name: claude
+  type: anthropic
+  base_url: {url}
+  api_key: {ANTHROPIC_KEY}
+  betas: [interleaved-thinking-2025-05-14]
+  default_max_tokens: 1000
+  models:
+    claude-text: text
+    claude-tool: tool_use
+    claude-parallel: parallel_tool_use
+    claude-thinking: thinking
+    claude-max: max_tokens
+    claude-midstream: error_midstream
+    claude-400: status-400
+    claude-401: status-401
+    claude-403: status-403
+    claude-404: status-404
+    claude-413: status-413
+    claude-429: status-429
+    claude-500: status-500
+    claude-529: status-529
+    claude-hang: hang-headers
+  timeout: {{connect: 2, first_byte: 1, idle: 1, total: 10}}
+"""
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def store_of(relay: Relay) -> Any:
+    """The usage store of an in-process relay (limits, ledger)."""
+    from relay.keys import STORE
+
+    return relay.server.app[STORE]

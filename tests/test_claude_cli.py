@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -14,97 +12,29 @@ import pytest
 
 from relay.keys import STORE
 
-from .proc import ROOT
+from .cli_support import (
+    CLI_KEY,
+    GERMAN,
+    HELLO,
+    gone,
+    post,
+    private_tmp,
+    processes,
+    real_cli_config,
+    stand_in_config,
+)
 from .spec import validate, validate_error, validate_response_event
 from .support import ACME_KEY, responses_events, scrape, sse_frames, value
 
-CLAUDE = Path(os.environ.get("RELAY_TEST_CLAUDE", ROOT / ".tools" / "node_modules" / ".bin" / "claude"))
-STAND_IN = Path(__file__).parent / "fakes" / "fake_claude.py"
-GERMAN = "Grüß dich! Hier ist ein Kaffee ☕ und ein 🎉."
-CLI_KEY = "sk-ant-cli-channel-key"
-HELLO = [{"role": "system", "content": "Answer in German."}, {"role": "user", "content": "hello"}]
 
-
-def cli_config(channel: str) -> str:
-    return f"""\
-store: {{url: memory://}}
-tenants:
-  - name: acme
-    keys: ["{ACME_KEY}"]
-channels:
-{channel}"""
-
-
-def real_cli_config(anthropic_url: str, *, max_concurrent: int = 4, queue_timeout: float = 5,
-                    timeout: str = "{first_byte: 20, idle: 5, total: 60}") -> str:
-    assert CLAUDE.exists(), f"the claude CLI is missing at {CLAUDE}; `make test` installs it"
-    return cli_config(f"""\
-  - name: cli
-    type: claude_cli
-    command: {CLAUDE}
-    api_key: {CLI_KEY}
-    base_url: {anthropic_url}
-    max_concurrent: {max_concurrent}
-    queue_timeout: {queue_timeout}
-    timeout: {timeout}
-    models: {{cli-text: text, cli-thinking: thinking, cli-max: max_tokens, cli-429: status-429, cli-529: status-529,
-             cli-500: status-500, cli-400: status-400, cli-hang: hang-headers, cli-hang-mid: hang-midstream, cli-paced: paced-300}}
-""")
-
-
-def stand_in_config(tmp_path: Path, mode: str, marker: str, *, max_concurrent: int = 4, queue_timeout: float = 5,
-                    timeout: str = "{first_byte: 5, idle: 5, total: 30}", command: str | None = None) -> str:
-    wrapper = tmp_path / "claude-stand-in"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {STAND_IN} \"$@\"\n")
-    wrapper.chmod(0o755)
-    return cli_config(f"""\
-  - name: fake-cli
-    type: claude_cli
-    command: {command or wrapper}
-    max_concurrent: {max_concurrent}
-    queue_timeout: {queue_timeout}
-    timeout: {timeout}
-    extra_args: [--fake-mode, {mode}, --marker, {marker}]
-    models: [cli]
-""")
-
-
-def processes(marker: str) -> list[int]:
-    """Living processes (zombies included) whose command line or working directory mark them
-    as ours."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            cwd = os.readlink(f"/proc/{pid}/cwd") if marker == "relay-cli-" else ""
-        except OSError:
-            continue
-        if marker.encode() in cmd or cwd.startswith("/tmp/" + marker):
-            found.append(int(pid))
-    return found
-
-
-async def gone(marker: str, within: float = 5.0) -> bool:
-    for _ in range(int(within / 0.05)):
-        if not processes(marker):
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
-async def post(relay, body, stream=False):
-    resp, text = await relay.raw_stream("/v1/chat/completions", {**body, "stream": stream}) if stream else (None, None)
-    if stream:
-        return resp, text
-    r = await relay.post("/v1/chat/completions", body)
-    return r, json.loads(await r.read())
+@pytest.fixture(autouse=True)
+def cli_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return private_tmp(tmp_path, monkeypatch)
 
 
 # --- the real CLI --------------------------------------------------------------------------
 
-async def test_chat_through_the_real_cli(make_relay, fake_anthropic):
+async def test_chat_through_the_real_cli(make_relay, fake_anthropic, cli_tmp):
     relay = await make_relay(real_cli_config(fake_anthropic.url))
     client = relay.client()
     full = await client.chat.completions.create(model="cli-text", messages=HELLO)
@@ -117,7 +47,7 @@ async def test_chat_through_the_real_cli(make_relay, fake_anthropic):
     assert not sent.body.get("tools")
     assert any("Answer in German." in b["text"] for b in sent.body["system"])
     assert "hello" in json.dumps(sent.body["messages"])
-    assert await gone("relay-cli-")
+    assert await gone(cli_tmp)
 
 
 async def test_streams_through_the_real_cli(make_relay, fake_anthropic):
@@ -163,28 +93,30 @@ async def test_cli_errors_map_like_the_anthropic_channel(make_relay, fake_anthro
     assert len(fake_anthropic.requests) == 1  # the CLI did not retry on its own
 
 
-async def test_timeouts_kill_the_cli(make_relay, fake_anthropic):
+async def test_timeouts_kill_the_cli(make_relay, fake_anthropic, cli_tmp):
     relay = await make_relay(real_cli_config(fake_anthropic.url, timeout="{first_byte: 3, idle: 1, total: 30}"))
     r, body = await post(relay, {"model": "cli-hang", "messages": HELLO})
     assert r.status == 504 and "first_byte" in body["error"]["message"]
+    # A first_byte long enough for the CLI to start on a loaded machine, so idle is what fires.
+    relay = await make_relay(real_cli_config(fake_anthropic.url, timeout="{first_byte: 20, idle: 1, total: 30}"))
     resp, text = await post(relay, {"model": "cli-hang-mid", "messages": HELLO}, stream=True)
     err = json.loads(sse_frames(text)[-1][1])
     validate_error(err)
     assert err["error"]["code"] == "upstream_timeout" and "idle" in err["error"]["message"]
-    assert await gone("relay-cli-", within=4)
+    assert await gone(cli_tmp, within=4)
 
 
-async def test_disconnect_kills_the_cli_within_a_second(make_relay, fake_anthropic):
+async def test_disconnect_kills_the_cli_within_a_second(make_relay, fake_anthropic, cli_tmp):
     relay = await make_relay(real_cli_config(fake_anthropic.url))
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as s:
         resp = await s.post(relay.url + "/v1/chat/completions", json={"model": "cli-paced", "messages": HELLO, "stream": True},
                             headers={"Authorization": f"Bearer {ACME_KEY}"})
         await resp.content.readuntil(b"\n\n")
-        assert processes("relay-cli-")
+        assert processes(cli_tmp)
         resp.close()
         left = loop.time()
-    assert await gone("relay-cli-", within=1.0), f"still running {loop.time() - left:.2f}s after the client left"
+    assert await gone(cli_tmp, within=1.0), f"still running {loop.time() - left:.2f}s after the client left"
 
 
 # --- the stand-in ------------------------------------------------------------------------
@@ -200,10 +132,13 @@ async def test_broken_cli_output_is_502(make_relay, tmp_path, mode, message):
     assert await gone(marker)
 
 
-async def test_missing_binary_is_502(make_relay, tmp_path):
+async def test_missing_binary_is_502_without_the_path(make_relay, tmp_path, caplog):
     relay = await make_relay(stand_in_config(tmp_path, "crash", "m", command="/nonexistent/claude"))
     r, body = await post(relay, {"model": "cli", "messages": HELLO})
-    assert r.status == 502 and "cannot start '/nonexistent/claude'" in body["error"]["message"]
+    assert r.status == 502 and body["error"]["code"] == "upstream_unreachable"
+    validate_error(body)
+    assert "/nonexistent" not in json.dumps(body) and "No such file" not in json.dumps(body)  # server details stay home
+    assert "cannot start '/nonexistent/claude'" in caplog.text  # ... and go to the log
 
 
 async def test_a_2mb_line_is_read_whole(make_relay, tmp_path):
@@ -217,7 +152,7 @@ async def test_a_2mb_line_is_read_whole(make_relay, tmp_path):
     assert await gone(marker)
 
 
-async def test_the_child_gets_a_minimal_environment(make_relay, tmp_path, monkeypatch):
+async def test_the_child_gets_a_minimal_environment(make_relay, tmp_path, monkeypatch, cli_tmp):
     monkeypatch.setenv("RELAY_CANARY_SECRET", "canary-value")
     marker = uuid.uuid4().hex
     relay = await make_relay(stand_in_config(tmp_path, "env", marker))
@@ -225,7 +160,7 @@ async def test_the_child_gets_a_minimal_environment(make_relay, tmp_path, monkey
     env = json.loads(body["choices"][0]["message"]["content"])
     assert "RELAY_CANARY_SECRET" not in env and "UPSTREAM_KEY" not in env
     assert env["CLAUDE_CODE_MAX_RETRIES"] == "0" and env["DISABLE_TELEMETRY"] == "1"
-    assert env["HOME"].startswith("/tmp/relay-cli-") and not Path(env["HOME"]).exists()  # removed afterwards
+    assert env["HOME"].startswith(f"{cli_tmp}/relay-cli-") and not Path(env["HOME"]).exists()  # removed afterwards
 
 
 async def test_stubborn_process_group_is_killed(make_relay, tmp_path):

@@ -138,3 +138,30 @@ async def test_instructor_modes_parse(loop_relay, loop_fake, mode):
     assert report.model_dump() == {"city": "Paris", "temperature_c": 18, "conditions": "sunny"}
     sent = loop_fake.requests[-1].body
     assert sent["tool_choice"] == {"type": "tool", "name": "WeatherReport"}
+
+
+async def test_thinking_continues_on_another_instance_sharing_the_store(make_relay, loop_fake, tmp_path):
+    config = f"""\
+store:
+  url: sqlite:///{tmp_path}/relay.db
+tenants:
+  - name: acme
+    keys: ["{ACME_KEY}"]
+channels:
+  - name: claude
+    type: anthropic
+    base_url: {loop_fake.url}
+    api_key: sk-ant-test
+    models: {{claude-loop-think: loop-think}}
+"""
+    first, second = await make_relay(config), await make_relay(config)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    ask = {"model": "claude-loop-think", "reasoning_effort": "low", "tools": tools, "messages": [{"role": "user", "content": "weather?"}]}
+    resp, answer = await first.post_json("/v1/chat/completions", ask)
+    call = answer["choices"][0]["message"]["tool_calls"][0]
+    turn = {**ask, "messages": [*ask["messages"], {"role": "assistant", "content": None, "tool_calls": [call]},  # no signature
+                                {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}]}
+    resp, answer = await second.post_json("/v1/chat/completions", turn)
+    assert resp.status == 200 and "reasoning_effort" not in resp.headers.get("x-relay-ignored-params", "")
+    assistant = [m for m in loop_fake.requests[-1].body["messages"] if m["role"] == "assistant"][-1]
+    assert assistant["content"][0] == SIGNATURE_BLOCK

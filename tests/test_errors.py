@@ -75,11 +75,13 @@ async def test_x_api_key_header_is_accepted(relay):
     assert resp.status == 200
 
 
-async def test_model_of_another_tenant_is_403(relay, fake_openai):
+async def test_model_of_another_tenant_is_404_like_an_unknown_one(relay, fake_openai):
+    # No existence oracle: outside the allowlist looks exactly like "does not exist".
     resp = await relay.post("/v1/chat/completions", {"model": "gpt-4.1-mini", "messages": HELLO}, key=GLOBEX_KEY)
-    assert resp.status == 403
+    assert resp.status == 404
     err = await error_of(resp)
-    assert err["param"] == "model" and err["type"] == "permission_error"
+    assert err == {"message": "The model 'gpt-4.1-mini' does not exist.", "type": "invalid_request_error",
+                   "param": "model", "code": "model_not_found"}
     assert fake_openai.requests == []
 
 

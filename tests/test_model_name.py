@@ -24,6 +24,7 @@ async def test_chat_answers_name_the_requested_model(claude_relay, model, upstre
         chunks = [json.loads(d) for _, d in sse_frames(text) if d != "[DONE]"]
         assert resp.status == 200 and chunks and {c["model"] for c in chunks} == {model}
     assert resp.headers["x-relay-upstream-model"] == upstream
+    assert resp.headers["x-request-id"]  # streamed answers carry it too
 
 
 @pytest.mark.parametrize("model, upstream", RESPONSES)

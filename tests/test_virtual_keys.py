@@ -161,7 +161,7 @@ async def test_allowlist_only_narrows(relay: Relay) -> None:
     with pytest.raises(openai.NotFoundError) as hidden:  # in the tenant's list, not the key's: as unknown
         await chat(relay, secret, "gpt-tools")
     assert hidden.value.code == "model_not_found"
-    with pytest.raises(openai.PermissionDeniedError):  # outside the tenant's list: the key cannot widen it
+    with pytest.raises(openai.NotFoundError):  # outside the tenant's list: the key cannot widen it
         await chat(relay, secret, "globex-chat")
     await chat(relay, ACME_KEY, "gpt-tools")  # the tenant itself still may
     listed = [m.id async for m in relay.client(secret).models.list()]
@@ -271,3 +271,15 @@ async def test_key_concurrency(relay: Relay) -> None:
         await chat(relay, ACME_KEY)  # the tenant has no concurrency limit of its own
     finally:
         await stream.close()
+
+
+async def test_messages_api_with_a_virtual_key(relay: Relay) -> None:
+    import anthropic
+
+    _, secret = await create(relay, models=["demo"])
+    client = anthropic.AsyncAnthropic(base_url=relay.url, api_key=secret, max_retries=0)
+    msg = await client.messages.create(model="demo", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+    assert msg.content[0].type == "text"
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.create(model="gpt-4.1-mini", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+    assert [m.id async for m in client.models.list()] == ["demo"]

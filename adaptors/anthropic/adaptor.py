@@ -8,9 +8,10 @@ import aiohttp
 from relay_config.schema import AnthropicChannel
 
 from .. import jsonfast
-from ..base import Call, Capabilities, StreamConverter
-from ..errors import RelayError
+from ..base import Call, Capabilities, RawUpstream, StreamConverter
+from ..errors import RelayError, upstream_bad_response
 from ..http import HttpAdaptor, UpstreamRequest
+from ..messages.count import count_body
 from . import errors
 from .request import to_messages
 from .response import to_completion
@@ -18,8 +19,9 @@ from .stream import SSEConverter
 
 
 class AnthropicAdaptor(HttpAdaptor):
-    # Responses reasoning items replayed by clients become thinking blocks again.
-    capabilities = Capabilities(reasoning_items=True)
+    # Responses reasoning items replayed by clients become thinking blocks again; Messages
+    # requests go up untouched (NativeMessages) and can be counted upstream (TokenCounter).
+    capabilities = Capabilities(native_messages=True, counts_tokens=True, reasoning_items=True)
 
     def __init__(self, cfg: AnthropicChannel, session: aiohttp.ClientSession):
         super().__init__(cfg.name, cfg.timeout, session)
@@ -48,3 +50,33 @@ class AnthropicAdaptor(HttpAdaptor):
 
     def map_error(self, status: int, headers: dict[str, str], body: bytes) -> RelayError:
         return errors.map_error(self.name, status, headers, body)
+
+    # --- Messages passthrough (NativeMessages, TokenCounter) ------------------------------
+    def _native_headers(self, call: Call) -> dict[str, str]:
+        """The channel's headers with the client's: its anthropic-version wins, its betas are
+        added to the channel's."""
+        headers = dict(self._headers)
+        for key, value in call.headers.items():
+            if key.lower() == "anthropic-beta":
+                betas = [b for b in headers.get("anthropic-beta", "").split(",") if b]
+                betas += [b for b in (x.strip() for x in value.split(",")) if b and b not in betas]
+                headers["anthropic-beta"] = ",".join(betas)
+            else:
+                headers[key.lower()] = value
+        return headers
+
+    async def messages_passthrough(self, call: Call) -> RawUpstream:
+        body = jsonfast.dumps({**call.request, "model": call.upstream_model})
+        return await self.raw(UpstreamRequest(self.url, self._native_headers(call), body))
+
+    async def count_tokens(self, call: Call) -> int:
+        body = jsonfast.dumps(count_body(call.request, call.upstream_model))
+        raw = await self.raw(UpstreamRequest(self.url + "/count_tokens", self._native_headers(call), body))
+        data = b"".join([chunk async for chunk in raw.chunks])
+        try:
+            count = jsonfast.loads(data).get("input_tokens")
+        except (jsonfast.JSONDecodeError, AttributeError):
+            count = None
+        if not isinstance(count, int):
+            raise upstream_bad_response(self.name, "the token count is not {\"input_tokens\": N}")
+        return count

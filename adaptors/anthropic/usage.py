@@ -1,16 +1,6 @@
 """Anthropic's usage and stop reasons in chat terms."""
 from __future__ import annotations
 
-from typing import Any
-
-from ..usage import Usage
-
-
-def chat_usage(u: dict[str, Any]) -> dict[str, Any]:
-    """Kept for the claude_cli adaptor until it calls `Usage.from_anthropic` itself."""
-    return Usage.from_anthropic(u).chat()
-
-
 STOP_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",

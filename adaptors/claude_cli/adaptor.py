@@ -3,28 +3,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
-from typing import Any, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
 
 from relay_config.schema import ClaudeCliChannel
 
 from ..accumulate import accumulate
 from ..anthropic.errors import map_error
 from ..anthropic.stream import EventConverter
-from ..anthropic.usage import chat_usage
 from ..base import Call, CallReport, Capabilities, ChatStream, StreamItem
 from ..chunks import usage_chunk
 from ..deadline import Deadline
-from ..errors import RelayError, redact, upstream_bad_response, upstream_timeout, upstream_unreachable
+from ..errors import RelayError, upstream_bad_response, upstream_timeout
+from ..usage import Usage
 from . import prompt
 from .framer import LineFramer, LineTooLong
 from .messages import Result, StreamEvent, parse_message
 from .process import CliProcess
+from .scrub import Scrubber
 
 log = logging.getLogger("relay")
 # What the child may see of the gateway's environment: enough to find node, nothing secret.
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "HTTPS_PROXY", "NO_PROXY")
+# Spawn errors about this host and this request (the prompt file did not fit, no process or
+# file slots left), not about the channel.
+HOST_EXHAUSTED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
 
 
 class ClaudeCliAdaptor:
@@ -35,6 +43,7 @@ class ClaudeCliAdaptor:
         self.cfg = cfg
         self.slots = asyncio.Semaphore(cfg.max_concurrent)  # FIFO: waiters are served in order
         self.running = 0  # processes alive now (relay_cli_processes)
+        self.scrub = Scrubber(cfg.api_key, urlsplit(cfg.base_url).password if cfg.base_url else None)
 
     async def complete(self, call: Call) -> dict[str, Any]:
         stream = await self.open_stream(call)
@@ -59,14 +68,18 @@ class ClaudeCliAdaptor:
         try:
             await asyncio.wait_for(self.slots.acquire(), cfg.queue_timeout)
         except TimeoutError:
+            # Relay's own queue, not the upstream: local, so it never opens the breaker.
             raise RelayError(429, f"All {cfg.max_concurrent} processes of channel {self.name!r} stayed busy for "
                              f"{cfg.queue_timeout:g}s; retry shortly.", type="rate_limit_error", code="channel_busy",
-                             headers={"retry-after": "2"}) from None
+                             headers={"retry-after": "2"}, local=True) from None
         try:
-            proc = await CliProcess.spawn(inv.argv, inv.env, inv.stdin)
-        except OSError as e:
+            proc = await CliProcess.spawn(inv.argv, inv.env, inv.stdin, inv.files)
+        except (OSError, ValueError) as e:
             self.slots.release()
-            raise upstream_unreachable(self.name, f"cannot start {cfg.command!r} ({e.strerror or type(e).__name__})") from None
+            raise self._spawn_failed(e) from None
+        except BaseException:
+            self.slots.release()
+            raise
         self.running += 1
         run = _Run(self, proc, call.request.get("model", call.upstream_model), call.report)
         try:
@@ -74,15 +87,57 @@ class ClaudeCliAdaptor:
         except BaseException:
             await run.close()
             raise
-        return run.stream(first)
+        return _Stream(run, first)
+
+    def _spawn_failed(self, e: OSError | ValueError) -> RelayError:
+        # The path and the OS error go to the log only.
+        log.warning("channel %s: cannot start %r: %s", self.name, self.cfg.command,
+                    self.scrub.text(f"{type(e).__name__}: {e}"))
+        return spawn_error(self.name, e)
+
+
+def spawn_error(channel: str, e: OSError | ValueError) -> RelayError:
+    """What the client hears when the CLI could not be started: no path, no OS detail.
+
+    Only failures of this attempt on this host (no disk for the prompt file, no processes or
+    files left) are `local`; anything else means the configured command cannot run, which
+    breaks the channel for everyone and rightly counts toward its breaker."""
+    local = isinstance(e, OSError) and e.errno in HOST_EXHAUSTED
+    return RelayError(502, f"upstream channel {channel!r} is unreachable: the claude CLI could not be started "
+                      "(the gateway log has the reason)", type="api_error", code="upstream_unreachable", local=local)
+
+
+class _Stream(AsyncGenerator[list[StreamItem], None]):
+    """A run's output as a ChatStream whose aclose() ends the process even if it was never
+    iterated (a plain async generator skips its `finally` then)."""
+
+    def __init__(self, run: _Run, first: list[StreamItem]):
+        self._run = run
+        self._gen = run.stream(first)
+
+    async def asend(self, value: None) -> list[StreamItem]:
+        return await self._gen.asend(value)
+
+    async def athrow(self, typ: Any, val: Any = None, tb: TracebackType | None = None, /) -> list[StreamItem]:
+        if val is None and tb is None:
+            return await self._gen.athrow(typ)
+        return await self._gen.athrow(typ, val, tb)
+
+    async def aclose(self) -> None:
+        try:
+            await self._gen.aclose()
+        finally:
+            await self._run.close()
 
 
 class _Run:
     """One process's output, converted: stream events through the Anthropic converter, usage
-    and errors from the result line."""
+    and errors from the result line. Every error it yields and every line it logs is
+    scrubbed of the channel's secrets."""
 
     def __init__(self, owner: ClaudeCliAdaptor, proc: CliProcess, model: str, report: CallReport):
         self.owner = owner
+        self.scrub = owner.scrub
         self.report = report  # the Call's: the cost goes there for the ledger
         self.proc = proc
         self.framer = LineFramer()
@@ -118,6 +173,10 @@ class _Run:
             await self.close()
 
     async def _batches(self) -> AsyncIterator[list[StreamItem]]:
+        async for batch in self._raw_batches():
+            yield [self.scrub.error(i) if isinstance(i, RelayError) else i for i in batch]
+
+    async def _raw_batches(self) -> AsyncIterator[list[StreamItem]]:
         """Chat items per stdout chunk, ending with the result (or the error that replaced it)."""
         try:
             while self.result is None:
@@ -141,8 +200,12 @@ class _Run:
                         yield [self._died()]
                     return
         except (ValueError, LineTooLong) as e:
-            log.warning("channel %s: unreadable CLI output (%s); stderr: %s", self.owner.name, e, self.proc.stderr_tail())
+            self._log(f"unreadable CLI output ({e})")
             yield [upstream_bad_response(self.owner.name, str(e))]
+
+    def _log(self, what: str) -> None:
+        """A warning about this run with the stderr tail, both scrubbed."""
+        log.warning("channel %s: %s; stderr: %s", self.owner.name, self.scrub.text(what), self.proc.stderr_tail(self.scrub.text))
 
     def _convert(self, msg: Any) -> list[StreamItem]:
         if isinstance(msg, StreamEvent):
@@ -157,19 +220,22 @@ class _Run:
             truncated = self.events.finished and self.events.stop_reason == "max_tokens" and not msg.api_error_status
             if msg.is_error and not truncated:
                 return [self._error(msg)]
-            return [usage_chunk(self.events.id, self.model, self.events.created, chat_usage(msg.usage))]
+            return [usage_chunk(self.events.id, self.model, self.events.created, Usage.from_anthropic(msg.usage).chat())]
         return []
 
     def _error(self, res: Result) -> RelayError:
         if res.api_error_status:
-            return redact(map_error(self.owner.name, res.api_error_status, {}, {"error": {"message": res.text}}), self.owner.cfg.api_key)
-        log.warning("channel %s: the CLI reported an error: %s; stderr: %s", self.owner.name, res.text[:500], self.proc.stderr_tail())
-        return redact(RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI failed ({res.text[:200] or 'no detail'})",
-                                 type="api_error", code="upstream_error"), self.owner.cfg.api_key)
+            return map_error(self.owner.name, res.api_error_status, {}, {"error": {"message": res.text}})
+        # Scrubbed before it is cut, so a cut cannot leave part of a secret behind.
+        text = self.scrub.text(res.text)
+        self._log(f"the CLI reported an error: {text[:500]}")
+        detail = text[:200] or "no detail"
+        return RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI failed ({detail})",
+                          type="api_error", code="upstream_error")
 
     def _died(self) -> RelayError:
         code = self.proc.proc.returncode
-        log.warning("channel %s: the CLI exited (code %s) without a result; stderr: %s", self.owner.name, code, self.proc.stderr_tail())
+        self._log(f"the CLI exited (code {code}) without a result")
         return RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI ended without an answer"
                           f"{f' (exit code {code})' if code is not None else ''}; the gateway log has its stderr",
                           type="api_error", code="upstream_error")

@@ -42,11 +42,12 @@ def parse_message(line: bytes) -> Message:
         return StreamEvent(obj["event"])
     if kind == "result":
         status = obj.get("api_error_status")
+        usage = obj.get("usage")
         return Result(
             is_error=bool(obj.get("is_error")),
             api_error_status=int(status) if isinstance(status, (int, float)) else None,
             text=str(obj.get("result") or ""),
-            usage=obj.get("usage") if isinstance(obj.get("usage"), dict) else {},
+            usage=usage if isinstance(usage, dict) else {},
             cost_usd=obj.get("total_cost_usd") if isinstance(obj.get("total_cost_usd"), (int, float)) else None,
             stop_reason=obj.get("stop_reason"),
         )

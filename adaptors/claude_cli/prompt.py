@@ -1,4 +1,9 @@
-"""Chat request -> the CLI's command line, environment and stdin (pure)."""
+"""Chat request -> the CLI's command line, environment, stdin and private files (pure).
+
+Nothing the client sent reaches the command line: argv is the channel's configuration plus
+fixed flags, the system prompt goes in a file in the process's private directory
+(`--system-prompt-file`, read relative to its working directory) and the conversation goes
+on stdin as one stream-json user message."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,6 +11,8 @@ from typing import Any
 
 from .. import jsonfast
 from ..anthropic.request import content_blocks
+from ..chat import max_output_tokens
+from ..content import content_text
 from ..errors import bad_request
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -15,6 +22,11 @@ IGNORED = ("temperature", "top_p", "stop", "seed", "frequency_penalty", "presenc
            "service_tier", "metadata", "user", "store", "parallel_tool_calls")
 EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 CHANNEL = "claude_cli channels"
+SYSTEM_PROMPT_FILE = "system-prompt.txt"  # in the process's own directory, which is its cwd
+# Prompt material per request (system prompt plus the stdin message, UTF-8, images as base64):
+# half of Anthropic's 32 MB request limit, so the CLI's own additions still fit.
+MAX_PROMPT_BYTES = 16 * 1024 * 1024
+MAX_PARAM = 200  # characters of a param path Relay reflects back
 
 
 @dataclass
@@ -22,7 +34,24 @@ class Invocation:
     argv: list[str]
     env: dict[str, str]
     stdin: bytes
+    files: dict[str, bytes] = field(default_factory=dict)  # name in the private directory -> content
     ignored: list[str] = field(default_factory=list)
+
+
+def _nul_param(value: Any, path: str) -> str | None:
+    """The path of the first string under `value` (in document order) that holds a NUL.
+    Iterative, so no nesting depth a client sends can exhaust the stack."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return where
+        elif isinstance(node, dict):
+            stack.extend(reversed([(v, f"{where}.{k}") for k, v in node.items()]))
+        elif isinstance(node, list):
+            stack.extend(reversed([(v, f"{where}[{i}]") for i, v in enumerate(node)]))
+    return None
 
 
 def check(req: dict[str, Any]) -> None:
@@ -40,23 +69,28 @@ def check(req: dict[str, Any]) -> None:
     if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
         raise bad_request(f"{CHANNEL} cannot enforce response_format {fmt['type']}; ask for JSON in the prompt, "
                           "or use an anthropic channel.", param="response_format")
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n".join(p.get("text", "") for p in content or () if isinstance(p, dict) and p.get("type") == "text")
+    # A NUL is cut off wherever a C string carries the text (it was, on argv under uvloop):
+    # refuse it rather than risk a silently changed prompt.
+    nul = _nul_param(req.get("messages"), "messages")
+    if nul:
+        nul = nul if len(nul) <= MAX_PARAM else nul[: MAX_PARAM - 3] + "..."  # reflected: bounded
+        raise bad_request(f"Invalid value for '{nul}': {CHANNEL} cannot take NUL (\\u0000) characters.",
+                          param=nul, code="invalid_value")
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = req.get(name)
+        if value is not None and (type(value) is not int or value < 1):
+            raise bad_request(f"Invalid value for '{name}': expected a positive integer.", param=name, code="invalid_value")
 
 
 def _render_turn(msg: dict[str, Any]) -> str:
     role = msg.get("role")
     if role == "assistant":
-        text = _text(msg.get("content"))
+        text = content_text(msg.get("content"))
         calls = [f"[called {c['function']['name']}({c['function'].get('arguments', '')})]" for c in msg.get("tool_calls") or ()]
         return "\n".join(x for x in [text, *calls] if x)
     if role == "tool":
-        return f"[result of {msg.get('tool_call_id', 'a tool call')}]: {_text(msg.get('content'))}"
-    return _text(msg.get("content"))
+        return f"[result of {msg.get('tool_call_id', 'a tool call')}]: {content_text(msg.get('content'))}"
+    return content_text(msg.get("content"))
 
 
 def user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
@@ -64,7 +98,7 @@ def user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, An
 
     One user turn goes as it is. A longer conversation is written out as a transcript in
     order, followed by the last user turn; images of every user turn are kept as blocks."""
-    system = "\n\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+    system = "\n\n".join(content_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
     turns = [(i, m) for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")]
     if not turns or turns[-1][1].get("role") != "user":
         raise bad_request(f"{CHANNEL} need the conversation to end with a user message.", param="messages")
@@ -83,11 +117,19 @@ def user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, An
 
 
 def build(req: dict[str, Any], model: str, *, command: str, base_env: dict[str, str], home: str,
-          extra_args: list[str], api_key: str | None, base_url: str | None, first_byte: float) -> Invocation:
+          extra_args: list[str], api_key: str | None, base_url: str | None, first_byte: float,
+          max_prompt_bytes: int = MAX_PROMPT_BYTES) -> Invocation:
+    """Raises a 400 RelayError for what the CLI cannot take, before anything is started."""
     check(req)
     system, blocks = user_message(req["messages"])
+    system_bytes = system.encode()
+    line = jsonfast.dumps({"type": "user", "message": {"role": "user", "content": blocks}}) + b"\n"
+    size = len(system_bytes) + len(line)
+    if size > max_prompt_bytes:
+        raise bad_request(f"The prompt is {size} bytes; {CHANNEL} take at most {max_prompt_bytes} bytes "
+                          "(system prompt and messages together, UTF-8).", param="messages", code="prompt_too_large")
     argv = [command, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
-            "--input-format", "stream-json", "--model", model, "--tools", "", "--system-prompt", system,
+            "--input-format", "stream-json", "--model", model, "--tools", "", "--system-prompt-file", SYSTEM_PROMPT_FILE,
             "--no-session-persistence"]
     if api_key:
         argv.append("--bare")  # API-key only: skips hooks, plugins, CLAUDE.md discovery and OAuth
@@ -106,12 +148,11 @@ def build(req: dict[str, Any], model: str, *, command: str, base_env: dict[str, 
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1",
     }
-    max_out = req.get("max_completion_tokens") or req.get("max_tokens")
+    max_out = max_output_tokens(req)
     if max_out:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(max_out)
     if api_key:
         env["ANTHROPIC_API_KEY"] = api_key
     if base_url:
         env["ANTHROPIC_BASE_URL"] = base_url
-    line = jsonfast.dumps({"type": "user", "message": {"role": "user", "content": blocks}}) + b"\n"
-    return Invocation(argv, env, line, [k for k in IGNORED if req.get(k) is not None])
+    return Invocation(argv, env, line, {SYSTEM_PROMPT_FILE: system_bytes}, [k for k in IGNORED if req.get(k) is not None])

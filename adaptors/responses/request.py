@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import bad_request
 from .tools import ConvertedTools, ToolNames, convert_tool_choice, convert_tools
+from .validate import validate_responses_request
 
 # Reasoning items replayed by the client ride on the next assistant message under this key,
 # for channels that can use them (Anthropic thinking blocks); other adaptors drop the key.
@@ -169,8 +170,7 @@ def convert_input(raw: Any, names: ToolNames, keep_reasoning: bool) -> list[dict
 
 
 def to_chat(body: Any, *, reject_unsupported_tools: bool = False, keep_reasoning: bool = False) -> ChatConversion:
-    _need(isinstance(body, dict), "The request body must be a JSON object.", "body")
-    _need(isinstance(body.get("model"), str) and body["model"] != "", "Missing required parameter: 'model'.", "model")
+    validate_responses_request(body)
     _need("input" in body, "Missing required parameter: 'input'.", "input")
     for key, why in _UNSUPPORTED.items():
         if body.get(key) is not None:

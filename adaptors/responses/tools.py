@@ -15,6 +15,10 @@ from ..errors import bad_request
 
 _VALID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _INVALID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+# Dropped tool types are reflected (x-relay-dropped-tools, the log): token characters only,
+# each cut short, and only so many distinct ones.
+_NOT_TOKEN = re.compile(r"[^A-Za-z0-9_.-]")
+MAX_DROPPED_SHOWN, MAX_TYPE_SHOWN = 16, 64
 # Tool types the bridge can run through any chat upstream: the client executes them.
 RUNNABLE = {"function", "namespace"}
 
@@ -46,6 +50,9 @@ class ToolNames:
 def _function_tool(tool: dict[str, Any], flat_name: str, param: str) -> dict[str, Any]:
     if not isinstance(tool.get("name"), str) or not tool["name"]:
         raise bad_request(f"Missing required parameter: '{param}.name'.", param=f"{param}.name")
+    for key, kind, name in (("description", str, "a string"), ("parameters", dict, "an object"), ("strict", bool, "a boolean")):
+        if tool.get(key) is not None and not isinstance(tool[key], kind):
+            raise bad_request(f"Invalid value for '{param}.{key}': expected {name}.", param=f"{param}.{key}")
     fn: dict[str, Any] = {"name": flat_name}
     if tool.get("description"):
         fn["description"] = tool["description"]
@@ -66,7 +73,12 @@ def _as_echoed(tool: dict[str, Any]) -> dict[str, Any]:
 class ConvertedTools:
     chat_tools: list[dict[str, Any]]
     kept: list[dict[str, Any]]  # the client's tools that are honoured, as it sent them (echoed back)
-    dropped: list[str]  # types of tools that were left out
+    dropped: list[str]  # types of tools that were left out: distinct, sanitised, bounded
+
+    def drop(self, kind: str) -> None:
+        shown = _NOT_TOKEN.sub("_", kind[:MAX_TYPE_SHOWN]) or "_"
+        if shown not in self.dropped and len(self.dropped) < MAX_DROPPED_SHOWN:
+            self.dropped.append(shown)
 
 
 def convert_tools(tools: Any, names: ToolNames, reject_unsupported: bool) -> ConvertedTools:
@@ -83,12 +95,12 @@ def convert_tools(tools: Any, names: ToolNames, reject_unsupported: bool) -> Con
         if kind not in RUNNABLE:
             if reject_unsupported:
                 raise bad_request(
-                    f"Tool type '{kind}' cannot run on this model's channel; remove it or ask the operator "
+                    f"Tool type '{_NOT_TOKEN.sub('_', kind[:MAX_TYPE_SHOWN])}' cannot run on this model's channel; remove it or ask the operator "
                     "to set responses.unsupported_tools: drop.",
                     param=f"{param}.type",
                     code="unsupported_tool",
                 )
-            out.dropped.append(kind)
+            out.drop(kind)
             continue
         out.kept.append(_as_echoed(tool))
         if kind == "function":

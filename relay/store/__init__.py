@@ -1,7 +1,7 @@
 """Usage stores: where limits, budgets and the ledger live."""
 from __future__ import annotations
 
-from .base import AdmitRequest, Admission, Budget, Concurrency, Rate, Store, StoreError, UsageRecord
+from .base import Admission, AdmitRequest, Budget, Concurrency, Rate, Store, StoreError, UsageRecord
 from .memory import MemoryStore
 
 

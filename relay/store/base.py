@@ -2,8 +2,11 @@
 
 `admit` is the one atomic step on the hot path: all limits of a request are checked, and
 only if all pass is anything consumed (a request slot, an estimated token cost, a
-concurrency lease). `settle` and `release` follow when the request ends; `record` queues a
-ledger row without waiting.
+concurrency lease, a reservation on the budget). `renew` keeps a long request's lease
+alive; `settle` (estimate -> real usage) and `release` follow when the request ends;
+`record` queues a ledger row without waiting.
+
+Leases are opaque strings chosen by the caller; `release` and `renew` are idempotent.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ class Budget:
     key: str
     limit: int
     ttl: int  # seconds the period's counter must be kept
+    cost: int = 0  # tokens reserved at admission; `settle` later adds (real usage - cost)
 
 
 @dataclass(slots=True)
@@ -42,7 +46,7 @@ class AdmitRequest:
     concurrency: list[Concurrency] = field(default_factory=list)
     budgets: list[Budget] = field(default_factory=list)
     lease: str = ""
-    lease_ttl: float = 900.0  # a lease left by a crashed instance expires after this
+    lease_ttl: float = 60.0  # a lease not renewed (its instance crashed) expires after this
 
     @property
     def empty(self) -> bool:
@@ -112,9 +116,19 @@ class Store(Protocol):
 
     async def admit(self, req: AdmitRequest, now: float) -> Admission: ...
 
-    async def settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None: ...
+    async def settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
+        """Adds each delta (real usage - what admission charged, possibly negative) to the
+        token rates and budgets."""
+        ...
 
-    async def release(self, concurrency: list[Concurrency], lease: str) -> None: ...
+    async def release(self, concurrency: list[Concurrency], lease: str) -> None:
+        """Frees the lease. Idempotent; a release that fails is also kept in this process
+        and retried (and applied by the next admission) until the store takes it."""
+        ...
+
+    async def renew(self, concurrency: list[Concurrency], lease: str, ttl: float) -> None:
+        """Pushes the lease's expiry to now + ttl; a lease already released or expired stays gone."""
+        ...
 
     def record(self, rec: UsageRecord) -> None: ...
 
@@ -122,20 +136,27 @@ class Store(Protocol):
 
     async def usage(self, tenant: str | None, since: str | None) -> list[dict[str, Any]]: ...
 
-    async def spent(self, key: str) -> int: ...
-
     async def ping(self) -> None: ...  # raises StoreError when the store cannot be reached (readiness)
+
+    # Small expiring values shared by every instance on the store (e.g. remembered thinking).
+    async def kv_get(self, key: str) -> str | None: ...
+
+    async def kv_put(self, key: str, value: str, ttl: float) -> None: ...
 
 
 def decide(
     req: AdmitRequest, now: float, tats: dict[str, float], in_flight: dict[str, int], spent: dict[str, int]
 ) -> tuple[Admission, dict[str, float]]:
-    """The admission verdict from the current state, and the new rate states if admitted."""
+    """The admission verdict from the current state, and the new rate states if admitted.
+
+    A budget admits while anything of it is left (`spent` counts settled usage plus the
+    reservations of requests in flight) and the admitted request reserves `cost` on top, so
+    concurrent requests overspend by at most the in-flight reservations' shortfall."""
     adm = Admission(ok=True)
     new_tats: dict[str, float] = {}
     for b in req.budgets:
         used = spent.get(b.key, 0)
-        _tighten(adm, "budget", b.limit, max(0, b.limit - used), 0.0)
+        _tighten(adm, "budget", b.limit, max(0, b.limit - used - b.cost), 0.0)
         if used >= b.limit:
             return Admission(False, "budget", b.key, 0.0, adm.status), {}
     for c in req.concurrency:
@@ -149,6 +170,34 @@ def decide(
             return Admission(False, r.kind, r.key, v.retry_after, adm.status), {}
         new_tats[r.key] = v.new_tat
     return adm, new_tats
+
+
+class Unreleased:
+    """Leases this process has ended but could not delete from the store (it failed to
+    answer). Kept until a retry gets through; the next admission deletes them in the same
+    transaction before counting, so the tenant's in-flight count is right again as soon as
+    the store answers, not only once the leases expire."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, list[str]] = {}  # lease -> concurrency keys
+
+    def add(self, concurrency: list[Concurrency], lease: str) -> None:
+        self._keys.setdefault(lease, []).extend(c.key for c in concurrency)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(key, lease) of every lease still to delete."""
+        return [(k, lease) for lease, keys in self._keys.items() for k in keys]
+
+    def done(self, pairs: list[tuple[str, str]]) -> None:
+        for key, lease in pairs:
+            keys = self._keys.get(lease)
+            if keys is not None and key in keys:
+                keys.remove(key)
+                if not keys:
+                    del self._keys[lease]
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._keys.values())
 
 
 def _tighten(adm: Admission, kind: str, limit: int, remaining: int, reset: float) -> None:

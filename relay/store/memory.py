@@ -6,15 +6,23 @@ from typing import Any
 
 from .. import gcra
 from .base import (
-    AdmitRequest, Admission, Budget, Concurrency, Rate, UsageRecord, aggregate_into, decide,
+    Admission,
+    AdmitRequest,
+    Budget,
+    Concurrency,
+    Rate,
+    UsageRecord,
+    aggregate_into,
+    decide,
 )
 
 
 class MemoryStore:
     def __init__(self) -> None:
+        self.kv: dict[str, tuple[float, str]] = {}  # key -> (expires, value)
         self.tats: dict[str, float] = {}
         self.leases: dict[str, dict[str, float]] = {}  # key -> lease id -> expiry
-        self.spent_by_key: dict[str, int] = {}
+        self.spent_by_key: dict[str, int] = {}  # settled usage plus in-flight reservations
         self.ledger: list[UsageRecord] = []
         self.agg: dict[tuple[str, str, str], dict[str, int]] = {}
 
@@ -40,17 +48,26 @@ class MemoryStore:
             self.tats.update(new_tats)
             for c in req.concurrency:
                 self.leases.setdefault(c.key, {})[req.lease] = time.time() + req.lease_ttl
+            for b in req.budgets:
+                self.spent_by_key[b.key] = self.spent_by_key.get(b.key, 0) + b.cost
         return adm
 
     async def settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
         for rate, delta in rates:
             self.tats[rate.key] = gcra.adjust(self.tats.get(rate.key, 0.0), now, rate.limit, delta)
-        for budget, tokens in budgets:
-            self.spent_by_key[budget.key] = self.spent_by_key.get(budget.key, 0) + tokens
+        for budget, delta in budgets:
+            self.spent_by_key[budget.key] = self.spent_by_key.get(budget.key, 0) + delta
 
     async def release(self, concurrency: list[Concurrency], lease: str) -> None:
         for c in concurrency:
             self.leases.get(c.key, {}).pop(lease, None)
+
+    async def renew(self, concurrency: list[Concurrency], lease: str, ttl: float) -> None:
+        wall = time.time()
+        for c in concurrency:
+            leases = self.leases.get(c.key, {})
+            if leases.get(lease, 0.0) >= wall:
+                leases[lease] = wall + ttl
 
     def record(self, rec: UsageRecord) -> None:
         self.ledger.append(rec)
@@ -66,8 +83,16 @@ class MemoryStore:
             if (tenant is None or t == tenant) and (since is None or day >= since)
         ]
 
-    async def spent(self, key: str) -> int:
-        return self.spent_by_key.get(key, 0)
-
     async def ping(self) -> None:
         """Readiness: the store is in the process, so it is always there."""
+
+    async def kv_get(self, key: str) -> str | None:
+        found = self.kv.get(key)
+        return found[1] if found is not None and found[0] > time.time() else None
+
+    async def kv_put(self, key: str, value: str, ttl: float) -> None:
+        now = time.time()
+        if len(self.kv) >= 10_000:  # an in-process store for tests and demos: keep it small
+            for stale in [k for k, (expires, _) in self.kv.items() if expires <= now]:
+                del self.kv[stale]
+        self.kv[key] = (now + ttl, value)

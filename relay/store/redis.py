@@ -4,6 +4,7 @@ stream plus per-day aggregate hashes, written in batches."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -13,7 +14,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .base import (
-    AGGREGATE_FIELDS, AdmitRequest, Admission, Budget, Concurrency, Rate, StoreError, UsageRecord, stop_task, _tighten, aggregate_into,
+    AGGREGATE_FIELDS,
+    Admission,
+    AdmitRequest,
+    Budget,
+    Concurrency,
+    Rate,
+    StoreError,
+    Unreleased,
+    UsageRecord,
+    _tighten,
+    aggregate_into,
+    stop_task,
 )
 
 log = logging.getLogger("relay")
@@ -22,25 +34,27 @@ LEDGER_MAXLEN = 1_000_000
 MAX_PENDING = 200_000  # ledger rows held while Redis is unreachable
 
 # Mirrors relay/gcra.py and base.decide: budgets, then concurrency, then rates; all or nothing.
+# ARGV: now, wall, lease, lease ttl, #rates, #concurrency, #budgets, then per rate (limit, cost),
+# per concurrency limit, per budget (limit, reservation, ttl). KEYS: rates, concurrency, budgets.
 ADMIT = """
 local now = tonumber(ARGV[1]); local wall = tonumber(ARGV[2]); local lease = ARGV[3]; local ttl = tonumber(ARGV[4])
 local nr = tonumber(ARGV[5]); local nc = tonumber(ARGV[6]); local nb = tonumber(ARGV[7])
-local a = 8
+local ra = 8; local ca = ra + nr * 2; local ba = ca + nc
 local out = {1, '', 0, '0'}
 for i = 1, nb do
-  local limit = tonumber(ARGV[a + nr * 2 + nc + i - 1])
+  local limit = tonumber(ARGV[ba + (i - 1) * 3])
   local used = tonumber(redis.call('GET', KEYS[nr + nc + i]) or '0')
   table.insert(out, tostring(used))
   if used >= limit then return {0, 'budget', i, '0', unpack(out, 5)} end
 end
 for i = 1, nc do
   local key = KEYS[nr + i]
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', wall)
-  if redis.call('ZCARD', key) >= tonumber(ARGV[a + nr * 2 + i - 1]) then return {0, 'concurrency', i, '1', unpack(out, 5)} end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. ARGV[2])
+  if redis.call('ZCARD', key) >= tonumber(ARGV[ca + i - 1]) then return {0, 'concurrency', i, '1', unpack(out, 5)} end
 end
 local tats = {}
 for i = 1, nr do
-  local limit = tonumber(ARGV[a + (i - 1) * 2]); local cost = tonumber(ARGV[a + (i - 1) * 2 + 1])
+  local limit = tonumber(ARGV[ra + (i - 1) * 2]); local cost = tonumber(ARGV[ra + (i - 1) * 2 + 1])
   local interval = 60.0 / limit
   local base = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now)
   local new_tat = base + math.min(cost, limit) * interval
@@ -58,9 +72,14 @@ for i = 1, nc do
   redis.call('ZADD', KEYS[nr + i], wall + ttl, lease)
   redis.call('EXPIRE', KEYS[nr + i], math.ceil(ttl) + 60)
 end
+for i = 1, nb do
+  redis.call('INCRBY', KEYS[nr + nc + i], tonumber(ARGV[ba + (i - 1) * 3 + 1]))
+  redis.call('EXPIRE', KEYS[nr + nc + i], tonumber(ARGV[ba + (i - 1) * 3 + 2]))
+end
 return out
 """
 
+# ARGV: now, #rates, #budgets, per rate (limit, delta), per budget (delta, ttl).
 SETTLE = """
 local now = tonumber(ARGV[1]); local nr = tonumber(ARGV[2]); local nb = tonumber(ARGV[3])
 for i = 1, nr do
@@ -71,9 +90,22 @@ for i = 1, nr do
   redis.call('SET', KEYS[i], tostring(tat), 'EX', 120)
 end
 for i = 1, nb do
-  local tokens = tonumber(ARGV[3 + nr * 2 + (i - 1) * 2 + 1]); local ttl = tonumber(ARGV[3 + nr * 2 + (i - 1) * 2 + 2])
-  redis.call('INCRBY', KEYS[nr + i], tokens)
+  local delta = tonumber(ARGV[3 + nr * 2 + (i - 1) * 2 + 1]); local ttl = tonumber(ARGV[3 + nr * 2 + (i - 1) * 2 + 2])
+  redis.call('INCRBY', KEYS[nr + i], delta)
   redis.call('EXPIRE', KEYS[nr + i], ttl)
+end
+return 1
+"""
+
+# ARGV: wall, lease, ttl. A lease already released or expired is not brought back.
+RENEW = """
+local wall = tonumber(ARGV[1]); local lease = ARGV[2]; local ttl = tonumber(ARGV[3])
+for i = 1, #KEYS do
+  local expires = redis.call('ZSCORE', KEYS[i], lease)
+  if expires and tonumber(expires) >= wall then
+    redis.call('ZADD', KEYS[i], 'XX', wall + ttl, lease)
+    redis.call('EXPIRE', KEYS[i], math.ceil(ttl) + 60)
+  end
 end
 return 1
 """
@@ -85,8 +117,15 @@ class RedisStore:
         self.client = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
         self._admit = self.client.register_script(ADMIT)
         self._settle = self.client.register_script(SETTLE)
+        self._renew = self.client.register_script(RENEW)
         self._queue: list[UsageRecord] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()  # one flush at a time, or a batch would be written twice
+        self._unreleased = Unreleased()
+        self._admitting: set[asyncio.Future[Any]] = set()  # admissions Redis has yet to answer
+
+    def _error(self, e: Exception) -> StoreError:
+        return StoreError(f"redis store {_safe(self.url)}: {e}")
 
     async def start(self) -> None:
         try:
@@ -99,37 +138,40 @@ class RedisStore:
         await stop_task(self._flusher)
         try:
             await self.flush()
+            # Admissions whose callers were cancelled (e.g. by the shutdown itself) finish
+            # first; the leases they took are then released with the others still due.
+            await asyncio.gather(*self._admitting, return_exceptions=True)
+            await self._retry_releases()
         except StoreError as e:
-            log.error("ledger rows not written to redis at shutdown: %d (%s)", len(self._queue), e)
+            log.error("redis store at shutdown: %d ledger rows and %d lease releases not written (%s)",
+                      len(self._queue), len(self._unreleased), e)
         await self.client.aclose()
 
     async def admit(self, req: AdmitRequest, now: float) -> Admission:
+        await self._retry_releases()
         keys = [PREFIX + r.key for r in req.rates] + [PREFIX + c.key for c in req.concurrency] + [PREFIX + b.key for b in req.budgets]
         args: list[Any] = [repr(now), repr(time.time()), req.lease, req.lease_ttl, len(req.rates), len(req.concurrency), len(req.budgets)]
         for r in req.rates:
             args += [r.limit, repr(float(r.cost))]
-        args += [c.limit for c in req.concurrency] + [b.limit for b in req.budgets]
+        args += [c.limit for c in req.concurrency]
+        for b in req.budgets:
+            args += [b.limit, int(b.cost), b.ttl]
+        # In a task of its own: a caller cancelled mid-call must not leave a lease nobody owns.
+        call = asyncio.ensure_future(self._admit(keys=keys, args=args))
+        self._admitting.add(call)
+        call.add_done_callback(self._admitting.discard)
         try:
-            res = await self._admit(keys=keys, args=args)
+            res = await asyncio.shield(call)
         except RedisError as e:
-            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
-        ok, section, index, retry_after, *values = res
-        adm = Admission(ok=bool(int(ok)), retry_after=float(retry_after))
-        used = values[: len(req.budgets)]
-        for b, u in zip(req.budgets, used):
-            _tighten(adm, "budget", b.limit, max(0, b.limit - int(u)), 0.0)
-        rest = values[len(used):]
-        for r, (remaining, reset) in zip(req.rates, zip(rest[0::2], rest[1::2])):
-            _tighten(adm, r.kind, r.limit, int(remaining), float(reset))
-        if not adm.ok:
-            i = int(index) - 1
-            if section == "budget":
-                adm.failed, adm.failed_key = "budget", req.budgets[i].key
-            elif section == "concurrency":
-                adm.failed, adm.failed_key = "concurrency", req.concurrency[i].key
-            else:
-                adm.failed, adm.failed_key = req.rates[i].kind, req.rates[i].key
-        return adm
+            raise self._error(e) from e
+        except asyncio.CancelledError:
+            call.add_done_callback(functools.partial(self._disown, req))
+            raise
+        return _admission(req, res)
+
+    def _disown(self, req: AdmitRequest, call: asyncio.Future[Any]) -> None:
+        if not call.cancelled() and call.exception() is None and int(call.result()[0]) and req.concurrency:
+            self._unreleased.add(req.concurrency, req.lease)
 
     async def settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
         if not rates and not budgets:
@@ -138,29 +180,44 @@ class RedisStore:
         args: list[Any] = [repr(now), len(rates), len(budgets)]
         for r, delta in rates:
             args += [r.limit, repr(float(delta))]
-        for b, tokens in budgets:
-            args += [int(tokens), b.ttl]
+        for b, delta in budgets:
+            args += [int(delta), b.ttl]
         try:
             await self._settle(keys=keys, args=args)
         except RedisError as e:
-            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+            raise self._error(e) from e
 
     async def release(self, concurrency: list[Concurrency], lease: str) -> None:
         if not concurrency:
             return
         try:
+            await self._delete_leases([(c.key, lease) for c in concurrency])
+        except (StoreError, asyncio.CancelledError):
+            self._unreleased.add(concurrency, lease)  # retried by the flush loop and by the next admission
+            raise
+
+    async def renew(self, concurrency: list[Concurrency], lease: str, ttl: float) -> None:
+        if not concurrency:
+            return
+        try:
+            await self._renew(keys=[PREFIX + c.key for c in concurrency], args=[repr(time.time()), lease, ttl])
+        except RedisError as e:
+            raise self._error(e) from e
+
+    async def _delete_leases(self, pairs: list[tuple[str, str]]) -> None:
+        try:
             async with self.client.pipeline(transaction=False) as p:
-                for c in concurrency:
-                    p.zrem(PREFIX + c.key, lease)
+                for key, lease in pairs:
+                    p.zrem(PREFIX + key, lease)
                 await p.execute()
         except RedisError as e:
-            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+            raise self._error(e) from e
 
-    async def spent(self, key: str) -> int:
-        try:
-            return int(await self.client.get(PREFIX + key) or 0)
-        except RedisError as e:
-            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+    async def _retry_releases(self) -> None:
+        pairs = self._unreleased.pairs()
+        if pairs:
+            await self._delete_leases(pairs)
+            self._unreleased.done(pairs)
 
     # --- ledger --------------------------------------------------------------------------
     def record(self, rec: UsageRecord) -> None:
@@ -174,34 +231,49 @@ class RedisStore:
             await asyncio.sleep(0.25)
             try:
                 await self.flush()
+                await self._retry_releases()
             except StoreError as e:
-                log.warning("ledger flush to redis failed, %d rows kept for retry: %s", len(self._queue), e)
+                log.warning("redis store: %d ledger rows and %d lease releases kept for retry: %s",
+                            len(self._queue), len(self._unreleased), e)
 
     async def flush(self) -> None:
-        while self._queue:
-            batch = self._queue[:500]
-            agg: dict[tuple[str, str, str], dict[str, int]] = {}
-            for rec in batch:
-                aggregate_into(agg, rec)
-            try:
-                async with self.client.pipeline(transaction=True) as p:
-                    for rec in batch:
-                        p.xadd(PREFIX + "ledger", {k: json.dumps(v) for k, v in rec.row().items()}, maxlen=LEDGER_MAXLEN, approximate=True)
-                    for (day, tenant, model), row in agg.items():
-                        key = f"{PREFIX}usage:{day}"
-                        for f, v in row.items():
-                            if v:
-                                p.hincrby(key, json.dumps([tenant, model, f]), v)
-                        p.sadd(PREFIX + "usage:days", day)
-                    await p.execute()
-            except RedisError as e:
-                raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
-            del self._queue[: len(batch)]
+        async with self._flushing:
+            while self._queue:
+                batch = self._queue[:500]
+                # A task of its own, shielded: a MULTI/EXEC cut by a cancellation could have been
+                # applied, and writing the batch again would count it twice.
+                write = asyncio.ensure_future(self._write(batch))
+                del self._queue[: len(batch)]  # owned by the write now; put back if it fails
+                write.add_done_callback(functools.partial(self._requeue_if_failed, batch))
+                await asyncio.shield(write)
+
+    def _requeue_if_failed(self, batch: list[UsageRecord], write: asyncio.Future[None]) -> None:
+        if write.cancelled() or write.exception() is not None:
+            self._queue[:0] = batch
+
+    async def _write(self, batch: list[UsageRecord]) -> None:
+        agg: dict[tuple[str, str, str], dict[str, int]] = {}
+        for rec in batch:
+            aggregate_into(agg, rec)
+        try:
+            async with self.client.pipeline(transaction=True) as p:
+                for rec in batch:
+                    p.xadd(PREFIX + "ledger", {k: json.dumps(v) for k, v in rec.row().items()}, maxlen=LEDGER_MAXLEN, approximate=True)
+                for (day, tenant, model), row in agg.items():
+                    key = f"{PREFIX}usage:{day}"
+                    for f, v in row.items():
+                        if v:
+                            p.hincrby(key, json.dumps([tenant, model, f]), v)
+                    p.sadd(PREFIX + "usage:days", day)
+                await p.execute()
+        except RedisError as e:
+            raise self._error(e) from e
 
     async def usage(self, tenant: str | None, since: str | None) -> list[dict[str, Any]]:
         await self.flush()
         try:
-            days = sorted(d for d in await self.client.smembers(PREFIX + "usage:days") if since is None or d >= since)
+            members = await self.client.smembers(PREFIX + "usage:days")
+            days = sorted(str(d) for d in members if since is None or str(d) >= since)  # str already (decode_responses)
             rows: dict[tuple[str, str, str], dict[str, int]] = {}
             for day in days:
                 for field, value in (await self.client.hgetall(f"{PREFIX}usage:{day}")).items():
@@ -209,7 +281,7 @@ class RedisStore:
                     if tenant is None or t == tenant:
                         rows.setdefault((day, t, m), dict.fromkeys(AGGREGATE_FIELDS, 0))[f] = int(value)
         except RedisError as e:
-            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+            raise self._error(e) from e
         return [{"day": d, "tenant": t, "model": m, **row} for (d, t, m), row in sorted(rows.items())]
 
 
@@ -218,7 +290,43 @@ class RedisStore:
         try:
             await self.client.ping()
         except RedisError as e:
-            raise StoreError(f"redis store {_safe(self.url)}: {e}") from e
+            raise self._error(e) from e
+
+    async def kv_get(self, key: str) -> str | None:
+        try:
+            value = await self.client.get(PREFIX + "kv:" + key)
+        except RedisError as e:
+            raise self._error(e) from e
+        return str(value) if value is not None else None
+
+    async def kv_put(self, key: str, value: str, ttl: float) -> None:
+        try:
+            await self.client.set(PREFIX + "kv:" + key, value, px=max(1, int(ttl * 1000)))
+        except RedisError as e:
+            raise self._error(e) from e
+
+
+def _admission(req: AdmitRequest, res: list[Any]) -> Admission:
+    """The script's answer: ok, failed section, its 1-based index, retry-after, then the
+    budgets' spent values and each rate's (remaining, reset)."""
+    ok, section, index, retry_after, *values = res
+    adm = Admission(ok=bool(int(ok)), retry_after=float(retry_after))
+    used = values[: len(req.budgets)]
+    for b, u in zip(req.budgets, used, strict=False):  # a refusal answers up to the failing limit
+        _tighten(adm, "budget", b.limit, max(0, b.limit - int(u) - b.cost), 0.0)
+    rest = values[len(used):]
+    for r, (remaining, reset) in zip(req.rates, zip(rest[0::2], rest[1::2], strict=True), strict=False):
+        _tighten(adm, r.kind, r.limit, int(remaining), float(reset))
+    if not adm.ok:
+        i = int(index) - 1
+        if section == "budget":
+            adm.failed, adm.failed_key = "budget", req.budgets[i].key
+        elif section == "concurrency":
+            adm.failed, adm.failed_key = "concurrency", req.concurrency[i].key
+        else:
+            adm.failed, adm.failed_key = req.rates[i].kind, req.rates[i].key
+    return adm
+
 
 def _safe(url: str) -> str:
     """The URL without a password, for messages."""

@@ -1,24 +1,44 @@
 """sqlite:///path — the embedded default: durable (WAL), shared by the workers of one machine.
 
-All database work runs on one dedicated thread, so the event loop never blocks on disk; the
-ledger is written in batches from a queue.
+The connection lives on one dedicated thread and is only ever touched there: every
+operation is a function of the connection that runs on that thread and hands back plain
+values (tuples, dicts, numbers), never a cursor. A cursor dropped on the event loop's thread
+resets its cached statement there while the store thread is binding or stepping the same
+statement, and SQLite answers "bad parameter or other API misuse" (see `_on_thread`).
+
+The event loop never blocks on disk; the ledger is written in batches from a queue.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from .. import gcra
 from .base import (
-    AGGREGATE_FIELDS, AdmitRequest, Admission, Budget, Concurrency, Rate, StoreError, UsageRecord, stop_task, aggregate_into, decide,
+    AGGREGATE_FIELDS,
+    Admission,
+    AdmitRequest,
+    Budget,
+    Concurrency,
+    Rate,
+    StoreError,
+    Unreleased,
+    UsageRecord,
+    aggregate_into,
+    decide,
+    stop_task,
 )
 
 T = TypeVar("T")
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS rates (key TEXT PRIMARY KEY, tat REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (key TEXT NOT NULL, lease TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (key, lease));
 CREATE TABLE IF NOT EXISTS budgets (key TEXT PRIMARY KEY, spent INTEGER NOT NULL);
@@ -34,107 +54,143 @@ CREATE TABLE IF NOT EXISTS usage_daily (
 LEDGER_COLUMNS = ("time", "request_id", "tenant", "model", "channel", "api", "stream", "status", "input_tokens",
                   "cached_tokens", "output_tokens", "reasoning_tokens", "duration_ms", "ttft_ms", "estimated", "cost_usd", "key_id")
 BATCH = 500
+UPSERT_TAT = "INSERT INTO rates (key, tat) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET tat = excluded.tat"
+ADD_SPENT = "INSERT INTO budgets (key, spent) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET spent = spent + excluded.spent"
+DELETE_LEASE = "DELETE FROM leases WHERE key = ? AND lease = ?"
+Outcome = tuple[Any, str | None]  # (value, error message) as handed back by the store thread
 
 
 class SQLiteStore:
     def __init__(self, path: str):
         self.path = Path(path)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sqlite")
-        self._con: sqlite3.Connection | None = None
+        self._con: sqlite3.Connection | None = None  # only ever touched on the pool's thread
+        self._closed = False
         self._queue: list[UsageRecord] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()  # one flush at a time, or a batch would be written twice
         self._wake = asyncio.Event()
+        self._unreleased = Unreleased()
+        self._admitting: set[asyncio.Future[Outcome]] = set()  # admissions the thread has yet to finish
+
+    # --- the store thread ----------------------------------------------------------------
+    def _on_thread(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:
+        """Runs `fn(con, *args)` on the store thread. Only plain values and an error string
+        come back: neither a cursor (its destructor resets a statement from the wrong thread)
+        nor an exception whose traceback holds the thread's frames."""
+        con = self._con
+        if con is None:
+            return None, "the store is not open"
+        try:
+            value = fn(con, *args)
+        except sqlite3.Error as e:
+            return None, f"{e}"
+        assert not isinstance(value, sqlite3.Cursor), "a cursor must not leave the store thread"
+        return value, None
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Outcome]:
+        if self._closed:
+            raise StoreError(f"sqlite store {self.path}: closed")
+        return asyncio.get_running_loop().run_in_executor(self._pool, self._on_thread, fn, args)
+
+    def _value(self, outcome: Outcome) -> Any:
+        value, error = outcome
+        if error is not None:
+            raise StoreError(f"sqlite store {self.path}: {error}")
+        return value
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        except sqlite3.Error as e:
-            raise StoreError(f"sqlite store {self.path}: {e}") from e
+        # Shielded: once submitted, the work runs to its end even if the caller is cancelled,
+        # so its effect never depends on when a client hung up.
+        result: T = self._value(await asyncio.shield(self._submit(fn, *args)))
+        return result
 
-    def _connect(self) -> None:
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, isolation_level=None, timeout=10, check_same_thread=False)
+        # Created on the store thread and checked there (check_same_thread stays on): a use
+        # from any other thread fails loudly instead of racing.
+        con = sqlite3.connect(self.path, isolation_level=None, timeout=10)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
         con.executescript(SCHEMA)
         # Ledgers written before cost_usd existed get the column on first start.
-        columns = {row[1] for row in con.execute("PRAGMA table_info(ledger)")}
+        columns = {row[1] for row in con.execute("PRAGMA table_info(ledger)").fetchall()}
         if "cost_usd" not in columns:
             con.execute("ALTER TABLE ledger ADD COLUMN cost_usd REAL")
         if "key_id" not in columns:  # likewise for the virtual key id (relay.vkeys)
             con.execute("ALTER TABLE ledger ADD COLUMN key_id TEXT")
         self._con = con
 
+    def _shut(self, con: sqlite3.Connection) -> None:
+        self._con = None
+        con.close()
+
     async def start(self) -> None:
-        await self._run(self._connect)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._open)
+        except sqlite3.Error as e:
+            raise StoreError(f"sqlite store {self.path}: {e}") from None
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def close(self) -> None:
         await stop_task(self._flusher)
-        await self.flush()
-        if self._con is not None:
-            await self._run(self._con.close)
-        self._pool.shutdown(wait=True)
+        try:
+            await self.flush()
+            # Admissions whose callers were cancelled (e.g. by the shutdown itself) finish
+            # first; the leases they took are then released with the others still due.
+            await asyncio.gather(*self._admitting, return_exceptions=True)
+            await self._retry_releases()
+        finally:
+            try:
+                if self._con is not None:  # only read here: it is closed on its own thread
+                    await self._run(self._shut)
+            finally:
+                self._closed = True
+                self._pool.shutdown(wait=True)
 
     # --- limits ------------------------------------------------------------------------
-    def _admit(self, req: AdmitRequest, now: float) -> Admission:
-        con = self._con
-        assert con is not None
-        con.execute("BEGIN IMMEDIATE")  # one writer across every process sharing the file
-        try:
-            tats = dict(_select(con, "SELECT key, tat FROM rates WHERE key IN ({})", [r.key for r in req.rates]))
-            wall = time.time()
-            keys = [c.key for c in req.concurrency]
-            if keys:
-                con.execute("DELETE FROM leases WHERE expires < ?", (wall,))
-            in_flight = dict(_select(con, "SELECT key, COUNT(*) FROM leases WHERE key IN ({}) GROUP BY key", keys))
-            spent = dict(_select(con, "SELECT key, spent FROM budgets WHERE key IN ({})", [b.key for b in req.budgets]))
-            adm, new_tats = decide(req, now, tats, in_flight, spent)
-            if adm.ok:
-                con.executemany("INSERT INTO rates (key, tat) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET tat = excluded.tat",
-                                list(new_tats.items()))
-                con.executemany("INSERT OR REPLACE INTO leases (key, lease, expires) VALUES (?, ?, ?)",
-                                [(k, req.lease, wall + req.lease_ttl) for k in keys])
-            con.execute("COMMIT")
-            return adm
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-
     async def admit(self, req: AdmitRequest, now: float) -> Admission:
-        return await self._run(self._admit, req, now)
-
-    def _settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
-        con = self._con
-        assert con is not None
-        con.execute("BEGIN IMMEDIATE")
+        stale = self._unreleased.pairs()
+        fut = self._submit(_admit, req, now, stale)
+        self._admitting.add(fut)
+        fut.add_done_callback(self._admitting.discard)
         try:
-            for rate, delta in rates:
-                row = con.execute("SELECT tat FROM rates WHERE key = ?", (rate.key,)).fetchone()
-                tat = gcra.adjust(row[0] if row else 0.0, now, rate.limit, delta)
-                con.execute("INSERT INTO rates (key, tat) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET tat = excluded.tat", (rate.key, tat))
-            con.executemany("INSERT INTO budgets (key, spent) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET spent = spent + excluded.spent",
-                            [(b.key, tokens) for b, tokens in budgets])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+            adm: Admission = self._value(await asyncio.shield(fut))
+        except asyncio.CancelledError:
+            # The transaction still runs to its end; a lease it takes has no owner any more.
+            fut.add_done_callback(functools.partial(self._disown, req))
             raise
+        self._unreleased.done(stale)
+        return adm
+
+    def _disown(self, req: AdmitRequest, fut: asyncio.Future[Outcome]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            adm, error = fut.result()
+            if error is None and adm.ok and req.concurrency:
+                self._unreleased.add(req.concurrency, req.lease)
 
     async def settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
         if rates or budgets:
-            await self._run(self._settle, rates, budgets, now)
+            await self._run(_settle, rates, budgets, now)
 
     async def release(self, concurrency: list[Concurrency], lease: str) -> None:
-        if concurrency:
-            con = self._con
-            assert con is not None
-            await self._run(con.executemany, "DELETE FROM leases WHERE key = ? AND lease = ?", [(c.key, lease) for c in concurrency])
+        if not concurrency:
+            return
+        try:
+            await self._run(_delete_leases, [(c.key, lease) for c in concurrency])
+        except (StoreError, asyncio.CancelledError):
+            self._unreleased.add(concurrency, lease)  # retried by the flush loop and by the next admission
+            raise
 
-    async def spent(self, key: str) -> int:
-        con = self._con
-        assert con is not None
-        row = await self._run(lambda: con.execute("SELECT spent FROM budgets WHERE key = ?", (key,)).fetchone())
-        return int(row[0]) if row else 0
+    async def renew(self, concurrency: list[Concurrency], lease: str, ttl: float) -> None:
+        if concurrency:
+            await self._run(_renew, [c.key for c in concurrency], lease, ttl)
+
+    async def _retry_releases(self) -> None:
+        pairs = self._unreleased.pairs()
+        if pairs:
+            await self._run(_delete_leases, pairs)
+            self._unreleased.done(pairs)
 
     # --- ledger --------------------------------------------------------------------------
     def record(self, rec: UsageRecord) -> None:
@@ -151,55 +207,131 @@ class SQLiteStore:
             self._wake.clear()
             try:
                 await self.flush()
+                await self._retry_releases()
             except StoreError:
-                pass  # kept in the queue; written on the next round
-
-    def _write(self, batch: list[UsageRecord]) -> None:
-        con = self._con
-        assert con is not None
-        agg: dict[tuple[str, str, str], dict[str, int]] = {}
-        for rec in batch:
-            aggregate_into(agg, rec)
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            con.executemany(f"INSERT INTO ledger ({','.join(LEDGER_COLUMNS)}) VALUES ({','.join('?' * len(LEDGER_COLUMNS))})",
-                            [tuple(getattr(r, c) for c in LEDGER_COLUMNS) for r in batch])
-            cols = ", ".join(AGGREGATE_FIELDS)
-            updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in AGGREGATE_FIELDS)
-            con.executemany(
-                f"INSERT INTO usage_daily (day, tenant, model, {cols}) VALUES (?, ?, ?, {','.join('?' * len(AGGREGATE_FIELDS))}) "
-                f"ON CONFLICT(day, tenant, model) DO UPDATE SET {updates}",
-                [(*k, *(row[c] for c in AGGREGATE_FIELDS)) for k, row in agg.items()],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+                pass  # kept in this process; tried again on the next round
 
     async def flush(self) -> None:
-        while self._queue and self._con is not None:
-            batch = self._queue[:BATCH]
-            await self._run(self._write, batch)
-            del self._queue[: len(batch)]  # only once written: nothing is lost on an error
+        async with self._flushing:
+            while self._queue and not self._closed:
+                batch = self._queue[:BATCH]
+                fut = self._submit(_write, batch)
+                del self._queue[: len(batch)]  # owned by the write now; put back if it fails
+                fut.add_done_callback(functools.partial(self._requeue_if_failed, batch))
+                self._value(await asyncio.shield(fut))
+
+    def _requeue_if_failed(self, batch: list[UsageRecord], fut: asyncio.Future[Outcome]) -> None:
+        if fut.cancelled() or fut.exception() is not None or fut.result()[1] is not None:
+            self._queue[:0] = batch
 
     async def usage(self, tenant: str | None, since: str | None) -> list[dict[str, Any]]:
         await self.flush()
-        con = self._con
-        assert con is not None
-        sql = f"SELECT day, tenant, model, {', '.join(AGGREGATE_FIELDS)} FROM usage_daily WHERE (? IS NULL OR tenant = ?) AND (? IS NULL OR day >= ?) ORDER BY day, tenant, model"
-        rows = await self._run(lambda: con.execute(sql, (tenant, tenant, since, since)).fetchall())
+        rows: list[tuple[Any, ...]] = await self._run(_usage, tenant, since)
         names = ("day", "tenant", "model", *AGGREGATE_FIELDS)
-        return [dict(zip(names, r)) for r in rows]
+        return [dict(zip(names, r, strict=True)) for r in rows]
 
 
     async def ping(self) -> None:
         """Readiness: one trivial query on the store's own thread (StoreError otherwise)."""
-        con = self._con
-        if con is None:
-            raise StoreError(f"sqlite store {self.path}: not open")
-        await self._run(lambda: con.execute("SELECT 1").fetchone())
+        await self._run(_ping)
+
+    async def kv_get(self, key: str) -> str | None:
+        return await self._run(_kv_get, key, time.time())
+
+    async def kv_put(self, key: str, value: str, ttl: float) -> None:
+        await self._run(_kv_put, key, value, time.time(), ttl)
+
+
+# --- what runs on the store thread ----------------------------------------------------------
+@contextmanager
+def _transaction(con: sqlite3.Connection) -> Iterator[None]:
+    con.execute("BEGIN IMMEDIATE")  # one writer across every process sharing the file
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+
 
 def _select(con: sqlite3.Connection, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
     if not keys:
         return []
     return con.execute(sql.format(",".join("?" * len(keys))), keys).fetchall()
+
+
+def _admit(con: sqlite3.Connection, req: AdmitRequest, now: float, stale: list[tuple[str, str]]) -> Admission:
+    with _transaction(con):
+        wall = time.time()
+        keys = [c.key for c in req.concurrency]
+        if stale:
+            con.executemany(DELETE_LEASE, stale)
+        if keys:
+            con.execute("DELETE FROM leases WHERE expires < ?", (wall,))
+        tats = dict(_select(con, "SELECT key, tat FROM rates WHERE key IN ({})", [r.key for r in req.rates]))
+        in_flight = dict(_select(con, "SELECT key, COUNT(*) FROM leases WHERE key IN ({}) GROUP BY key", keys))
+        spent = dict(_select(con, "SELECT key, spent FROM budgets WHERE key IN ({})", [b.key for b in req.budgets]))
+        adm, new_tats = decide(req, now, tats, in_flight, spent)
+        if adm.ok:
+            con.executemany(UPSERT_TAT, list(new_tats.items()))
+            con.executemany("INSERT OR REPLACE INTO leases (key, lease, expires) VALUES (?, ?, ?)",
+                            [(k, req.lease, wall + req.lease_ttl) for k in keys])
+            con.executemany(ADD_SPENT, [(b.key, b.cost) for b in req.budgets])
+        return adm
+
+
+def _settle(con: sqlite3.Connection, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
+    with _transaction(con):
+        for rate, delta in rates:
+            row = con.execute("SELECT tat FROM rates WHERE key = ?", (rate.key,)).fetchone()
+            con.execute(UPSERT_TAT, (rate.key, gcra.adjust(row[0] if row else 0.0, now, rate.limit, delta)))
+        con.executemany(ADD_SPENT, [(b.key, delta) for b, delta in budgets])
+
+
+def _delete_leases(con: sqlite3.Connection, pairs: list[tuple[str, str]]) -> None:
+    con.executemany(DELETE_LEASE, pairs)
+
+
+def _renew(con: sqlite3.Connection, keys: list[str], lease: str, ttl: float) -> None:
+    wall = time.time()
+    con.executemany("UPDATE leases SET expires = ? WHERE key = ? AND lease = ? AND expires >= ?",
+                    [(wall + ttl, k, lease, wall) for k in keys])
+
+
+def _write(con: sqlite3.Connection, batch: list[UsageRecord]) -> None:
+    agg: dict[tuple[str, str, str], dict[str, int]] = {}
+    for rec in batch:
+        aggregate_into(agg, rec)
+    cols = ", ".join(AGGREGATE_FIELDS)
+    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in AGGREGATE_FIELDS)
+    with _transaction(con):
+        con.executemany(f"INSERT INTO ledger ({','.join(LEDGER_COLUMNS)}) VALUES ({','.join('?' * len(LEDGER_COLUMNS))})",
+                        [tuple(getattr(r, c) for c in LEDGER_COLUMNS) for r in batch])
+        con.executemany(
+            f"INSERT INTO usage_daily (day, tenant, model, {cols}) VALUES (?, ?, ?, {','.join('?' * len(AGGREGATE_FIELDS))}) "
+            f"ON CONFLICT(day, tenant, model) DO UPDATE SET {updates}",
+            [(*k, *(row[c] for c in AGGREGATE_FIELDS)) for k, row in agg.items()],
+        )
+
+
+def _ping(con: sqlite3.Connection) -> None:
+    con.execute("SELECT 1").fetchone()
+
+
+def _kv_get(con: sqlite3.Connection, key: str, now: float) -> str | None:
+    row = con.execute("SELECT value FROM kv WHERE key = ? AND expires > ?", (key, now)).fetchone()
+    return str(row[0]) if row else None
+
+
+def _kv_put(con: sqlite3.Connection, key: str, value: str, now: float, ttl: float) -> None:
+    with _transaction(con):
+        con.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)", (key, value, now + ttl))
+        if hash(key) % 64 == 0:  # now and then, the expired entries go
+            con.execute("DELETE FROM kv WHERE expires <= ?", (now,))
+
+
+def _usage(con: sqlite3.Connection, tenant: str | None, since: str | None) -> list[tuple[Any, ...]]:
+    sql = (f"SELECT day, tenant, model, {', '.join(AGGREGATE_FIELDS)} FROM usage_daily "
+           "WHERE (? IS NULL OR tenant = ?) AND (? IS NULL OR day >= ?) ORDER BY day, tenant, model")
+    return con.execute(sql, (tenant, tenant, since, since)).fetchall()

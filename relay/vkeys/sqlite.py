@@ -41,7 +41,8 @@ class SQLiteKeyStore(WriteBehind):
 
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, isolation_level=None, timeout=10, check_same_thread=False)
+        # Created on the store thread and used only there; only plain values leave it.
+        con = sqlite3.connect(self.path, isolation_level=None, timeout=10)
         con.execute("PRAGMA journal_mode=WAL")
         con.executescript(SCHEMA)
         self._con = con
@@ -105,9 +106,11 @@ class SQLiteKeyStore(WriteBehind):
         return await self._run(self._tx, work)
 
     async def audit(self, entry: dict[str, Any]) -> None:
-        e = entry
-        await self._run(self.con.execute, "INSERT INTO vkey_audit (time, actor, action, key_id, tenant, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                        (e["time"], e["actor"], e["action"], e["key_id"], e["tenant"], json.dumps(e.get("detail", {}))))
+        row = (entry["time"], entry["actor"], entry["action"], entry["key_id"], entry["tenant"], json.dumps(entry.get("detail", {})))
+
+        def work() -> None:
+            self.con.execute("INSERT INTO vkey_audit (time, actor, action, key_id, tenant, detail) VALUES (?, ?, ?, ?, ?, ?)", row)
+        await self._run(work)
 
     async def audit_trail(self, key_id: str | None) -> list[dict[str, Any]]:
         rows = await self._run(lambda: self.con.execute(

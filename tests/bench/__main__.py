@@ -30,10 +30,14 @@ ROWS = [
     ("responses via anthropic, stream", "/v1/responses", "an-sse", True, "/an-sse/v1/messages"),
     ("responses via openai native, stream", "/v1/responses", "na-sse", True, "/na-sse/v1/responses"),
     ("chat via openai responses-only (api: responses), stream", "/v1/chat/completions", "ro-sse", True, "/ro-sse/v1/responses"),
+    ("messages, anthropic passthrough, stream", "/v1/messages", "an-sse", True, "/an-sse/v1/messages"),
+    ("messages via openai, stream", "/v1/messages", "oa-sse", True, "/oa-sse/v1/chat/completions"),
 ]
 
 
 def body_for(path: str, model: str, stream: bool) -> dict:
+    if path == "/v1/messages":
+        return {"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": "Say something."}], "stream": stream}
     if path == "/v1/responses":
         return {"model": model, "input": "Say something.", "stream": stream}
     return {"model": model, "messages": [{"role": "user", "content": "Say something."}], "stream": stream}

@@ -5,6 +5,9 @@
 - `status-NNN`: the recorded Anthropic error body for HTTP NNN (429 carries retry-after: 11)
 - `hang-headers`: never answers; `hang-midstream`: a few events, then silence
 - `paced-NNN`: the `text` stream with NNN ms before each event
+
+`POST /v1/messages/count_tokens` answers `{"input_tokens": len(body) // 4}` (`status-NNN`
+models fail as above).
 """
 from __future__ import annotations
 
@@ -22,7 +25,16 @@ class FakeAnthropic(FakeUpstream):
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         return app
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = await self.record(request)
+        if body["model"].startswith("status-"):
+            status = int(body["model"].removeprefix("status-"))
+            return web.Response(status=status, body=self.fixture(f"error-{status}.json"), content_type="application/json")
+        return web.json_response({"input_tokens": len(raw) // 4})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)

@@ -6,7 +6,7 @@ import calendar
 
 import pytest
 
-from relay.limits import LEASE_TTL, headers, period_key, plan, rejection
+from relay.limits import BUDGET_OUTPUT_RESERVE, LEASE_TTL, headers, period_key, plan, rejection
 from relay.store import Admission, Budget, Concurrency, Rate
 from relay_config.schema import TenantConfig
 
@@ -35,44 +35,44 @@ class Estimate:
 
 def test_no_limits_touch_no_counters_and_never_estimate():
     est = Estimate()
-    p = plan(tenant(), "gpt", est, "lease-1", NOW)
+    p = plan(tenant(), "gpt", est, None, "lease-1", NOW)
     assert p.req.empty and p.model_keys == set() and p.token_rates == [] and est.calls == 0
 
 
 def test_a_request_limit_is_one_request_and_needs_no_estimate():
     est = Estimate()
-    p = plan(tenant(rpm=60), "gpt", est, "lease-1", NOW)
+    p = plan(tenant(rpm=60), "gpt", est, None, "lease-1", NOW)
     assert p.req.rates == [Rate("rpm:acme", "requests", 60, 1)]
     assert p.req.concurrency == [] and p.req.budgets == [] and est.calls == 0
 
 
 def test_token_limits_cost_the_estimate_computed_once():
     est = Estimate(42)
-    p = plan(tenant(tpm=1000, models={"gpt": {"tpm": 100}}), "gpt", est, "lease-1", NOW)
+    p = plan(tenant(tpm=1000, models={"gpt": {"tpm": 100}}), "gpt", est, None, "lease-1", NOW)
     assert est.calls == 1 and p.estimate == 42
     assert p.req.rates == [Rate("tpm:acme", "tokens", 1000, 42), Rate("tpm:acme:gpt", "tokens", 100, 42)]
     assert p.token_rates == p.req.rates  # the rates to settle with the real count afterwards
 
 
 def test_concurrency_holds_a_lease_with_a_ttl():
-    p = plan(tenant(max_concurrent=4), "gpt", Estimate(), "lease-7", NOW)
+    p = plan(tenant(max_concurrent=4), "gpt", Estimate(), None, "lease-7", NOW)
     assert p.req.concurrency == [Concurrency("conc:acme", 4)]
     assert (p.req.lease, p.req.lease_ttl) == ("lease-7", LEASE_TTL)
 
 
 def test_per_model_limits_add_their_own_scope_for_that_model_only():
     t = tenant(rpm=100, models={"gpt": {"rpm": 1, "max_concurrent": 2}})
-    p = plan(t, "gpt", Estimate(), "l", NOW)
+    p = plan(t, "gpt", Estimate(), None, "l", NOW)
     assert p.req.rates == [Rate("rpm:acme", "requests", 100, 1), Rate("rpm:acme:gpt", "requests", 1, 1)]
     assert p.req.concurrency == [Concurrency("conc:acme:gpt", 2)]
     assert p.model_keys == {"rpm:acme:gpt", "conc:acme:gpt"}
-    other = plan(t, "claude", Estimate(), "l", NOW)
+    other = plan(t, "claude", Estimate(), None, "l", NOW)
     assert other.req.rates == [Rate("rpm:acme", "requests", 100, 1)] and other.req.concurrency == [] and other.model_keys == set()
 
 
 def test_counters_are_keyed_by_tenant():
-    a = plan(tenant("a", rpm=5), "m", Estimate(), "l", NOW)
-    b = plan(tenant("b", rpm=5), "m", Estimate(), "l", NOW)
+    a = plan(tenant("a", rpm=5), "m", Estimate(), None, "l", NOW)
+    b = plan(tenant("b", rpm=5), "m", Estimate(), None, "l", NOW)
     assert {r.key for r in a.req.rates}.isdisjoint(r.key for r in b.req.rates)
 
 
@@ -86,14 +86,30 @@ def test_counters_are_keyed_by_tenant():
 ])
 def test_budgets_count_in_utc_calendar_periods(period, when, key, ttl):
     est = Estimate()
-    p = plan(tenant(budget={"tokens": 500, "period": period}), "gpt", est, "l", when)
-    assert p.req.budgets == [Budget(key, 500, ttl)] and est.calls == 0
+    p = plan(tenant(budget={"tokens": 500, "period": period}), "gpt", est, None, "l", when)
+    assert p.req.budgets == [Budget(key, 500, ttl, 42 + BUDGET_OUTPUT_RESERVE)] and est.calls == 1
     assert period_key(period, when) == (key.removeprefix("budget:acme:"), ttl)
+
+
+def test_max_tokens_is_part_of_the_token_estimate_and_of_the_budget_reservation():
+    est = Estimate(42)
+    p = plan(tenant(tpm=1000, budget={"tokens": 5000, "period": "day"}), "gpt", est, 300, "l", NOW)
+    assert p.estimate == 342 and p.req.rates == [Rate("tpm:acme", "tokens", 1000, 342)]
+    assert p.reserve == 342 and p.req.budgets[0].cost == 342
+    assert est.calls == 1  # one estimate for both
+
+
+def test_a_budget_reserves_an_answer_allowance_when_no_max_tokens_is_given():
+    # Token rates charge the prompt alone (settled later); the budget must not, or concurrent
+    # requests without max_tokens could all be admitted against the last few tokens.
+    p = plan(tenant(tpm=1000, budget={"tokens": 5000, "period": "day"}), "gpt", Estimate(42), None, "l", NOW)
+    assert p.estimate == 42 and p.reserve == 42 + BUDGET_OUTPUT_RESERVE
+    assert plan(tenant(budget={"tokens": 5000}), "gpt", Estimate(42), 0, "l", NOW).reserve == 42
 
 
 def test_a_budget_is_per_tenant_not_per_model():
     t = tenant(budget={"tokens": 500, "period": "day"}, models={"gpt": {"rpm": 1}})
-    assert plan(t, "gpt", Estimate(), "l", NOW).req.budgets == plan(t, "other", Estimate(), "l", NOW).req.budgets
+    assert plan(t, "gpt", Estimate(), None, "l", NOW).req.budgets == plan(t, "other", Estimate(), None, "l", NOW).req.budgets
 
 
 def test_rate_headers_use_openais_reset_format():
@@ -106,7 +122,7 @@ def test_rate_headers_use_openais_reset_format():
 
 
 def test_a_per_model_refusal_says_so_and_gives_a_whole_retry_after():
-    p = plan(tenant(rpm=100, models={"gpt": {"rpm": 1}}), "gpt", Estimate(), "l", NOW)
+    p = plan(tenant(rpm=100, models={"gpt": {"rpm": 1}}), "gpt", Estimate(), None, "l", NOW)
     err = rejection(Admission(ok=False, failed="requests", failed_key="rpm:acme:gpt", retry_after=0.2), "acme", p)
     assert err.status == 429 and err.code == "rate_limit_exceeded" and err.headers["retry-after"] == "1"
     assert "for this model" in err.message and "requests per minute" in err.message
@@ -115,6 +131,6 @@ def test_a_per_model_refusal_says_so_and_gives_a_whole_retry_after():
 
 
 def test_a_spent_budget_is_insufficient_quota():
-    p = plan(tenant(budget={"tokens": 5}), "gpt", Estimate(), "l", NOW)
+    p = plan(tenant(budget={"tokens": 5}), "gpt", Estimate(), None, "l", NOW)
     err = rejection(Admission(ok=False, failed="budget", failed_key=p.req.budgets[0].key, retry_after=3600), "acme", p)
     assert (err.status, err.type, err.code) == (429, "insufficient_quota", "insufficient_quota")

@@ -6,6 +6,7 @@ from typing import Any
 
 from ... import chunks
 from ...errors import RelayError
+from ...usage import Usage
 
 # Response error codes that say the request was at fault (no other channel would do better).
 _CLIENT_CODES = ("invalid_prompt", "invalid_image", "invalid_base64_image", "image_too_large", "image_too_small",
@@ -16,14 +17,7 @@ _CLIENT_CODES = ("invalid_prompt", "invalid_image", "invalid_base64_image", "ima
 def chat_usage(usage: Any) -> dict[str, Any] | None:
     """Responses usage -> chat usage: `input_tokens` already includes the cached tokens, as
     `prompt_tokens` does."""
-    if not isinstance(usage, dict):
-        return None
-    return chunks.usage(
-        int(usage.get("input_tokens") or 0),
-        int(usage.get("output_tokens") or 0),
-        cached=int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0),
-        reasoning=int((usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0),
-    )
+    return Usage.from_responses(usage).chat() if isinstance(usage, dict) else None
 
 
 def finish_reason(response: dict[str, Any], called_tools: bool) -> str:

@@ -1,0 +1,117 @@
+"""Writing Anthropic Messages answers: a chat stream through the bridge machine, or an
+anthropic channel's own bytes relayed as they come with the usage read on the side."""
+from __future__ import annotations
+
+from typing import Any
+
+from relay_adaptors import jsonfast
+from relay_adaptors.anthropic.errors import stream_error
+from relay_adaptors.base import ChatStream
+from relay_adaptors.errors import RelayError, upstream_bad_response
+from relay_adaptors.messages import MessagesStream, error_body
+from relay_adaptors.sse import SSEDecoder, encode_event
+from relay_adaptors.usage import Usage
+
+from .outcome import Sink, StreamOutcome
+
+# Anthropic's own keepalive, sent while the upstream is silent (clients skip it).
+PING = encode_event("ping", b'{"type":"ping"}')
+
+
+async def write_events(resp: Sink, events: list[dict[str, Any]]) -> None:
+    if events:
+        await resp.write(b"".join(encode_event(ev["type"], jsonfast.dumps(ev)) for ev in events))
+
+
+async def write_messages_stream(resp: Sink, stream: ChatStream, machine: MessagesStream, outcome: StreamOutcome,
+                                request_id: str, channel: str) -> None:
+    """Chat chunks through the bridge machine, one write per upstream batch."""
+    await write_events(resp, machine.start())
+    async for batch in stream:
+        events: list[dict[str, Any]] = []
+        for item in batch:
+            if isinstance(item, RelayError):
+                outcome.error = item
+                break
+            if item.get("usage"):
+                outcome.usage = item["usage"]
+            outcome.saw(item)
+            try:
+                events += machine.feed(item)
+            except ValueError as e:  # a chat stream the machine cannot map (see MessagesStream)
+                outcome.error = upstream_bad_response(channel, str(e))
+                break
+        if outcome.error is not None:
+            events += machine.fail(outcome.error, request_id)
+        await write_events(resp, events)
+        if outcome.error is not None:
+            return
+    await write_events(resp, machine.finish())
+    outcome.finished = True
+
+
+class MessagesTap:
+    """Watches relayed Anthropic bytes (sans-IO): `feed` returns the bytes to relay (as they
+    came), and notes usage (cache reads and writes included) from message_start and
+    message_delta, generated text, and an in-stream error. `end` returns what is left to
+    send: an `error` event when the upstream stopped before message_stop."""
+
+    def __init__(self, streaming: bool, outcome: StreamOutcome, channel: str, request_id: str | None = None):
+        self.sse = SSEDecoder() if streaming else None
+        self.outcome = outcome
+        self.channel = channel
+        self.request_id = request_id
+        self.body: list[bytes] = []
+        self.raw: dict[str, Any] = {}  # Anthropic usage, merged as events report it
+        self.stopped = False  # message_stop went by
+        self.ended = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self.sse is None:
+            self.body.append(data)
+            return data
+        for ev in self.sse.feed(data):
+            kind = ev.event
+            if kind == "content_block_delta":
+                self.outcome.produced(max(1, len(ev.data) // 2))  # an estimate, for a stream cut before usage
+            elif kind in ("message_start", "message_delta", "error"):
+                self._event(kind, ev.data)
+            elif kind == "message_stop":
+                self.stopped = True
+        return data
+
+    def _event(self, kind: str, data: str) -> None:
+        try:
+            obj = jsonfast.loads(data)
+        except jsonfast.JSONDecodeError:
+            return
+        if not isinstance(obj, dict):
+            return
+        if kind == "error":
+            self.outcome.error = stream_error(self.channel, obj)
+            return
+        usage = (obj.get("message") or {}).get("usage") if kind == "message_start" else obj.get("usage")
+        if isinstance(usage, dict):
+            self._usage(usage)
+
+    def _usage(self, usage: dict[str, Any]) -> None:
+        self.raw.update({k: v for k, v in usage.items() if v is not None})
+        self.outcome.usage = Usage.from_anthropic(self.raw).chat()
+
+    def end(self) -> bytes:
+        if self.ended:
+            return b""
+        self.ended = True
+        if self.sse is None:
+            try:
+                usage = jsonfast.loads(b"".join(self.body)).get("usage")
+            except (jsonfast.JSONDecodeError, AttributeError):
+                return b""
+            if isinstance(usage, dict):
+                self._usage(usage)
+            return b""
+        if self.stopped or self.outcome.error is not None:
+            return b""
+        # The upstream went away mid-stream: say so in the stream, as Anthropic would.
+        self.outcome.error = upstream_bad_response(self.channel, "the stream ended before message_stop")
+        return b"\n\n" + encode_event("error", jsonfast.dumps(error_body(self.outcome.error, self.request_id)))
