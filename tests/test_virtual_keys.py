@@ -127,7 +127,11 @@ async def test_create_use_list_patch_rotate_revoke(relay: Relay, clock: Clock, c
     assert (await admin(relay, "GET", f"/admin/keys/{key_id}"))[0] == 404
 
     # The audit trail: a row per operation, by the admin credential's id, and a JSON log line.
-    trail = await relay.server.app[KEYSTORE].audit_trail(key_id)
+    status, audit, _ = await admin(relay, "GET", f"/admin/keys/{key_id}/audit")  # kept after the revocation
+    assert status == 200
+    trail = audit["data"]
+    assert trail == await relay.server.app[KEYSTORE].audit_trail(key_id)
+    assert (await admin(relay, "GET", "/admin/keys/key_nope/audit"))[0] == 404
     assert [e["action"] for e in trail] == ["create", "update", "update", "rotate", "rotate", "revoke"]
     assert {e["actor"] for e in trail} == {"admin"}
     audit_lines = [r for r in caplog.records if r.name == "relay.audit"]

@@ -213,3 +213,11 @@ async def test_two_instances_on_redis(aiohttp_server: Callable[..., Any], redis_
     await a.server.app[KEYSTORE].flush()  # A's write-behind (B's own is flushed by the query)
     rows = (await call("GET", b.ops_url + f"/admin/usage?key={made['id']}"))[1]["data"]
     assert sum(r["requests"] for r in rows) == 2
+
+    # Redis gone: a virtual key cannot be checked (503, never let in); YAML keys still work.
+    redis_server.stop()
+    clock_b.advance(1.0)
+    with pytest.raises(openai.InternalServerError) as unavailable:
+        await b.client(secret).chat.completions.create(model="demo", messages=[{"role": "user", "content": "x"}])
+    assert unavailable.value.status_code == 503 and secret not in str(unavailable.value.body)
+    await b.client(ACME_KEY).chat.completions.create(model="demo", messages=[{"role": "user", "content": "x"}])

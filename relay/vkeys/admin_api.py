@@ -6,6 +6,7 @@
     PATCH  /admin/keys/{id}               name, models, limits, expires_at, disabled, metadata
     DELETE /admin/keys/{id}               revoke
     POST   /admin/keys/{id}/rotate        a new secret; {"grace_seconds": N} keeps the old one N s
+    GET    /admin/keys/{id}/audit         the key's audit trail (kept after a revocation)
 """
 from __future__ import annotations
 
@@ -101,6 +102,15 @@ async def rotate_key(request: web.Request) -> web.Response:
     return json_response(_public(request, key, secret))
 
 
+async def key_audit(request: web.Request) -> web.Response:
+    svc = _service(request)
+    key_id = request.match_info["id"]
+    trail = await _call(svc.store.audit_trail(key_id))
+    if not trail:
+        raise RelayError(404, str(KeyNotFound(key_id)), param="id", code="key_not_found")
+    return json_response({"object": "list", "data": trail})
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/admin/keys", create_key)
     router.add_get("/admin/keys", list_keys)
@@ -108,3 +118,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_patch("/admin/keys/{id}", update_key)
     router.add_delete("/admin/keys/{id}", revoke_key)
     router.add_post("/admin/keys/{id}/rotate", rotate_key)
+    router.add_get("/admin/keys/{id}/audit", key_audit)
