@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 from ..store.base import AGGREGATE_FIELDS, StoreError, UsageRecord, stop_task
@@ -61,8 +62,9 @@ def add_usage(agg: dict[UsageKey, dict[str, int]], rec: UsageRecord) -> None:
     row["estimated"] += rec.estimated
 
 
-class WriteBehind:
-    """Last-used times and usage aggregates, queued and written every `interval` seconds."""
+class WriteBehind(ABC):
+    """Last-used times and usage aggregates, queued and written every `interval` seconds by
+    the backend's `_write`."""
 
     interval = 0.25
 
@@ -112,8 +114,8 @@ class WriteBehind:
                     cur[f] += v
             raise
 
-    async def _write(self, touches: dict[str, float], agg: dict[UsageKey, dict[str, int]]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _write(self, touches: dict[str, float], agg: dict[UsageKey, dict[str, int]]) -> None: ...
 
 
 def usage_rows(agg: dict[UsageKey, dict[str, int]], tenant: str | None, key_id: str | None,
