@@ -228,8 +228,8 @@ def test_text_and_a_tool_call_in_one_chunk_keep_both():
 
 
 def test_the_passthrough_tap_relays_every_byte_and_reads_the_same_usage_at_every_boundary():
-    from relay.messages_stream import MessagesTap
     from relay.outcome import StreamOutcome
+    from relay.messages_stream import MessagesTap
 
     data = (Path(__file__).parent / "fixtures" / "anthropic" / "text.sse").read_bytes()
 
