@@ -14,7 +14,7 @@ STAMP_TEST := $(VENV)/.installed-test
 run: $(STAMP_RUN)
 	$(BIN)/relay serve -c $(CONFIG)$(if $(PORT), --port $(PORT))$(if $(OPS_LISTEN), --ops-listen $(OPS_LISTEN))
 
-test: $(STAMP_TEST) system-deps
+test: $(STAMP_TEST) system-deps lint
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 $(BIN)/python:
@@ -41,6 +41,7 @@ lint: $(STAMP_TEST)
 	$(BIN)/ruff check .
 	@mkdir -p .typecheck && ln -sfn ../relay .typecheck/relay && ln -sfn ../adaptors .typecheck/relay_adaptors && ln -sfn ../config .typecheck/relay_config
 	MYPYPATH=.typecheck $(BIN)/mypy -p relay -p relay_adaptors -p relay_config
+	MYPYPATH=.typecheck $(BIN)/mypy --strict examples/relay-echo/relay_echo
 
 # System packages the suite runs for real (see tests/README in README.md).
 system-deps:

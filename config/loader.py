@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from relay_adaptors.params import format_loc
-from relay_adaptors.registry import installed
+from relay_adaptors.kernel.params import format_loc
+from relay_adaptors.kernel.registry import installed
 
 from .schema import CHANNEL_TYPES_CONTEXT, ChannelTypeIndex, RelayConfig, cross_entry_issues
 

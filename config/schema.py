@@ -205,7 +205,7 @@ class MockChannel(ChannelBase):
 class ChannelTypeIndex(Protocol):
     """The installed channel types, as the schema sees them: a settings model per type name.
     Given at validation time (`context={CHANNEL_TYPES_CONTEXT: ...}`, see relay_config.loader) by
-    relay_adaptors.registry, so the schema never imports a plugin and a plugin may import it."""
+    relay_adaptors.kernel.registry, so the schema never imports a plugin and a plugin may import it."""
 
     def names(self) -> list[str]: ...
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from relay_adaptors.errors import RelayError, bad_request
-from relay_adaptors.registry import ChannelTypeError
+from relay_adaptors.kernel.errors import RelayError, bad_request
+from relay_adaptors.kernel.registry import ChannelTypeError
 from relay_config.loader import ConfigError, load_config
 from relay_config.schema import RelayConfig
 

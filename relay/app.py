@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import RelayConfig
 
 from . import admin, handlers, messages

@@ -7,7 +7,7 @@ import hmac
 
 from aiohttp import web
 
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import TenantConfig
 
 

@@ -1,10 +1,10 @@
 """Writes a chat stream to the client as chat-completions SSE."""
 from __future__ import annotations
 
-from relay_adaptors import jsonfast
-from relay_adaptors.base import ChatStream
-from relay_adaptors.errors import RelayError
-from relay_adaptors.sse import DONE, encode_data
+from relay_adaptors.kernel import jsonfast
+from relay_adaptors.kernel.base import ChatStream
+from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.kernel.sse import DONE, encode_data
 
 from .outcome import Sink, StreamOutcome
 

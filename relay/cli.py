@@ -65,7 +65,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def print_channel_types(config: RelayConfig) -> None:
     """Which plugin (package and version) serves each type, and what else is installed."""
-    from relay_adaptors.registry import installed
+    from relay_adaptors.kernel.registry import installed
 
     types = installed()
     print(f"channel types in use: {types.describe(ch.type for ch in config.channels)}")

@@ -27,8 +27,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from relay_adaptors import jsonfast
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel import jsonfast
+from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import ServerConfig
 
 from .httpio import CLOSE_AFTER

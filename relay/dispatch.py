@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from relay_adaptors.base import Call, CallReport, ChatStream, NativeMessages, NativeResponses, RawUpstream
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.base import Call, CallReport, ChatStream, NativeMessages, NativeResponses, RawUpstream
+from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import RouterConfig
 
 from .breaker import Breakers

@@ -9,9 +9,9 @@ from typing import Any, cast
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from relay_adaptors.base import ProcessCounter
-from relay_adaptors.chat import max_output_tokens, validate_chat_request, wants_usage_chunk
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.base import ProcessCounter
+from relay_adaptors.kernel.chat import max_output_tokens, validate_chat_request, wants_usage_chunk
+from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.responses import (
     ChatConversion,
     Envelope,

@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from relay_adaptors import jsonfast
-from relay_adaptors.errors import RelayError, bad_request
+from relay_adaptors.kernel import jsonfast
+from relay_adaptors.kernel.errors import RelayError, bad_request
 
 from .keys import RUNTIME
 

@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from relay_adaptors.base import CallReport
-from relay_adaptors.errors import RelayError
-from relay_adaptors.sse import KEEPALIVE
-from relay_adaptors.tokens import estimate_prompt
+from relay_adaptors.kernel.base import CallReport
+from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.kernel.sse import KEEPALIVE
+from relay_adaptors.kernel.tokens import estimate_prompt
 from relay_config.schema import TenantConfig
 
 from . import limits

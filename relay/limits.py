@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import ModelLimits, TenantConfig
 
 from .store import Admission, AdmitRequest, Budget, Concurrency, Rate

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import IO, Any
 
-from relay_adaptors.redaction import RedactingFilter
+from relay_adaptors.kernel.redaction import RedactingFilter
 
 access = logging.getLogger("relay.access")
 

@@ -14,8 +14,8 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from relay_adaptors.base import Call, TokenCounter
-from relay_adaptors.errors import RelayError, bad_request
+from relay_adaptors.kernel.base import Call, TokenCounter
+from relay_adaptors.kernel.errors import RelayError, bad_request
 from relay_adaptors.messages import (
     MessagesConversion,
     MessagesStream,

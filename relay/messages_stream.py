@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay_adaptors import jsonfast
 from relay_adaptors.anthropic.errors import stream_error
-from relay_adaptors.base import ChatStream
-from relay_adaptors.errors import RelayError, upstream_bad_response
+from relay_adaptors.kernel import jsonfast
+from relay_adaptors.kernel.base import ChatStream
+from relay_adaptors.kernel.errors import RelayError, upstream_bad_response
+from relay_adaptors.kernel.sse import SSEDecoder, encode_event
+from relay_adaptors.kernel.usage import Usage
 from relay_adaptors.messages import MessagesStream, error_body
-from relay_adaptors.sse import SSEDecoder, encode_event
-from relay_adaptors.usage import Usage
 
 from .outcome import Sink, StreamOutcome
 

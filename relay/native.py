@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay_adaptors import jsonfast
-from relay_adaptors.sse import encode_event
-from relay_adaptors.usage import Usage
+from relay_adaptors.kernel import jsonfast
+from relay_adaptors.kernel.sse import encode_event
+from relay_adaptors.kernel.usage import Usage
 
 from .outcome import StreamOutcome
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 
 OPS_SURFACE = web.AppKey("ops_surface", bool)  # set on the ops application only
 

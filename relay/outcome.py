@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from relay_adaptors.errors import RelayError
-from relay_adaptors.usage import Usage
+from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.kernel.usage import Usage
 
 
 class Sink(Protocol):

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay_adaptors import jsonfast
-from relay_adaptors.base import ChatStream
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel import jsonfast
+from relay_adaptors.kernel.base import ChatStream
+from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.kernel.sse import encode_event
 from relay_adaptors.responses import ResponsesStream
-from relay_adaptors.sse import encode_event
 
 from .outcome import Sink, StreamOutcome
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from relay_adaptors.base import Adaptor
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.base import Adaptor
+from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import ChannelConfig, TenantConfig
 
 

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from relay_adaptors import redaction
-from relay_adaptors.base import Adaptor
-from relay_adaptors.registry import make_adaptor
+from relay_adaptors.kernel import redaction
+from relay_adaptors.kernel.base import Adaptor
+from relay_adaptors.kernel.registry import make_adaptor
 from relay_config.schema import ChannelConfig, RelayConfig
 
 from .auth import KeyIndex

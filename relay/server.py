@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from relay_adaptors.registry import installed
+from relay_adaptors.kernel.registry import installed
 from relay_config.schema import RelayConfig, split_host_port
 
 from . import __version__

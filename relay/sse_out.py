@@ -6,7 +6,7 @@ import contextlib
 
 from aiohttp import web
 
-from relay_adaptors.sse import KEEPALIVE
+from relay_adaptors.kernel.sse import KEEPALIVE
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

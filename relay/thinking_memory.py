@@ -17,8 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from relay_adaptors.base import ChatStream
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.base import ChatStream
+from relay_adaptors.kernel.errors import RelayError
 
 from .store import StoreError
 

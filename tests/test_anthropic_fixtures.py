@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from relay_adaptors.anthropic.stream import SSEConverter
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 
 from .fakes.base import FIXTURES
 from .support import sse_frames

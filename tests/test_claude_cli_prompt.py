@@ -12,7 +12,7 @@ import pytest
 from relay_adaptors.claude_cli import prompt
 from relay_adaptors.claude_cli.adaptor import spawn_error
 from relay_adaptors.claude_cli.scrub import Scrubber
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 
 SYS = "SYSTEM-MARKER-" + "s" * 50
 USER = "USER-MARKER-" + "u" * 50

@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 
 from relay.keys import BREAKERS, RUNTIME
-from relay_adaptors.base import Call
 from relay_adaptors.claude_cli import ClaudeCliAdaptor
 from relay_adaptors.claude_cli.process import KILL_GRACE, STDERR_TAIL, CliProcess
 from relay_adaptors.claude_cli.scrub import Scrubber
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.base import Call
+from relay_adaptors.kernel.errors import RelayError
 from relay_config.loader import parse_config
 from relay_config.schema import ClaudeCliChannel
 

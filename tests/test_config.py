@@ -128,7 +128,7 @@ def test_cross_entry_errors_name_the_entry_and_come_with_every_other_error():
 
 
 def test_cross_entry_rules_hold_for_configs_built_in_code_too():
-    from relay_adaptors.registry import installed
+    from relay_adaptors.kernel.registry import installed
     from relay_config.schema import CHANNEL_TYPES_CONTEXT, RelayConfig
 
     data = {"tenants": [{"name": "t", "keys": ["k"]}], "channels": [{"name": "c", "type": "mock", "models": ["m"]}] * 2}

@@ -12,7 +12,7 @@ import pytest
 from relay.app import create_app
 from relay.keys import STORE
 from relay.ops import ops_app
-from relay_adaptors.tokens import estimate_prompt
+from relay_adaptors.kernel.tokens import estimate_prompt
 from relay_config.loader import parse_config
 
 from .proc import ROOT, RelayProcess

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from relay_adaptors.anthropic.thinking import decode_blocks
-from relay_adaptors.chat import validate_chat_request
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.chat import validate_chat_request
+from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.messages import count_body, estimate_input_tokens, model_page, to_chat, validate_request
 
 from .spec import ANTHROPIC

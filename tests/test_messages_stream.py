@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay_adaptors.anthropic.thinking import encode_block
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.messages import MessagesStream, completion_to_message
 from relay_adaptors.openai.codec import ChatStreamConverter
 
@@ -228,8 +228,8 @@ def test_text_and_a_tool_call_in_one_chunk_keep_both():
 
 
 def test_the_passthrough_tap_relays_every_byte_and_reads_the_same_usage_at_every_boundary():
-    from relay.outcome import StreamOutcome
     from relay.messages_stream import MessagesTap
+    from relay.outcome import StreamOutcome
 
     data = (Path(__file__).parent / "fixtures" / "anthropic" / "text.sse").read_bytes()
 

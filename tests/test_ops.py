@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from relay.keys import STORE
-from relay_adaptors.base import Call
+from relay_adaptors.kernel.base import Call
 from relay_adaptors.mock import adaptor as mock_adaptor
 from relay_adaptors.mock.adaptor import MockAdaptor
 from relay_config.schema import MockChannel

@@ -23,12 +23,12 @@ SOURCES = ("pyproject.toml", "setup.py", "README.md", "relay", "adaptors", "conf
 CHECK = """
 import json, sys, sysconfig
 import relay.app, relay_adaptors, relay_config, config, adaptors
-import relay_adaptors.registry, relay_config.schema
+import relay_adaptors.kernel.registry, relay_config.schema
 from relay_config.loader import parse_config
 site = sysconfig.get_paths()["purelib"]
 print(json.dumps({
     "site": site,
-    "files": {m.__name__: m.__file__ for m in (relay.app, relay_adaptors, relay_adaptors.registry, relay_config, relay_config.schema)},
+    "files": {m.__name__: m.__file__ for m in (relay.app, relay_adaptors, relay_adaptors.kernel.registry, relay_config, relay_config.schema)},
     "config": config.WHO, "adaptors": adaptors.WHO,
     "same_schema": relay.app.RelayConfig is relay_config.schema.RelayConfig,
     "parsed": parse_config(open(sys.argv[1]).read(), "x.yaml", env={}).tenants[0].name,

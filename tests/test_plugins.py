@@ -14,7 +14,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from relay_adaptors.registry import ChannelTypeError, discover, installed
+from relay_adaptors.kernel.registry import ChannelTypeError, discover, installed
 from relay_config.loader import ConfigError, parse_config
 
 from .fakes.echo import KEY, FakeEcho
@@ -211,7 +211,7 @@ echo = relay_test_odd_plugins:ECHO
 crashy = relay_test_odd_plugins:CRASHY
 """
 ODD_PLUGINS = """\
-from relay_adaptors.registry import ChannelType
+from relay_adaptors.kernel.registry import ChannelType
 from relay_config.schema import ChannelBase
 from relay_echo import CHANNEL_TYPE as ECHO
 
@@ -256,7 +256,7 @@ def test_broken_plugins_are_config_errors_naming_the_plugin_and_the_exception(br
     assert {name: b.message() for name, b in types.broken.items()} == {
         "broken": prefix("broken") + "loading relay_test_broken_plugin:CHANNEL_TYPE raised "
                                      "ModuleNotFoundError: No module named 'relay_test_missing_dependency'",
-        "notatype": prefix("notatype") + "relay_test_odd_plugins:NOT_A_TYPE is a dict, not a relay_adaptors.registry.ChannelType",
+        "notatype": prefix("notatype") + "relay_test_odd_plugins:NOT_A_TYPE is a dict, not a relay_adaptors.kernel.registry.ChannelType",
         "misnamed": prefix("misnamed") + "the entry point is named 'misnamed' but its ChannelType is named 'other'",
         "loose": prefix("loose") + "its settings model must declare type: Literal['loose']",
         "echo": "channel type 'echo' (package relay-echo 0.1.0) cannot be used: the type is also registered by relay-test-broken 0.3",

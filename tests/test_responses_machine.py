@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.openai.codec import ChatStreamConverter
 from relay_adaptors.responses import Envelope, ResponsesStream
 from relay_adaptors.responses.tools import ToolNames

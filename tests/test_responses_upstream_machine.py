@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from relay_adaptors.accumulate import accumulate
-from relay_adaptors.chat import validate_chat_request
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.accumulate import accumulate
+from relay_adaptors.kernel.chat import validate_chat_request
+from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.openai.responses_api import ChatFromResponses, ResponsesSSEConverter, chat_param, to_completion, to_responses
 from relay_config.loader import ConfigError, parse_config
 

@@ -15,8 +15,8 @@ from aiohttp import web
 from relay.keys import STORE
 from relay.logs import setup as setup_logs
 from relay.runtime import build_runtime
-from relay_adaptors import redaction
-from relay_adaptors.redaction import Redactor
+from relay_adaptors.kernel import redaction
+from relay_adaptors.kernel.redaction import Redactor
 from relay_config.loader import parse_config
 
 from .support import ACME_KEY, ENV, GLOBEX_KEY, UPSTREAM_KEY, base_config, responses_events, sse_frames

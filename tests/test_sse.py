@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay_adaptors.sse import SSEDecoder, SSEEvent
+from relay_adaptors.kernel.sse import SSEDecoder, SSEEvent
 
 from .fakes.base import FIXTURES
 

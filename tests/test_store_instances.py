@@ -18,7 +18,7 @@ from .redis_server import RedisServer
 
 REPLY = "word " * 720  # 3,600 characters: 900 tokens
 PROMPT = [{"role": "user", "content": "hi"}]
-PROMPT_TOKENS = 4 + 1 + 2  # relay_adaptors.tokens.estimate_prompt(PROMPT)
+PROMPT_TOKENS = 4 + 1 + 2  # relay_adaptors.kernel.tokens.estimate_prompt(PROMPT)
 CONFIG = """\
 server:
   access_log: false

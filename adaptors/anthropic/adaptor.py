@@ -7,10 +7,10 @@ import aiohttp
 
 from relay_config.schema import AnthropicChannel
 
-from .. import jsonfast
-from ..base import Call, Capabilities, RawUpstream, StreamConverter
-from ..errors import RelayError, upstream_bad_response
-from ..http import HttpAdaptor, UpstreamRequest
+from ..kernel import jsonfast
+from ..kernel.base import Call, Capabilities, RawUpstream, StreamConverter
+from ..kernel.errors import RelayError, upstream_bad_response
+from ..kernel.http import HttpAdaptor, UpstreamRequest
 from ..messages.count import count_body
 from . import errors
 from .request import to_messages

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import jsonfast
-from ..errors import RelayError, upstream_auth
+from ..kernel import jsonfast
+from ..kernel.errors import RelayError, upstream_auth
 
 # Anthropic error type -> (status, OpenAI error type, code) as a client of Relay sees it.
 _BY_STATUS: dict[int, tuple[int, str, str | None]] = {

@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import jsonfast
-from ..chat import max_output_tokens
-from ..chunks import REASONING_KEY
-from ..content import content_text
-from ..errors import bad_request
+from ..kernel import jsonfast
+from ..kernel.chat import max_output_tokens
+from ..kernel.chunks import REASONING_KEY
+from ..kernel.content import content_text
+from ..kernel.errors import bad_request
 from .thinking import decode_blocks
 
 # reasoning_effort -> thinking budget. Anthropic needs budget_tokens >= 1024 and < max_tokens.

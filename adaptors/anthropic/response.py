@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import chunks, jsonfast
-from ..errors import upstream_json_object
-from ..usage import Usage
+from ..kernel import chunks, jsonfast
+from ..kernel.errors import upstream_json_object
+from ..kernel.usage import Usage
 from .thinking import encode_block
 from .usage import finish_reason
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import chunks, jsonfast
-from ..base import StreamItem
-from ..errors import RelayError, upstream_bad_response
-from ..sse import SSEDecoder
-from ..usage import Usage
+from ..kernel import chunks, jsonfast
+from ..kernel.base import StreamItem
+from ..kernel.errors import RelayError, upstream_bad_response
+from ..kernel.sse import SSEDecoder
+from ..kernel.usage import Usage
 from .errors import stream_error
 from .thinking import encode_block
 from .usage import finish_reason

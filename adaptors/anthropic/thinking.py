@@ -12,7 +12,7 @@ import base64
 import binascii
 from typing import Any
 
-from .. import jsonfast
+from ..kernel import jsonfast
 
 
 def encode_block(block: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Channel type `claude_cli`: the Claude Code CLI, one process per request."""
 from relay_config.schema import ClaudeCliChannel
 
-from ..registry import ChannelType
+from ..kernel.registry import ChannelType
 from .adaptor import ClaudeCliAdaptor
 
 # The `relay.adaptors` entry point. No HTTP: the shared session goes unused.

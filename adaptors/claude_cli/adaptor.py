@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 
 from relay_config.schema import ClaudeCliChannel
 
-from ..accumulate import accumulate
 from ..anthropic.errors import map_error
 from ..anthropic.stream import EventConverter
-from ..base import Call, CallReport, Capabilities, ChatStream, StreamItem
-from ..chunks import usage_chunk
-from ..deadline import Deadline
-from ..errors import RelayError, upstream_bad_response, upstream_timeout
-from ..usage import Usage
+from ..kernel.accumulate import accumulate
+from ..kernel.base import Call, CallReport, Capabilities, ChatStream, StreamItem
+from ..kernel.chunks import usage_chunk
+from ..kernel.deadline import Deadline
+from ..kernel.errors import RelayError, upstream_bad_response, upstream_timeout
+from ..kernel.usage import Usage
 from . import prompt
 from .framer import LineFramer, LineTooLong
 from .messages import Result, StreamEvent, parse_message

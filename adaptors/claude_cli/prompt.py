@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import jsonfast
 from ..anthropic.request import content_blocks
-from ..chat import max_output_tokens
-from ..content import content_text
-from ..errors import bad_request
+from ..kernel import jsonfast
+from ..kernel.chat import max_output_tokens
+from ..kernel.content import content_text
+from ..kernel.errors import bad_request
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 # Sampling and length parameters the CLI has no flag for: left out, and named in

@@ -4,7 +4,7 @@ The CLI's output, its stderr and its error text may quote the key it was given; 
 reaches a client or a log line unscrubbed, whatever process-wide filter is (or is not) set up."""
 from __future__ import annotations
 
-from ..errors import RelayError
+from ..kernel.errors import RelayError
 
 REDACTED = "[redacted]"
 MIN_SECRET = 4  # shorter values would blank out ordinary words

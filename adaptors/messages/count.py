@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import jsonfast
-from ..tokens import estimate_prompt, estimate_text
+from ..kernel import jsonfast
+from ..kernel.tokens import estimate_prompt, estimate_text
 
 # The fields the count endpoint takes (its schema forbids others, e.g. max_tokens, stream).
 COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control", "output_config",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RelayError
+from ..kernel.errors import RelayError
 
 ERROR_TYPES = {
     400: "invalid_request_error",

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import jsonfast
 from ..anthropic.thinking import encode_block
-from ..errors import bad_request
+from ..kernel import jsonfast
+from ..kernel.errors import bad_request
 
 # Fields a chat upstream has no equivalent for; left out and named in x-relay-ignored-params.
 IGNORED = ("top_k", "context_management", "service_tier", "container", "mcp_servers", "inference_geo")

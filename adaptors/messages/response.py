@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..ids import new_id
+from ..kernel.ids import new_id
 from ..responses.complete import completion_chunks
 from .stream import MessagesStream
 

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from .. import jsonfast
 from ..anthropic.thinking import decode_blocks
-from ..errors import RelayError
-from ..ids import new_id
+from ..kernel import jsonfast
+from ..kernel.errors import RelayError
+from ..kernel.ids import new_id
 from .errors import error_body
 
 Event = dict[str, Any]

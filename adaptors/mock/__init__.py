@@ -1,7 +1,7 @@
 """Channel type `mock`: answers locally, for demos and load tests of Relay itself."""
 from relay_config.schema import MockChannel
 
-from ..registry import ChannelType
+from ..kernel.registry import ChannelType
 from .adaptor import MockAdaptor
 
 # The `relay.adaptors` entry point. No network: the shared session goes unused.

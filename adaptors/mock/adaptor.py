@@ -6,8 +6,8 @@ from typing import Any
 
 from relay_config.schema import MockChannel
 
-from .. import chunks
-from ..base import Call, Capabilities, ChatStream, StreamItem
+from ..kernel import chunks
+from ..kernel.base import Call, Capabilities, ChatStream, StreamItem
 from .reply import make_reply, split_even
 
 

@@ -5,9 +5,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..chat import max_output_tokens
-from ..content import content_text
-from ..tokens import estimate_prompt, estimate_text
+from ..kernel.chat import max_output_tokens
+from ..kernel.content import content_text
+from ..kernel.tokens import estimate_prompt, estimate_text
 
 _WORDS = (
     "relay routes every request to the channel that serves its model and converts the answer "

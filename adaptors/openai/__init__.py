@@ -1,7 +1,7 @@
 """Channel type `openai`: any OpenAI-compatible server."""
 from relay_config.schema import OpenAIChannel
 
-from ..registry import ChannelType
+from ..kernel.registry import ChannelType
 from .adaptor import OpenAIAdaptor
 
 CHANNEL_TYPE = ChannelType("openai", OpenAIChannel, OpenAIAdaptor)  # the `relay.adaptors` entry point

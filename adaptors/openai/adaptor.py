@@ -13,10 +13,10 @@ import aiohttp
 
 from relay_config.schema import OpenAIChannel
 
-from .. import jsonfast
-from ..base import Call, Capabilities, ChatStream, RawUpstream, StreamConverter
-from ..errors import RelayError
-from ..http import HttpAdaptor, UpstreamRequest
+from ..kernel import jsonfast
+from ..kernel.base import Call, Capabilities, ChatStream, RawUpstream, StreamConverter
+from ..kernel.errors import RelayError
+from ..kernel.http import HttpAdaptor, UpstreamRequest
 from . import codec, responses_api
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import jsonfast
-from ..base import StreamItem
-from ..errors import RelayError, upstream_auth, upstream_bad_response, upstream_json_object
-from ..sse import SSEDecoder
+from ..kernel import jsonfast
+from ..kernel.base import StreamItem
+from ..kernel.errors import RelayError, upstream_auth, upstream_bad_response, upstream_json_object
+from ..kernel.sse import SSEDecoder
 
 
 def upstream_body(request: dict[str, Any], upstream_model: str, stream: bool) -> bytes:

@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..ids import new_id
+from ..kernel.ids import new_id
 
 
 class Envelope:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import bad_request
+from ..kernel.errors import bad_request
 from .tools import ConvertedTools, ToolNames, convert_tool_choice, convert_tools
 from .validate import validate_responses_request
 

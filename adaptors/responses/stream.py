@@ -17,9 +17,9 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from ..errors import RelayError
-from ..ids import new_id
-from ..usage import Usage
+from ..kernel.errors import RelayError
+from ..kernel.ids import new_id
+from ..kernel.usage import Usage
 from .envelope import Envelope
 from .tools import ToolNames
 

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ..chat import error_from_validation
-from ..errors import bad_request
+from ..kernel.chat import error_from_validation
+from ..kernel.errors import bad_request
 
 
 class _Open(BaseModel):

@@ -1,7 +1,7 @@
 """A channel's timeouts as per-wait limits, on an injected clock."""
 from __future__ import annotations
 
-from relay_adaptors.deadline import Deadline
+from relay_adaptors.kernel.deadline import Deadline
 from relay_config.schema import Timeouts
 
 from ..support import Clock

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from relay_adaptors import chunks
-from relay_adaptors.chat import max_output_tokens
-from relay_adaptors.content import content_text
-from relay_adaptors.params import format_loc
+from relay_adaptors.kernel import chunks
+from relay_adaptors.kernel.chat import max_output_tokens
+from relay_adaptors.kernel.content import content_text
+from relay_adaptors.kernel.params import format_loc
+from relay_adaptors.kernel.tokens import estimate_prompt
 from relay_adaptors.responses import request as responses_request
-from relay_adaptors.tokens import estimate_prompt
 
 PARTS = [{"type": "text", "text": "one"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
          {"type": "text", "text": "two"}, {"type": "refusal", "refusal": "no"}]

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from relay.router import Router, weighted_order
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.mock import MockAdaptor
 from relay_config.schema import MockChannel, TenantConfig
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay_adaptors import chunks
-from relay_adaptors.usage import Usage
+from relay_adaptors.kernel import chunks
+from relay_adaptors.kernel.usage import Usage
 
 from ..spec import ANTHROPIC, validate
 

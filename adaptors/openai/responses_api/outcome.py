@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import chunks
-from ...errors import RelayError
-from ...usage import Usage
+from ...kernel import chunks
+from ...kernel.errors import RelayError
+from ...kernel.usage import Usage
 
 # Response error codes that say the request was at fault (no other channel would do better).
 _CLIENT_CODES = ("invalid_prompt", "invalid_image", "invalid_base64_image", "image_too_large", "image_too_small",

@@ -1,6 +1,6 @@
 """Chat request -> Responses request (pure), for upstreams that speak only the Responses API.
 
-The chat request was validated at the edge (relay_adaptors.chat), so shapes are known here;
+The chat request was validated at the edge (relay_adaptors.kernel.chat), so shapes are known here;
 what the Responses API cannot express is either a 400 naming its chat `param` (when dropping
 it would change the answer's form: audio input, an unknown response format) or left out and
 named in `ignored` (sampling knobs with no Responses equivalent: `stop`, `seed`, ...). Fields
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import bad_request
+from ...kernel.errors import bad_request
 
 # Chat fields with no Responses counterpart, left out (and reported) when set to a value
 # that would matter.

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import chunks
-from ...errors import upstream_bad_response, upstream_json_object
+from ...kernel import chunks
+from ...kernel.errors import upstream_bad_response, upstream_json_object
 from .outcome import chat_usage, completion_id, failure, finish_reason
 
 

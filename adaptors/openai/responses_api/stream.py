@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ... import chunks, jsonfast
-from ...base import StreamItem
-from ...errors import upstream_bad_response
-from ...sse import SSEDecoder
+from ...kernel import chunks, jsonfast
+from ...kernel.base import StreamItem
+from ...kernel.errors import upstream_bad_response
+from ...kernel.sse import SSEDecoder
 from .outcome import chat_usage, completion_id, failure, finish_reason
 
 

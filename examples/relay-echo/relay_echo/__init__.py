@@ -1,5 +1,5 @@
 """Relay channel type `echo`. The entry point `relay.adaptors: echo` names CHANNEL_TYPE."""
-from relay_adaptors.registry import ChannelType
+from relay_adaptors.kernel.registry import ChannelType
 
 from .adaptor import EchoAdaptor
 from .settings import EchoChannel

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import aiohttp
-from relay_adaptors.base import Call, Capabilities, StreamConverter
-from relay_adaptors.errors import RelayError
-from relay_adaptors.http import HttpAdaptor, UpstreamRequest
+from relay_adaptors.kernel.base import Call, Capabilities, StreamConverter
+from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.kernel.http import HttpAdaptor, UpstreamRequest
 
 from . import protocol
 from .settings import EchoChannel

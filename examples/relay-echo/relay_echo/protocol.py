@@ -18,9 +18,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay_adaptors import chunks
-from relay_adaptors.base import StreamItem
-from relay_adaptors.errors import RelayError, bad_request, upstream_auth, upstream_bad_response
+from relay_adaptors.kernel import chunks
+from relay_adaptors.kernel.base import StreamItem
+from relay_adaptors.kernel.errors import RelayError, bad_request, upstream_auth, upstream_bad_response
 
 WHO = {"system": "director", "developer": "director", "user": "human", "assistant": "echo"}
 ENDING = {"done": "stop", "out_of_words": "length"}

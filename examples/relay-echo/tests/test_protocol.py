@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 
 from relay_echo.protocol import LiveConverter, to_completion, to_error, to_script
 

@@ -102,7 +102,7 @@ class ChannelTypes:
 
 def _contract_problem(ep: EntryPoint, obj: object) -> str | None:
     if not isinstance(obj, ChannelType):
-        return f"{ep.value} is a {type(obj).__name__}, not a relay_adaptors.registry.ChannelType"
+        return f"{ep.value} is a {type(obj).__name__}, not a relay_adaptors.kernel.registry.ChannelType"
     if obj.name != ep.name:
         return f"the entry point is named {ep.name!r} but its ChannelType is named {obj.name!r}"
     if not (isinstance(obj.settings, type) and issubclass(obj.settings, ChannelBase)):
