@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from relay_adaptors.errors import RelayError, bad_request
+from relay_adaptors.kernel.errors import RelayError, bad_request
 
 from ..admin import _guard
 from ..httpio import json_response, read_json

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import TenantConfig
 
 from ..limits import BUDGET_OUTPUT_RESERVE, Plan, headers, period_key

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from relay_adaptors.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError
 
 from ..auth import digest, presented_key
 from ..keys import METRICS, RUNTIME
