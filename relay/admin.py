@@ -13,9 +13,9 @@ from relay_adaptors.kernel.registry import ChannelTypeError
 from relay_config.loader import ConfigError, load_config
 from relay_config.schema import RelayConfig
 
+from .appkeys import BREAKERS, CONFIG_PATH, METRICS, RUNTIME, SESSION, STORE
 from .auth import is_admin
 from .httpio import json_response
-from .keys import BREAKERS, CONFIG_PATH, METRICS, RUNTIME, SESSION, STORE
 from .ops import require_ops_surface
 from .runtime import build_runtime
 from .store import StoreError

@@ -15,9 +15,9 @@ from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import RelayConfig
 
 from . import admin, handlers, messages
+from .appkeys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
 from .breaker import Breakers
 from .httpio import error_response, request_id
-from .keys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
 from .logs import log_request
 from .metrics import Metrics
 from .runtime import build_runtime

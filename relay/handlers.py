@@ -22,11 +22,11 @@ from relay_adaptors.responses import (
 )
 
 from . import messages as anthropic_api
+from .appkeys import BREAKERS, METRICS, RUNTIME, STORE, THINKING
 from .auth import is_admin
 from .chat_writer import write_chat_stream
 from .dispatch import Attempt
 from .httpio import json_response, read_json
-from .keys import BREAKERS, METRICS, RUNTIME, STORE, THINKING
 from .lifecycle import ModelCall
 from .metrics import exposition
 from .native import ResponsesTap

@@ -12,7 +12,7 @@ from aiohttp import web
 from relay_adaptors.kernel import jsonfast
 from relay_adaptors.kernel.errors import RelayError, bad_request
 
-from .keys import RUNTIME
+from .appkeys import RUNTIME
 
 # A request whose connection must close once its answer is written (its body stalled).
 CLOSE_AFTER = web.RequestKey("close_after", bool)

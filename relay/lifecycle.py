@@ -33,8 +33,8 @@ from relay_adaptors.kernel.tokens import estimate_prompt
 from relay_config.schema import TenantConfig
 
 from . import limits
+from .appkeys import ACCOUNTED, BACKGROUND, BREAKERS, METRICS, REQUEST_ID, STORE
 from .dispatch import Answer, Attempt, Upstreams, dispatch
-from .keys import ACCOUNTED, BACKGROUND, BREAKERS, METRICS, REQUEST_ID, STORE
 from .leases import LeaseKeeper
 from .logs import access, log_request
 from .metrics import Metrics

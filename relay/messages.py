@@ -29,9 +29,9 @@ from relay_adaptors.messages import (
     validate_request,
 )
 
+from .appkeys import REQUEST_ID, RUNTIME
 from .dispatch import Attempt
 from .httpio import json_response, read_json
-from .keys import REQUEST_ID, RUNTIME
 from .lifecycle import ModelCall
 from .messages_stream import PING, MessagesTap, write_messages_stream
 from .outcome import StreamOutcome

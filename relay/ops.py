@@ -24,7 +24,7 @@ def ops_app(gateway: web.Application) -> web.Application:
     """The ops application for a started gateway app."""
     from . import admin, handlers
     from .app import errors_middleware
-    from .keys import RUNTIME
+    from .appkeys import RUNTIME
     from .vkeys.admin_api import add_routes as add_key_routes
 
     if RUNTIME not in gateway:

@@ -288,6 +288,6 @@ def free_port() -> int:
 
 def store_of(relay: Relay) -> Any:
     """The usage store of an in-process relay (limits, ledger)."""
-    from relay.keys import STORE
+    from relay.appkeys import STORE
 
     return relay.server.app[STORE]

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from relay.keys import STORE
+from relay.appkeys import STORE
 
 from .cli_support import (
     CLI_KEY,

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relay.keys import BREAKERS, RUNTIME
+from relay.appkeys import BREAKERS, RUNTIME
 from relay_adaptors.claude_cli import ClaudeCliAdaptor
 from relay_adaptors.claude_cli.process import KILL_GRACE, STDERR_TAIL, CliProcess
 from relay_adaptors.claude_cli.scrub import Scrubber

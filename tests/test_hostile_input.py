@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay.keys import STORE
+from relay.appkeys import STORE
 from relay.logs import setup as setup_logs
 
 from .spec import validate_error

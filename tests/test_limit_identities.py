@@ -7,7 +7,7 @@ import json
 
 import aiohttp
 
-from relay.keys import STORE
+from relay.appkeys import STORE
 
 from .support import ACME_KEY, base_config
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from relay.app import create_app
-from relay.keys import STORE
+from relay.appkeys import STORE
 from relay.ops import ops_app
 from relay_adaptors.kernel.tokens import estimate_prompt
 from relay_config.loader import parse_config

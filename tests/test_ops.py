@@ -8,7 +8,7 @@ import types
 import aiohttp
 import pytest
 
-from relay.keys import STORE
+from relay.appkeys import STORE
 from relay_adaptors.kernel.base import Call
 from relay_adaptors.mock import adaptor as mock_adaptor
 from relay_adaptors.mock.adaptor import MockAdaptor

@@ -170,7 +170,27 @@ async def test_failover_from_the_plugin_to_a_built_in_channel(echo_relay, fake_e
     for headers in (raw.headers, stream.response.headers, created.headers, events.response.headers):
         assert (headers["x-relay-channel"], headers["x-relay-attempts"]) == ("mock-backup", "2")
     assert [r.body["voice"] for r in fake_echo.requests] == ["unwell"] * 4  # the echo channel was asked each time
-    # Messages through a plugin: once /v1/messages exists, the same bridge serves it here too.
+
+
+async def test_messages_through_the_plugin_with_the_anthropic_sdk(echo_relay, fake_echo):
+    import anthropic
+
+    client = anthropic.AsyncAnthropic(base_url=echo_relay.url, api_key=ACME_KEY, max_retries=0, timeout=30)
+    said = [{"role": "user", "content": "hello plugin world"}]
+    msg = await client.messages.create(model="echo-1", max_tokens=50, system="be brief", messages=said)
+    assert msg.content[0].text == "echo: hello plugin world" and msg.stop_reason == "end_turn" and msg.model == "echo-1"
+    assert fake_echo.last.body["script"][0] == {"who": "director", "line": "be brief"}
+    async with client.messages.stream(model="echo-1", max_tokens=50, messages=said) as stream:
+        final = await stream.get_final_message()
+    assert final.content[0].text == "echo: hello plugin world" and final.usage.output_tokens == 4
+    with pytest.raises(anthropic.BadRequestError) as rude:  # the upstream's refusal, in Anthropic's shape
+        await client.messages.create(model="echo-rude", max_tokens=50, messages=said)
+    assert "that voice is not allowed here" in rude.value.message
+    raw = await client.messages.with_raw_response.create(model="echo-flaky", max_tokens=50, messages=said)
+    assert (await raw.parse()).content[0].text == "the backup answers"  # failed over to the built-in mock channel
+    assert (raw.headers["x-relay-channel"], raw.headers["x-relay-attempts"]) == ("mock-backup", "2")
+    async with client.messages.stream(model="echo-flaky", max_tokens=50, messages=said) as stream:
+        assert (await stream.get_final_message()).content[0].text == "the backup answers"
 
 
 def errors_of(text: str, **kw) -> list[str]:

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from relay.keys import STORE
+from relay.appkeys import STORE
 from relay.logs import setup as setup_logs
 from relay.runtime import build_runtime
 from relay_adaptors.kernel import redaction

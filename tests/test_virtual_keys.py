@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from relay.app import create_app
-from relay.keys import STORE
+from relay.appkeys import STORE
 from relay.ops import ops_app
 from relay.vkeys.appkeys import KEY_CLOCK, KEYSTORE
 from relay_config.loader import parse_config

@@ -17,8 +17,8 @@ from aiohttp import web
 from relay_adaptors.kernel.errors import RelayError, bad_request
 
 from ..admin import _guard
+from ..appkeys import RUNTIME
 from ..httpio import json_response, read_json
-from ..keys import RUNTIME
 from ..store import StoreError
 from .appkeys import KEY_CACHE, KEY_CLOCK, KEYSTORE
 from .model import KeyInputError, KeyNotFound, VirtualKey

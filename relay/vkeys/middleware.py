@@ -9,8 +9,8 @@ from aiohttp import web
 
 from relay_adaptors.kernel.errors import RelayError
 
+from ..appkeys import METRICS, RUNTIME
 from ..auth import digest, presented_key
-from ..keys import METRICS, RUNTIME
 from ..store import StoreError
 from .appkeys import KEY_CACHE, KEYSTORE, VIRTUAL_KEY
 from .model import SECRET_PREFIX

@@ -1,4 +1,4 @@
-"""Typed keys for state shared through the aiohttp application and requests."""
+"""Typed aiohttp keys for the state the application and its requests share (not API keys: see auth.py)."""
 from __future__ import annotations
 
 import asyncio
