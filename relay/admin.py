@@ -57,6 +57,10 @@ def reload_config(app: web.Application) -> tuple[bool, list[str]]:
         return False, e.lines()
     holder = app[RUNTIME]
     old = holder.current.config
+    if errors := _virtual_key_conflicts(app, config):
+        app[METRICS].reloads.labels("failure").inc()
+        log.error("config reload rejected; the previous config stays in force:\n%s", "\n".join(errors))
+        return False, errors
     try:
         holder.current = build_runtime(config, app[SESSION], holder.current)
     except ChannelTypeError as e:  # a plugin's factory refused valid settings
@@ -67,6 +71,18 @@ def reload_config(app: web.Application) -> tuple[bool, list[str]]:
     app[METRICS].reloads.labels("success").inc()
     log.info("config reloaded from %s: %s", path, describe_change(old, config))
     return True, []
+
+
+def _virtual_key_conflicts(app: web.Application, config: RelayConfig) -> list[str]:
+    """A YAML key that is also a virtual key in the store rejects the reload (relay.vkeys)."""
+    from .vkeys.appkeys import KEYSTORE
+    from .vkeys.wiring import conflicts
+
+    try:
+        return conflicts(app[KEYSTORE], config)
+    except StoreError as e:
+        log.warning("could not check virtual keys against the YAML keys: %s", e)
+        return []
 
 
 def _guard(request: web.Request) -> None:
@@ -114,7 +130,12 @@ async def usage(request: web.Request) -> web.Response:
             since = parse_since(since, time.time())
         except ValueError as e:
             raise bad_request(str(e), param="since") from None
+    key = request.query.get("key")
     try:
+        if key is not None or request.query.get("by") == "key":  # per virtual key (relay.vkeys)
+            from .vkeys.appkeys import KEYSTORE
+
+            return json_response({"data": await request.app[KEYSTORE].usage(tenant, key or None, since)})
         rows = await request.app[STORE].usage(tenant, since)
     except StoreError as e:
         raise RelayError(503, f"The usage store is unavailable: {e}", type="api_error", code="store_unavailable") from None

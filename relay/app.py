@@ -23,6 +23,7 @@ from .metrics import Metrics
 from .runtime import build_runtime
 from .store import open_store
 from .thinking_memory import StoreAsKV, StoreKV, ThinkingMemory
+from .vkeys import wiring as virtual_keys
 
 log = logging.getLogger("relay")
 
@@ -130,4 +131,5 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     app.router.add_post("/admin/reload", admin.reload)
     app.router.add_get("/admin/channels", admin.channels)
     app.router.add_get("/admin/usage", admin.usage)
+    virtual_keys.install(app, config)
     return app

@@ -19,6 +19,7 @@ def digest(key: str) -> str:
 class KeyIndex:
     def __init__(self, tenants: list[TenantConfig]):
         self._by_digest: dict[str, TenantConfig] = {}
+        self._by_name = {t.name: t for t in tenants}
         for t in tenants:
             for d in [digest(k) for k in t.keys] + list(t.key_sha256):
                 self._by_digest[d] = t  # the schema rejects a key shared by two tenants
@@ -31,10 +32,26 @@ class KeyIndex:
                 "Missing API key. Send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.",
                 code="missing_api_key",
             )
-        tenant = self._by_digest.get(digest(key))
+        tenant = self._by_digest.get(digest(key)) or self.virtual_tenant(request)
         if tenant is None:
             raise RelayError(401, "Incorrect API key provided.", code="invalid_api_key")
         return tenant
+
+    # --- virtual keys (relay.vkeys) ----------------------------------------------------------
+    def knows(self, key_digest: str) -> bool:
+        """Whether the YAML holds the key with this digest (YAML keys win over virtual ones)."""
+        return key_digest in self._by_digest
+
+    def digests(self) -> set[str]:
+        return set(self._by_digest)
+
+    def virtual_tenant(self, request: web.Request) -> TenantConfig | None:
+        """The tenant of the virtual key relay.vkeys.middleware found on this request, while
+        that tenant is still in the config."""
+        from .vkeys.appkeys import VIRTUAL_KEY
+
+        key = request.get(VIRTUAL_KEY)
+        return self._by_name.get(key.tenant) if key is not None else None
 
 
 def presented_key(request: web.Request) -> str | None:

@@ -152,6 +152,11 @@ def cmd_usage(args: argparse.Namespace) -> int:
         print("store.url is memory://: there is no ledger outside the running process", file=sys.stderr)
         return 1
 
+    if args.by == "key":  # per virtual key, from the key store's own aggregates (relay.vkeys)
+        from .vkeys.cli import render_usage
+
+        return render_usage(config.store.url, args.tenant, args.since, args.format)
+
     async def fetch() -> list[dict[str, Any]]:
         store = open_store(config.store.url)
         await store.start()
@@ -216,7 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--tenant", help="only this tenant")
     u.add_argument("--since", type=since_arg, help="only days from this one on: YYYY-MM-DD, or a span back from now (7d, 24h)")
     u.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    u.add_argument("--by", choices=("model", "key"), default="model", help="rows per tenant and model (default) or per virtual key")
     u.set_defaults(func=cmd_usage)
+    from .vkeys.cli import add_parser as add_keys_parser
+
+    add_keys_parser(sub, _load)
     c = sub.add_parser("check-config", help="validate a config file and summarise it")
     c.add_argument("-c", "--config", help="YAML config file")
     c.add_argument("file", nargs="?", help="the same, as a positional argument")

@@ -36,6 +36,7 @@ from .responses_writer import write_events, write_responses_stream
 from .router import Candidate
 from .sse_out import KeepaliveWriter
 from .store import StoreError
+from .vkeys.limits import visible_models
 
 log = logging.getLogger("relay")
 READY_STORE_TIMEOUT = 2.5  # seconds; below the readiness probe's timeout in deploy/kubernetes
@@ -141,7 +142,7 @@ async def list_models(request: web.Request) -> web.StreamResponse:
         return await anthropic_api.list_models(request)
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
-    return json_response({"object": "list", "data": [_model(m) for m in rt.router.models_for(tenant)]})
+    return json_response({"object": "list", "data": [_model(m) for m in visible_models(request, rt.router, tenant)]})
 
 
 async def get_model(request: web.Request) -> web.StreamResponse:
@@ -150,7 +151,7 @@ async def get_model(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
     name = request.match_info["model"]
-    if name not in rt.router.models_for(tenant):  # another tenant's model is not found either
+    if name not in visible_models(request, rt.router, tenant):  # another tenant's model is not found either
         raise RelayError(404, f"The model '{name}' does not exist.", param="model", code="model_not_found")
     return json_response(_model(name))
 

@@ -43,6 +43,8 @@ from .router import Candidate
 from .runtime import Runtime
 from .sse_out import SSE_HEADERS, KeepaliveWriter
 from .store import Store, StoreError, UsageRecord
+from .vkeys import limits as key_limits
+from .vkeys.appkeys import KEYSTORE, VIRTUAL_KEY
 
 log = logging.getLogger("relay")
 CLIENT_CLOSED = 499
@@ -94,6 +96,8 @@ class ModelCall:
         self.admitted = False
         self.headers: dict[str, str] = {}  # the tenant's rate-limit headers
         self.total_tokens = 0
+        self.key = request.get(VIRTUAL_KEY)  # the virtual key that authenticated the call, if one did
+        self.key_counters: set[str] = set()
         request[ACCOUNTED] = True
 
     @classmethod
@@ -105,9 +109,14 @@ class ModelCall:
 
     # --- admission -------------------------------------------------------------------------
     async def admit(self, model: str, messages: list[dict[str, Any]], max_out: int | None, stream: bool) -> None:
-        """Checks and takes the tenant's limits for a call of `model` (canonical name)."""
+        """Checks and takes the tenant's limits for a call of `model` (canonical name), and the
+        virtual key's own when one authenticated the call."""
+        if self.key is not None and not self.key.may_use(model):
+            raise key_limits.model_not_found(model)
         self.model, self.messages, self.stream_requested = model, messages, stream
         plan = limits.plan(self.tenant, model, lambda: self.estimate_in, max_out, self.lease, time.time())
+        if self.key is not None:
+            self.key_counters = key_limits.extend(plan, self.key, lambda: self.estimate_in, max_out, time.time())
         if plan.req.empty:
             return  # an unlimited tenant: nothing to check
         self.plan = plan
@@ -122,16 +131,17 @@ class ModelCall:
             raise RelayError(503, "The gateway's usage store is unavailable; retry shortly.", type="api_error",
                              code="store_unavailable", headers={"retry-after": "1"}) from None
         if not adm.ok:
-            if adm.failed == "budget":
+            by_key = adm.failed_key in self.key_counters
+            if adm.failed == "budget" and not by_key:
                 self.metrics.budget_left.labels(self.tenant.name).set(0)
             self.metrics.rate_limited.labels(self.tenant.name, adm.failed or "requests").inc()
-            raise limits.rejection(adm, self.tenant.name, plan)
+            raise key_limits.rejection(adm) if by_key else limits.rejection(adm, self.tenant.name, plan)
         self.admitted = True
         self.leases = LeaseKeeper(self.store, plan.req.concurrency, plan.req.lease, plan.req.lease_ttl, on_error=self._renew_failed)
         self.leases.start()
         self.headers = limits.headers(adm)
-        if "budget" in adm.status:
-            limit, remaining, _ = adm.status["budget"]
+        if "budget" in adm.status and not any(k.startswith("budget:") for k in self.key_counters):
+            limit, remaining, _ = adm.status["budget"]  # the tenant's (a key's budget is no metric)
             self.metrics.budget_left.labels(self.tenant.name).set(remaining / limit)
 
     @functools.cached_property
@@ -248,8 +258,11 @@ class ModelCall:
             ttft = (self.outcome.first_chunk_at - self.started) * 1000
         rec = UsageRecord(time.time(), self.request_id, self.tenant.name, self.model, self.channel, self.api,
                           self.stream_requested, self.status, c.input, c.cached, c.output, c.reasoning,
-                          (time.monotonic() - self.started) * 1000, ttft, c.estimated, self.report.cost_usd)
+                          (time.monotonic() - self.started) * 1000, ttft, c.estimated, self.report.cost_usd,
+                          self.key.id if self.key is not None else None)
         self.store.record(rec)
+        if rec.key_id is not None:
+            self.request.app[KEYSTORE].record(rec)  # the per-key aggregates
         self._observe(rec)
         self.total_tokens = c.total
 

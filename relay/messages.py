@@ -37,6 +37,7 @@ from .messages_stream import PING, MessagesTap, write_messages_stream
 from .outcome import StreamOutcome
 from .router import Candidate
 from .sse_out import KeepaliveWriter
+from .vkeys.limits import visible_models
 
 log = logging.getLogger("relay")
 # Client headers an anthropic channel gets (merged with its own, see AnthropicAdaptor).
@@ -157,7 +158,7 @@ async def list_models(request: web.Request) -> web.StreamResponse:
         raise bad_request("limit: Input should be a valid integer", param="limit") from None
     if not 1 <= limit <= 1000:
         raise bad_request("limit: Input should be between 1 and 1000", param="limit")
-    page = model_page(rt.router.models_for(tenant), limit, q.get("after_id"), q.get("before_id"))
+    page = model_page(visible_models(request, rt.router, tenant), limit, q.get("after_id"), q.get("before_id"))
     return json_response(page)
 
 
@@ -166,7 +167,7 @@ async def get_model(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
     name = request.match_info["model"]
-    if name not in rt.router.models_for(tenant):  # another tenant's model is not found either
+    if name not in visible_models(request, rt.router, tenant):  # another tenant's model is not found either
         raise RelayError(404, f"model: {name}", param="model", code="model_not_found")
     return json_response(model_info(name))
 

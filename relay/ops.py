@@ -25,6 +25,7 @@ def ops_app(gateway: web.Application) -> web.Application:
     from . import admin, handlers
     from .app import errors_middleware
     from .appkeys import RUNTIME
+    from .vkeys.admin_api import add_routes as add_key_routes
 
     if RUNTIME not in gateway:
         raise RuntimeError("start the gateway application before building its ops application")
@@ -38,4 +39,5 @@ def ops_app(gateway: web.Application) -> web.Application:
     app.router.add_post("/admin/reload", admin.reload)
     app.router.add_get("/admin/channels", admin.channels)
     app.router.add_get("/admin/usage", admin.usage)
+    add_key_routes(app.router)
     return app

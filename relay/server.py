@@ -16,6 +16,7 @@ from .admin import reload_config
 from .app import create_app
 from .connections import ClientLimits, GuardedRunner
 from .ops import ops_app
+from .vkeys.wiring import KeyConflict
 
 log = logging.getLogger("relay")
 
@@ -37,7 +38,11 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
     # GuardedRunner: header/body read timeouts, keep-alive idle timeout, connection cap.
     limits = ClientLimits.of(config.server)
     runner = GuardedRunner(app, limits, handler_cancellation=True, access_log=None, shutdown_timeout=config.server.drain_seconds)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except KeyConflict as e:  # a key both in the YAML and the key store (relay.vkeys)
+        log.error("cannot start: %s", e)
+        raise SystemExit(1) from None
     # reuse_port: several worker processes may listen on the same port (relay/workers.py).
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True, backlog=4096)
     await site.start()

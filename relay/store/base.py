@@ -81,6 +81,7 @@ class UsageRecord:
     ttft_ms: float | None = None
     estimated: bool = False  # the upstream never reported usage; counts are Relay's estimate
     cost_usd: float | None = None  # when the upstream reports a price (the Claude CLI does)
+    key_id: str | None = None  # the virtual key that made the call (relay.vkeys); None for a YAML key
 
     def row(self) -> dict[str, Any]:
         return asdict(self)

@@ -45,14 +45,14 @@ CREATE TABLE IF NOT EXISTS budgets (key TEXT PRIMARY KEY, spent INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS ledger (
   time REAL, request_id TEXT, tenant TEXT, model TEXT, channel TEXT, api TEXT, stream INTEGER, status INTEGER,
   input_tokens INTEGER, cached_tokens INTEGER, output_tokens INTEGER, reasoning_tokens INTEGER,
-  duration_ms REAL, ttft_ms REAL, estimated INTEGER, cost_usd REAL);
+  duration_ms REAL, ttft_ms REAL, estimated INTEGER, cost_usd REAL, key_id TEXT);
 CREATE INDEX IF NOT EXISTS ledger_time ON ledger (time);
 CREATE TABLE IF NOT EXISTS usage_daily (
   day TEXT, tenant TEXT, model TEXT, requests INTEGER, errors INTEGER, input_tokens INTEGER, cached_tokens INTEGER,
   output_tokens INTEGER, reasoning_tokens INTEGER, estimated INTEGER, PRIMARY KEY (day, tenant, model));
 """
 LEDGER_COLUMNS = ("time", "request_id", "tenant", "model", "channel", "api", "stream", "status", "input_tokens",
-                  "cached_tokens", "output_tokens", "reasoning_tokens", "duration_ms", "ttft_ms", "estimated", "cost_usd")
+                  "cached_tokens", "output_tokens", "reasoning_tokens", "duration_ms", "ttft_ms", "estimated", "cost_usd", "key_id")
 BATCH = 500
 UPSERT_TAT = "INSERT INTO rates (key, tat) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET tat = excluded.tat"
 ADD_SPENT = "INSERT INTO budgets (key, spent) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET spent = spent + excluded.spent"
@@ -114,8 +114,11 @@ class SQLiteStore:
         con.execute("PRAGMA synchronous=NORMAL")
         con.executescript(SCHEMA)
         # Ledgers written before cost_usd existed get the column on first start.
-        if "cost_usd" not in {row[1] for row in con.execute("PRAGMA table_info(ledger)").fetchall()}:
+        columns = {row[1] for row in con.execute("PRAGMA table_info(ledger)").fetchall()}
+        if "cost_usd" not in columns:
             con.execute("ALTER TABLE ledger ADD COLUMN cost_usd REAL")
+        if "key_id" not in columns:  # likewise for the virtual key id (relay.vkeys)
+            con.execute("ALTER TABLE ledger ADD COLUMN key_id TEXT")
         self._con = con
 
     def _shut(self, con: sqlite3.Connection) -> None:
