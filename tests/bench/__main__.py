@@ -1,5 +1,6 @@
 """`make bench`: Relay against nginx-served upstream bodies, each row beside the same upstream
-called directly. Relay is pinned to core 0; nginx, wrk and the helpers to core 1.
+called directly and through a bare aiohttp proxy (tests/bench/bare.py: the floor of our own
+stack). Relay and the bare proxy are pinned to core 0; nginx, wrk and the helpers to core 1.
 Writes bench-results/latest.json and prints the README table."""
 from __future__ import annotations
 
@@ -187,6 +188,12 @@ def main() -> None:
     paced = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "tests.bench.paced", str(paced_port)], cwd=ROOT)
     wait_port(paced_port)
     config = relay_config(tmp, nginx_port, paced_port)
+    bare_port = free_port()
+    routes = {f"{path} {model}": upstream for _, path, model, _, upstream in ROWS}
+    bare = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "tests.bench.bare", str(bare_port),
+                             f"http://127.0.0.1:{nginx_port}", json.dumps(routes)], cwd=ROOT)
+    wait_port(bare_port)
+    bare_url = f"http://127.0.0.1:{bare_port}"
     port = free_port()
     relay = start_relay(config, port, "0")
     relay_url, direct_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{nginx_port}"
@@ -198,13 +205,16 @@ def main() -> None:
             wrk.run(relay_url + path, body, connections=8, seconds=1, cpu="1", key=KEY)  # warm-up
             r32 = wrk.run(relay_url + path, body, connections=32, seconds=SECONDS, cpu="1", key=KEY)
             d32 = wrk.run(direct_url + upstream, ubody, connections=32, seconds=SECONDS, cpu="1", key=KEY)
+            wrk.run(bare_url + path, body, connections=8, seconds=1, cpu="1", key=KEY)  # warm-up
+            b32 = wrk.run(bare_url + path, body, connections=32, seconds=SECONDS, cpu="1", key=KEY)
             # c=1 latency is the noisiest figure on a shared VM: the median of three runs each.
             r1 = median_run(relay_url + path, body)
             d1 = median_run(direct_url + upstream, ubody)
             rows.append({"scenario": name, "rps_c32": r32.rps, "p50_ms_c32": r32.p50_ms, "p99_ms_c32": r32.p99_ms,
-                         "errors": r32.errors + r1.errors, "direct_rps_c32": d32.rps,
+                         "errors": r32.errors + r1.errors, "direct_rps_c32": d32.rps, "bare_rps_c32": b32.rps,
+                         "relay_over_bare": round(r32.rps / b32.rps, 2) if b32.rps else None,
                          "added_p50_ms_c1": round(r1.p50_ms - d1.p50_ms, 3), "relay_p50_ms_c1": r1.p50_ms, "direct_p50_ms_c1": d1.p50_ms})
-            print(f"{name}: {r32.rps:.0f} rps (direct {d32.rps:.0f}), p50 {r32.p50_ms:.2f} ms, added c=1 {r1.p50_ms - d1.p50_ms:.3f} ms", flush=True)
+            print(f"{name}: {r32.rps:.0f} rps (bare proxy {b32.rps:.0f}, direct {d32.rps:.0f}), p50 {r32.p50_ms:.2f} ms, added c=1 {r1.p50_ms - d1.p50_ms:.3f} ms", flush=True)
         chat = body_for("/v1/chat/completions", "paced", True)
         t_relay = asyncio.run(ttft(relay_url + "/v1/chat/completions", chat))
         t_direct = asyncio.run(ttft(f"http://127.0.0.1:{paced_port}/paced/v1/chat/completions", chat))
@@ -229,6 +239,7 @@ def main() -> None:
     finally:
         stop(relay2)
         stop(paced)
+        stop(bare)
         stop(nginx)
     results = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": os.cpu_count(), "rows": rows, **extra}
     out = ROOT / "bench-results"
@@ -240,11 +251,13 @@ def main() -> None:
 
 
 def table(res: dict) -> str:
-    lines = ["| scenario | RPS (c=32) | direct RPS | p50 / p99 ms (c=32) | added p50 ms at c=1 | RPS, 2 workers | errors |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | RPS (c=32) | bare proxy RPS | Relay / bare | direct RPS | p50 / p99 ms (c=32) | added p50 ms at c=1 | RPS, 2 workers | errors |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         two = f"{r['rps_c32_2_workers']:.0f}" if "rps_c32_2_workers" in r else ""
-        lines.append(f"| {r['scenario']} | {r['rps_c32']:.0f} | {r['direct_rps_c32']:.0f} | {r['p50_ms_c32']:.2f} / {r['p99_ms_c32']:.2f} | "
+        ratio = f"{r['relay_over_bare']:.2f}" if r.get("relay_over_bare") is not None else ""
+        lines.append(f"| {r['scenario']} | {r['rps_c32']:.0f} | {r['bare_rps_c32']:.0f} | {ratio} | {r['direct_rps_c32']:.0f} | "
+                     f"{r['p50_ms_c32']:.2f} / {r['p99_ms_c32']:.2f} | "
                      f"{r['added_p50_ms_c1']:.3f} | {two} | {r['errors']} |")
     lines.append("")
     lines.append(f"Added TTFT p50 (paced upstream: first chunk at 200 ms, then every 20 ms): {res['added_ttft_p50_ms']:.2f} ms "
