@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import os
 import time
@@ -64,9 +65,14 @@ class Tap(Protocol):
 TapFactory = Callable[[bool, StreamOutcome], Tap]  # (the answer is an event stream, where to write)
 
 
+# A random per-process prefix and a counter: unique across instances, no syscall per request.
+_LEASE_PREFIX = "lease_" + os.urandom(8).hex() + "_"
+_LEASE_COUNTER = itertools.count(1)
+
+
 def new_lease_id() -> str:
     """A concurrency lease id of Relay's own: never anything the client chose."""
-    return "lease_" + os.urandom(12).hex()
+    return f"{_LEASE_PREFIX}{next(_LEASE_COUNTER):x}"
 
 
 class ModelCall:

@@ -14,9 +14,11 @@ from .outcome import StreamOutcome
 
 _TERMINAL = frozenset({b"response.completed", b"response.incomplete", b"response.failed"})
 _LIFECYCLE = _TERMINAL | {b"response.created", b"response.in_progress", b"response.queued"}
-# Events whose `delta` is generated text, counted for an estimate if the stream is cut.
+# Events whose `delta` is generated text: counted (not parsed) for an estimate if the stream
+# is cut before its usage arrives. A delta carries about one token.
 _TEXT_DELTAS = frozenset({b"response.output_text.delta", b"response.function_call_arguments.delta",
                           b"response.reasoning_summary_text.delta", b"response.reasoning_text.delta", b"response.refusal.delta"})
+CHARS_PER_DELTA = 4
 MAX_BODY = 64 << 20  # a non-streamed answer is held whole to rename its model; past this it passes as is
 
 
@@ -54,15 +56,19 @@ class FrameSplitter:
         return rest
 
 
-def _fields(frame: bytes) -> tuple[bytes, bytes]:
-    """(event name, data) of one frame; only the two fields Responses uses."""
-    event, data = b"", []
+def _event_name(frame: bytes) -> bytes:
+    """The frame's `event:` name (upstreams put that line first), without reading the rest."""
+    if frame.startswith(b"event:"):
+        end = frame.find(b"\n")
+        return frame[6:end if end >= 0 else None].strip()
     for line in frame.splitlines():
         if line.startswith(b"event:"):
-            event = line[6:].strip()
-        elif line.startswith(b"data:"):
-            data.append(line[6:] if line.startswith(b"data: ") else line[5:])
-    return event, b"\n".join(data)
+            return line[6:].strip()
+    return b""
+
+
+def _data(frame: bytes) -> bytes:
+    return b"\n".join(line[6:] if line.startswith(b"data: ") else line[5:] for line in frame.splitlines() if line.startswith(b"data:"))
 
 
 class ResponsesTap:
@@ -88,18 +94,17 @@ class ResponsesTap:
         return b"".join(self._frame(f) for f in self.frames.push(data))
 
     def _frame(self, frame: bytes) -> bytes:
-        event, data = _fields(frame)
-        if event not in _LIFECYCLE and event not in _TEXT_DELTAS:
+        event = _event_name(frame)
+        if event in _TEXT_DELTAS:
+            self.outcome.produced(CHARS_PER_DELTA)
+            return frame
+        if event not in _LIFECYCLE:
             return frame
         try:
-            payload = jsonfast.loads(data)
+            payload = jsonfast.loads(_data(frame))
         except jsonfast.JSONDecodeError:
             return frame
         if not isinstance(payload, dict):
-            return frame
-        if event in _TEXT_DELTAS:
-            if isinstance(payload.get("delta"), str):
-                self.outcome.produced(len(payload["delta"]))
             return frame
         response = payload.get("response")
         if not isinstance(response, dict):
