@@ -62,7 +62,7 @@ class ServerConfig(Strict):
     header_read_timeout: float = Field(10, gt=0)
     body_read_timeout: float = Field(60, gt=0)
     keepalive_timeout: float = Field(75, gt=0)
-    max_connections: int = Field(1024, ge=1)
+    max_connections: int = Field(10_000, ge=1)  # LLM streams are long-lived: room for many, bounded below open files
 
 
 def split_host_port(text: str) -> tuple[str, int]:

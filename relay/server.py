@@ -31,8 +31,25 @@ async def start_ops_listener(app: web.Application, ops_listen: str, limits: Clie
     return runner
 
 
+def raise_open_files(connections: int) -> None:
+    """Lifts the soft open-files limit toward the hard one, so the connection cap
+    (server.max_connections) is what refuses clients, not EMFILE."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections * 2 + 256  # a client socket, an upstream socket, and the rest
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < connections + 256:  # not even one socket per allowed connection
+        log.warning("open files are limited to %s: fewer than server.max_connections=%s streams can run", target, connections)
+
+
 async def serve(config: RelayConfig, host: str, port: int, config_path: Path | None = None,
                 ops_listen: str | None = None) -> None:
+    raise_open_files(config.server.max_connections)
     app = create_app(config, config_path)
     # shutdown_timeout: how long in-flight requests and streams may run on after SIGTERM.
     # GuardedRunner: header/body read timeouts, keep-alive idle timeout, connection cap.
