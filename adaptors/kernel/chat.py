@@ -174,15 +174,21 @@ def error_from_validation(e: ValidationError) -> RelayError:
     return bad_request(msg, param=param, code="missing_required_parameter" if "Missing" in msg else "invalid_value")
 
 
-def validate_chat_request(body: Any) -> dict[str, Any]:
+def validated_object(body: Any, adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    """`body` as a JSON object that `adapter` accepts, or the 400 naming the first bad param."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
     try:
-        _adapter.validate_python(body)
+        adapter.validate_python(body)
     except ValidationError as e:
         raise error_from_validation(e) from None
-    check_tool_results(body["messages"])
     return body
+
+
+def validate_chat_request(body: Any) -> dict[str, Any]:
+    request = validated_object(body, _adapter)
+    check_tool_results(request["messages"])
+    return request
 
 
 def check_tool_results(messages: list[dict[str, Any]]) -> None:

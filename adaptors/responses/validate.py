@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from ..kernel.chat import error_from_validation
+from ..kernel.chat import validated_object
 from ..kernel.errors import bad_request
 
 
@@ -57,15 +57,10 @@ _adapter = TypeAdapter(ResponsesRequest)
 
 
 def validate_responses_request(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.")
-    try:
-        _adapter.validate_python(body)
-    except ValidationError as e:
-        raise error_from_validation(e) from None
-    if body.get("previous_response_id") is None and body.get("conversation") is None:
-        check_call_outputs(body.get("input"))
-    return body
+    request = validated_object(body, _adapter)
+    if request.get("previous_response_id") is None and request.get("conversation") is None:
+        check_call_outputs(request.get("input"))
+    return request
 
 
 def check_call_outputs(items: Any) -> None:

@@ -207,7 +207,11 @@ def _tighten(adm: Admission, kind: str, limit: int, remaining: int, reset: float
 
 
 def aggregate_into(agg: dict[tuple[str, str, str], dict[str, int]], rec: UsageRecord) -> None:
-    row = agg.setdefault((rec.day, rec.tenant, rec.model), dict.fromkeys(AGGREGATE_FIELDS, 0))
+    add_to_row(agg.setdefault((rec.day, rec.tenant, rec.model), dict.fromkeys(AGGREGATE_FIELDS, 0)), rec)
+
+
+def add_to_row(row: dict[str, int], rec: UsageRecord) -> None:
+    """Adds one call to an aggregate row (per day and model, or per key)."""
     row["requests"] += 1
     row["errors"] += rec.status >= 400
     row["input_tokens"] += rec.input_tokens

@@ -12,7 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
-from ..store.base import AGGREGATE_FIELDS, StoreError, UsageRecord, stop_task
+from ..store.base import AGGREGATE_FIELDS, StoreError, UsageRecord, add_to_row, stop_task
 from .model import VirtualKey
 
 log = logging.getLogger("relay")
@@ -52,14 +52,7 @@ class KeyStore(Protocol):
 
 def add_usage(agg: dict[UsageKey, dict[str, int]], rec: UsageRecord) -> None:
     assert rec.key_id is not None
-    row = agg.setdefault((rec.day, rec.tenant, rec.key_id, rec.model), dict.fromkeys(AGGREGATE_FIELDS, 0))
-    row["requests"] += 1
-    row["errors"] += rec.status >= 400
-    row["input_tokens"] += rec.input_tokens
-    row["cached_tokens"] += rec.cached_tokens
-    row["output_tokens"] += rec.output_tokens
-    row["reasoning_tokens"] += rec.reasoning_tokens
-    row["estimated"] += rec.estimated
+    add_to_row(agg.setdefault((rec.day, rec.tenant, rec.key_id, rec.model), dict.fromkeys(AGGREGATE_FIELDS, 0)), rec)
 
 
 class WriteBehind(ABC):
