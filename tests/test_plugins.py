@@ -347,3 +347,26 @@ def test_relay_serve_warns_about_broken_plugins_it_does_not_use(tmp_path, broken
         assert "channel type 'broken' (package relay-test-broken 0.3) cannot be used" in relay.log
     finally:
         relay.stop()
+
+
+async def test_a_reload_whose_plugin_cannot_build_keeps_the_old_config(broken_site, monkeypatch, tmp_path, aiohttp_server):
+    import relay_config.loader as loader
+    from relay.admin import reload_config
+    from relay.app import create_app
+    from relay_adaptors.kernel import registry
+
+    monkeypatch.syspath_prepend(str(broken_site))
+    types = discover()
+    monkeypatch.setattr(loader, "installed", lambda: types)
+    monkeypatch.setattr(registry, "installed", lambda: types)
+    path = tmp_path / "relay.yaml"
+    good = "store: {url: 'memory://'}\ntenants:\n  - name: acme\n    keys: [\"" + ACME_KEY + "\"]\nchannels:\n"
+    path.write_text(good + "  - {name: m, type: mock, models: [demo]}\n")
+    app = create_app(loader.load_config(path), path)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    path.write_text(good + "  - {name: good, type: crashy, models: [demo]}\n")
+    ok, errors = reload_config(app)
+    assert not ok and "could not build its adaptor: OSError: no such certificate file" in errors[0]
+    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key=ACME_KEY, max_retries=0)
+    answer = await client.chat.completions.create(model="demo", messages=HELLO)  # the old config still serves
+    assert answer.choices[0].message.content
