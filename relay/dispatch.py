@@ -102,6 +102,13 @@ class Answer:
         h["x-relay-upstream-model"] = self.call.report.upstream_model or self.candidate.upstream_model
         return h
 
+    async def close(self) -> None:
+        """Closes the upstream of a streamed or relayed answer (connection cut, process ended)."""
+        if self.stream is not None:
+            await self.stream.aclose()
+        elif self.raw is not None:
+            await self.raw.chunks.aclose()
+
     def settle(self, error: RelayError | None, finished: bool) -> None:
         """Reports how the answer went to the channel's breaker and metrics (once). A failure
         after the first byte counts against the channel's health but is never retried."""

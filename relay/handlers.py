@@ -57,7 +57,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     def plan(candidate: Candidate) -> Attempt:
         return Attempt(with_thinking if candidate.adaptor.capabilities.reasoning_items else body)
 
-    async with ModelCall.begin(request, rt, tenant, "chat") as call:
+    async with ModelCall(request, rt, tenant, "chat") as call:
         await call.admit(candidates[0].model, body["messages"], max_output_tokens(body), stream)
         answer = await call.dispatch(candidates, plan, stream)
         model = body["model"]  # every answer names the model the client asked for
@@ -103,7 +103,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     bridged = [c for c in candidates if not c.adaptor.capabilities.native_responses]
     first_conv = convert(bridged[0]) if bridged else None
     stream = body.get("stream") is True
-    async with ModelCall.begin(request, rt, tenant, "responses") as call:
+    async with ModelCall(request, rt, tenant, "responses") as call:
         if first_conv is not None:
             messages = first_conv.chat["messages"]
         else:  # only native channels: a rough estimate from the input as sent

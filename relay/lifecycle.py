@@ -1,11 +1,11 @@
 """One model call, from admission to the ledger: the only thing the handlers talk to.
 
-    async with ModelCall.begin(request, rt, tenant, "chat") as call:
-        await call.admit(model, messages, max_out)       # limits: 429 / 503 before any upstream call
+    async with ModelCall(request, rt, tenant, "chat") as call:
+        await call.admit(model, messages, max_out, stream)    # limits: 429 / 503 before any upstream call
         answer = await call.dispatch(candidates, plan, stream)
-        return call.json(payload, headers)               # or:
-        return await call.stream(answer, write, headers) # SSE through a writer, or:
-        return await call.relay(answer, tap, headers)    # the upstream's own bytes (passthrough)
+        return call.json(payload, usage, headers)             # or:
+        return await call.stream(answer, write, headers)      # SSE through a writer, or:
+        return await call.relay(answer, make_tap, headers)    # the upstream's own bytes (passthrough)
 
 It owns the end of the answer whatever ends it (last byte, upstream failure, client gone):
 the upstream is closed, the breaker gets its verdict, usage is settled against the limits,
@@ -36,6 +36,7 @@ from relay_config.schema import TenantConfig
 from . import limits
 from .appkeys import ACCOUNTED, BACKGROUND, BREAKERS, METRICS, REQUEST_ID, STORE
 from .dispatch import Answer, Attempt, Upstreams, dispatch
+from .httpio import json_response
 from .leases import LeaseKeeper
 from .logs import access, log_request
 from .metrics import Metrics
@@ -98,17 +99,12 @@ class ModelCall:
         self.outcome: StreamOutcome | None = None
         self.report = CallReport()
         self.messages: list[dict[str, Any]] = []
-        self.plan: limits.Plan | None = None
-        self.admitted = False
+        self.plan: limits.Plan | None = None  # set once the store admitted it: counters to settle
         self.headers: dict[str, str] = {}  # the tenant's rate-limit headers
         self.total_tokens = 0
         self.key = request.get(VIRTUAL_KEY)  # the virtual key that authenticated the call, if one did
         self.key_counters: set[str] = set()
         request[ACCOUNTED] = True
-
-    @classmethod
-    def begin(cls, request: web.Request, rt: Runtime, tenant: TenantConfig, api: str) -> ModelCall:
-        return cls(request, rt, tenant, api)
 
     async def __aenter__(self) -> ModelCall:
         return self
@@ -125,7 +121,6 @@ class ModelCall:
             self.key_counters = key_limits.extend(plan, self.key, lambda: self.estimate_in, max_out, time.time())
         if plan.req.empty:
             return  # an unlimited tenant: nothing to check
-        self.plan = plan
         try:
             adm = await self.store.admit(plan.req, time.time())
         except StoreError as e:
@@ -142,7 +137,7 @@ class ModelCall:
                 self.metrics.budget_left.labels(self.tenant.name).set(0)
             self.metrics.rate_limited.labels(self.tenant.name, adm.failed or "requests").inc()
             raise key_limits.rejection(adm) if by_key else limits.rejection(adm, self.tenant.name, plan)
-        self.admitted = True
+        self.plan = plan
         self.leases = LeaseKeeper(self.store, plan.req.concurrency, plan.req.lease, plan.req.lease_ttl, on_error=self._renew_failed)
         self.leases.start()
         self.headers = limits.headers(adm)
@@ -162,8 +157,6 @@ class ModelCall:
 
     def json(self, payload: dict[str, Any], usage: Any, headers: dict[str, str]) -> web.Response:
         """A whole answer; `usage` is the chat-shaped usage it carried."""
-        from .httpio import json_response
-
         self.usage = usage if isinstance(usage, dict) else None
         return json_response(payload, headers={**headers, **self.headers})
 
@@ -183,14 +176,13 @@ class ModelCall:
         finally:
             # Closing the upstream here also covers a client that went away (the handler is
             # cancelled): the upstream connection or process is cut at once.
-            await self._shielded(self._close_stream(answer, writer, outcome))
+            await self._shielded(self._close(answer, writer, outcome))
 
-    async def _close_stream(self, answer: Answer, writer: KeepaliveWriter | None, outcome: StreamOutcome) -> None:
+    async def _close(self, answer: Answer, writer: KeepaliveWriter | None, outcome: StreamOutcome) -> None:
         try:
             if writer is not None:
                 await writer.stop()
-            assert answer.stream is not None
-            await answer.stream.aclose()
+            await answer.close()
         finally:
             answer.settle(outcome.error, outcome.finished)
 
@@ -217,14 +209,7 @@ class ModelCall:
             return resp
         finally:
             tap.end()  # before any wait: what was seen is kept even if this task is cancelled
-            await self._shielded(self._close_raw(answer, outcome))
-
-    async def _close_raw(self, answer: Answer, outcome: StreamOutcome) -> None:
-        try:
-            assert answer.raw is not None
-            await answer.raw.chunks.aclose()
-        finally:
-            answer.settle(outcome.error, outcome.finished)
+            await self._shielded(self._close(answer, None, outcome))
 
     async def _shielded(self, work: Awaitable[None]) -> None:
         """Runs `work` to the end even if the caller is cancelled while waiting for it."""
@@ -250,7 +235,7 @@ class ModelCall:
         if not self.model:
             return  # rejected before a model was named: nothing to account
         self._record()
-        if self.plan is None or not self.admitted:
+        if self.plan is None:
             return  # nothing held in the store
         await self._shielded(self._release())
 

@@ -97,7 +97,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if bridged:
         convert(bridged[0])
     stream = body.get("stream") is True
-    async with ModelCall.begin(request, rt, tenant, "messages") as call:
+    async with ModelCall(request, rt, tenant, "messages") as call:
         await call.admit(candidates[0].model, prompt_messages(body), body["max_tokens"], stream)
         answer = await call.dispatch(candidates, plan, stream)
         channel = answer.candidate.channel.name
