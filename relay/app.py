@@ -22,7 +22,7 @@ from .logs import log_request
 from .metrics import Metrics
 from .runtime import build_runtime
 from .store import open_store
-from .thinking_memory import StoreAsKV, StoreKV, ThinkingMemory
+from .thinking_memory import ThinkingMemory
 from .vkeys import wiring as virtual_keys
 
 log = logging.getLogger("relay")
@@ -107,7 +107,7 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
         await store.start()
         app[STORE] = store
         # Shared by every instance on the store, so a tool turn may continue anywhere.
-        app[THINKING] = ThinkingMemory(StoreKV(StoreAsKV(store)))
+        app[THINKING] = ThinkingMemory(store)
         tasks: set[asyncio.Task[Any]] = set()
         app[BACKGROUND] = tasks
         yield

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from relay_adaptors.kernel.base import ChatStream
@@ -29,69 +26,12 @@ MAX_TOKEN = 256 * 1024  # a thinking token larger than this is not remembered
 
 
 class KV(Protocol):
-    async def get(self, key: str) -> str | None: ...
+    """Where the blocks are kept: the configured usage store (SQLite for one machine's
+    workers, Redis for many instances), so a turn answered on one instance continues on another."""
 
-    async def put(self, key: str, value: str, ttl: float) -> None: ...
+    async def kv_get(self, key: str) -> str | None: ...
 
-
-class StoreKV:
-    """The configured store (SQLite for one machine's workers, Redis for many instances), so a
-    turn answered on one instance continues on another. A store that fails is a miss, never
-    a failed request: the conversion then turns thinking off."""
-
-    def __init__(self, store: KV):
-        self.store = store
-
-    async def get(self, key: str) -> str | None:
-        try:
-            return await self.store.get(key)
-        except StoreError as e:
-            log.warning("thinking memory: the store failed a read (%s); the turn goes without thinking", e)
-            return None
-
-    async def put(self, key: str, value: str, ttl: float) -> None:
-        try:
-            await self.store.put(key, value, ttl)
-        except StoreError as e:
-            log.warning("thinking memory: the store failed a write (%s)", e)
-
-
-class StoreAsKV:
-    """A usage store's kv_get / kv_put as a KV."""
-
-    def __init__(self, store: Any):
-        self.get = store.kv_get
-        self.put = store.kv_put
-
-
-class LocalKV:
-    """In-process, bounded in entries and bytes, oldest out first."""
-
-    def __init__(self, max_entries: int = 10_000, max_bytes: int = 64 << 20, clock: Callable[[], float] = time.monotonic):
-        self.max_entries, self.max_bytes, self.clock = max_entries, max_bytes, clock
-        self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._bytes = 0
-
-    async def get(self, key: str) -> str | None:
-        found = self._items.get(key)
-        if found is None:
-            return None
-        if found[0] <= self.clock():
-            self._drop(key)
-            return None
-        return found[1]
-
-    async def put(self, key: str, value: str, ttl: float) -> None:
-        if key in self._items:
-            self._drop(key)
-        self._items[key] = (self.clock() + ttl, value)
-        self._bytes += len(value)
-        while self._items and (len(self._items) > self.max_entries or self._bytes > self.max_bytes):
-            self._drop(next(iter(self._items)))
-
-    def _drop(self, key: str) -> None:
-        _, value = self._items.pop(key)
-        self._bytes -= len(value)
+    async def kv_put(self, key: str, value: str, ttl: float) -> None: ...
 
 
 def _key(tenant: str, call_ids: list[str]) -> str:
@@ -100,12 +40,25 @@ def _key(tenant: str, call_ids: list[str]) -> str:
 
 
 class ThinkingMemory:
+    """A store that fails is a miss, never a failed request: the conversion then turns
+    thinking off."""
+
     def __init__(self, kv: KV, ttl: float = TTL):
         self.kv, self.ttl = kv, ttl
 
     async def remember(self, tenant: str, call_ids: list[str], token: str) -> None:
         if call_ids and token and len(token) <= MAX_TOKEN:
-            await self.kv.put(_key(tenant, call_ids), token, self.ttl)
+            try:
+                await self.kv.kv_put(_key(tenant, call_ids), token, self.ttl)
+            except StoreError as e:
+                log.warning("thinking memory: the store failed a write (%s)", e)
+
+    async def _recall(self, tenant: str, call_ids: list[str]) -> str | None:
+        try:
+            return await self.kv.kv_get(_key(tenant, call_ids))
+        except StoreError as e:
+            log.warning("thinking memory: the store failed a read (%s); the turn goes without thinking", e)
+            return None
 
     async def restore(self, tenant: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """`messages` with remembered thinking put back into assistant tool turns that came
@@ -115,7 +68,7 @@ class ThinkingMemory:
             if msg.get("role") != "assistant" or msg.get("reasoning_signature") or not msg.get("tool_calls"):
                 continue
             ids = [c["id"] for c in msg["tool_calls"] if isinstance(c, dict) and isinstance(c.get("id"), str)]
-            token = await self.kv.get(_key(tenant, ids)) if ids else None
+            token = await self._recall(tenant, ids) if ids else None
             if token:
                 out = out if out is not None else list(messages)
                 out[i] = {**msg, "reasoning_signature": token}
