@@ -41,7 +41,7 @@ from .leases import LeaseKeeper
 from .logs import access, log_request
 from .metrics import Metrics
 from .outcome import StreamOutcome, charge
-from .router import Candidate
+from .router import Candidate, model_not_found
 from .runtime import Runtime
 from .sse_out import SSE_HEADERS, KeepaliveWriter
 from .store import Store, StoreError, UsageRecord
@@ -114,11 +114,12 @@ class ModelCall:
         """Checks and takes the tenant's limits for a call of `model` (canonical name), and the
         virtual key's own when one authenticated the call."""
         if self.key is not None and not self.key.may_use(model):
-            raise key_limits.model_not_found(model)
+            raise model_not_found(model)  # outside the key's allowlist: as if unknown
         self.model, self.messages, self.stream_requested = model, messages, stream
-        plan = limits.plan(self.tenant, model, lambda: self.estimate_in, max_out, self.lease, time.time())
+        now = time.time()  # one reading: the tenant's and the key's budget periods must agree
+        plan = limits.plan(self.tenant, model, lambda: self.estimate_in, max_out, self.lease, now)
         if self.key is not None:
-            self.key_counters = key_limits.extend(plan, self.key, lambda: self.estimate_in, max_out, time.time())
+            self.key_counters = key_limits.extend(plan, self.key, lambda: self.estimate_in, max_out, now)
         if plan.req.empty:
             return  # an unlimited tenant: nothing to check
         try:

@@ -35,8 +35,9 @@ from .httpio import json_response, read_json
 from .lifecycle import ModelCall
 from .messages_stream import PING, MessagesTap, write_messages_stream
 from .outcome import StreamOutcome
-from .router import Candidate
+from .router import Candidate, model_not_found
 from .sse_out import KeepaliveWriter
+from .vkeys.appkeys import VIRTUAL_KEY
 from .vkeys.limits import visible_models
 
 log = logging.getLogger("relay")
@@ -94,11 +95,12 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
     # A request the bridge cannot take is a 400 here, before any upstream call.
     bridged = [c for c in candidates if not c.adaptor.capabilities.native_messages]
-    if bridged:
-        convert(bridged[0])
+    first_conv = convert(bridged[0]) if bridged else None
     stream = body.get("stream") is True
     async with ModelCall(request, rt, tenant, "messages") as call:
-        await call.admit(candidates[0].model, prompt_messages(body), body["max_tokens"], stream)
+        # The estimate the limits pre-check: the chat form when there is one, else the raw blocks.
+        prompt = first_conv.chat["messages"] if first_conv is not None else prompt_messages(body)
+        await call.admit(candidates[0].model, prompt, body["max_tokens"], stream)
         answer = await call.dispatch(candidates, plan, stream)
         channel = answer.candidate.channel.name
         headers = {**answer.headers(), "request-id": rid}
@@ -132,6 +134,9 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     tenant = rt.keys.authenticate(request)
     body = validate_request(await read_json(request, rt.config.server.max_body_bytes), need_max_tokens=False)
     first = rt.router.candidates(tenant, body["model"])[0]
+    key = request.get(VIRTUAL_KEY)
+    if key is not None and not key.may_use(first.model):  # as for every model call: outside the key's allowlist is unknown
+        raise model_not_found(body["model"])
     rid = request[REQUEST_ID]
     headers = {"x-relay-channel": first.channel.name}
     if first.adaptor.capabilities.counts_tokens:

@@ -20,6 +20,7 @@ from relay_adaptors.kernel.redaction import Redactor
 from relay_config.loader import parse_config
 
 from .support import ACME_KEY, ENV, GLOBEX_KEY, UPSTREAM_KEY, base_config, responses_events, sse_frames
+from .support.messages import check_error, message_events
 
 HEADER_SECRET = "hdr-secret-token-4242"
 ADMIN = "admin-key-for-security-tests"
@@ -103,6 +104,26 @@ async def test_upstream_error_fields_are_all_redacted(leaky, log_lines):
     assert err["message"] == "bad key [redacted] [redacted]"
     assert (err["type"], err["code"], err["param"]) == ("t-[redacted]", "c-[redacted]", "p-[redacted]")
     assert_clean(log_lines.getvalue())
+
+
+async def test_messages_errors_are_redacted_too(leaky, log_lines):
+    body = {"model": "gpt-leak-fields", "max_tokens": 10, "messages": HELLO}
+    resp, err = await leaky.post_json("/v1/messages", body)
+    assert resp.status == 400 and err["error"]["message"] == "bad key [redacted] [redacted]"
+    check_error(err)
+    resp, text = await leaky.raw_stream("/v1/messages", {**body, "model": "gpt-leak-stream", "stream": True})
+    assert_clean(text)
+    assert message_events(text)[-1]["error"]["message"] == "stream broke for [redacted] [redacted]"
+    assert_clean(log_lines.getvalue())
+
+
+async def test_dropped_server_tool_names_are_bounded_and_sanitised(relay):
+    tools = [{"type": f"web_search_{i}", "name": f"evil\r\nx-injected: 1{'y' * 300}{i}"} for i in range(40)]
+    resp, answer = await relay.post_json("/v1/messages", {"model": "demo", "max_tokens": 10, "messages": HELLO, "tools": tools})
+    assert resp.status == 200, answer
+    shown = resp.headers["x-relay-dropped-tools"].split(",")
+    assert len(shown) <= 16 and all(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) for name in shown)
+    assert "x-injected" not in resp.headers
 
 
 async def test_chat_midstream_error_frame_is_redacted(leaky, log_lines):

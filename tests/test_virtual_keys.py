@@ -20,6 +20,7 @@ from relay.vkeys.appkeys import KEY_CLOCK, KEYSTORE
 from relay_config.loader import parse_config
 
 from .support import ACME_KEY, ADMIN, ENV, Clock, Relay, base_config
+from .support.messages import check_error
 
 LIMITED_TENANT = """\
 - name: lim
@@ -173,6 +174,12 @@ async def test_allowlist_only_narrows(relay: Relay) -> None:
     with pytest.raises(openai.NotFoundError):
         await relay.client(secret).models.retrieve("gpt-tools")
     assert "gpt-tools" in [m.id async for m in relay.client(ACME_KEY).models.list()]
+    counting = {"model": "gpt-tools", "messages": [{"role": "user", "content": "hi"}]}
+    resp, body = await relay.post_json("/v1/messages/count_tokens", counting, key=secret)
+    assert resp.status == 404 and body["error"]["type"] == "not_found_error"  # counting asks the model too
+    check_error(body)
+    resp, _ = await relay.post_json("/v1/messages/count_tokens", {**counting, "model": "gpt-4.1-mini"}, key=secret)
+    assert resp.status == 200
 
 
 async def test_key_and_tenant_limits_both_hold(relay: Relay) -> None:

@@ -15,6 +15,9 @@ COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking
                 "context_management", "mcp_servers")
 
 
+UNCOUNTED = ("image", "document")
+
+
 def count_body(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     out = {k: body[k] for k in COUNT_FIELDS if k in body}
     out["model"] = upstream_model
@@ -22,8 +25,9 @@ def count_body(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
 
 
 def prompt_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The request's messages with `content` as the estimator reads it (a string or blocks with
-    `text`); tool results and tool calls are counted by their JSON."""
+    """The request's messages with `content` as the estimator reads it (a string or text
+    parts); tool results and tool calls are counted by their JSON, images and documents not
+    at all (their base64 says nothing about their token cost)."""
     out: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
@@ -31,8 +35,8 @@ def prompt_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     for m in body.get("messages") or ():
         content = m.get("content") if isinstance(m, dict) else None
         if isinstance(content, list):
-            content = [b if isinstance(b, dict) and b.get("type") == "text" else {"text": jsonfast.dumps(b).decode()}
-                       for b in content]
+            content = [b if isinstance(b, dict) and b.get("type") == "text" else {"type": "text", "text": jsonfast.dumps(b).decode()}
+                       for b in content if not (isinstance(b, dict) and b.get("type") in UNCOUNTED)]
         out.append({"content": content})
     return out
 

@@ -31,4 +31,6 @@ def error_type(status: int) -> str:
 
 
 def error_body(err: RelayError, request_id: str | None) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": error_type(err.status), "message": err.message}, "request_id": request_id}
+    """Anthropic's error shape, with every configured secret scrubbed (as RelayError.body does)."""
+    message = err.redacted().message
+    return {"type": "error", "error": {"type": error_type(err.status), "message": message}, "request_id": request_id}

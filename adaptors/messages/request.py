@@ -13,6 +13,7 @@ from typing import Any
 from ..anthropic.thinking import encode_block
 from ..kernel import jsonfast
 from ..kernel.errors import bad_request
+from ..kernel.params import add_shown, shown
 
 # Fields a chat upstream has no equivalent for; left out and named in x-relay-ignored-params.
 IGNORED = ("top_k", "context_management", "service_tier", "container", "mcp_servers", "inference_geo")
@@ -214,9 +215,9 @@ def _tools(tools: Any, reject: bool) -> tuple[list[dict[str, Any]], list[str]]:
         if t.get("type") not in (None, "custom") or "input_schema" not in t:
             # A server tool (web_search_..., bash_20250124, ...): only Anthropic can run it.
             if reject:
-                raise bad_request(f"{p}: the server tool {t['name']!r} ({t.get('type')}) cannot run on this model's channel; "
+                raise bad_request(f"{p}: the server tool '{shown(t['name'])}' ({shown(str(t.get('type')))}) cannot run on this model's channel; "
                                   "remove it or ask the operator to set responses.unsupported_tools: drop.", param=p)
-            dropped.append(t["name"])
+            add_shown(dropped, t["name"])  # reflected in x-relay-dropped-tools and the log: bounded, sanitised
             continue
         fn: dict[str, Any] = {"name": t["name"], "parameters": t.get("input_schema") or {"type": "object", "properties": {}}}
         if isinstance(t.get("description"), str) and t["description"]:

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..kernel.errors import bad_request
+from ..kernel.params import add_shown, shown
 
 _VALID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _INVALID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 # Dropped tool types are reflected (x-relay-dropped-tools, the log): token characters only,
 # each cut short, and only so many distinct ones.
-_NOT_TOKEN = re.compile(r"[^A-Za-z0-9_.-]")
-MAX_DROPPED_SHOWN, MAX_TYPE_SHOWN = 16, 64
 # Tool types the bridge can run through any chat upstream: the client executes them.
 RUNNABLE = {"function", "namespace"}
 
@@ -76,9 +75,7 @@ class ConvertedTools:
     dropped: list[str]  # types of tools that were left out: distinct, sanitised, bounded
 
     def drop(self, kind: str) -> None:
-        shown = _NOT_TOKEN.sub("_", kind[:MAX_TYPE_SHOWN]) or "_"
-        if shown not in self.dropped and len(self.dropped) < MAX_DROPPED_SHOWN:
-            self.dropped.append(shown)
+        add_shown(self.dropped, kind)
 
 
 def convert_tools(tools: Any, names: ToolNames, reject_unsupported: bool) -> ConvertedTools:
@@ -95,7 +92,7 @@ def convert_tools(tools: Any, names: ToolNames, reject_unsupported: bool) -> Con
         if kind not in RUNNABLE:
             if reject_unsupported:
                 raise bad_request(
-                    f"Tool type '{_NOT_TOKEN.sub('_', kind[:MAX_TYPE_SHOWN])}' cannot run on this model's channel; remove it or ask the operator "
+                    f"Tool type '{shown(kind)}' cannot run on this model's channel; remove it or ask the operator "
                     "to set responses.unsupported_tools: drop.",
                     param=f"{param}.type",
                     code="unsupported_tool",

@@ -56,11 +56,6 @@ def rejection(adm: Admission) -> RelayError:
                       type="rate_limit_error", code="rate_limit_exceeded", headers={**headers(adm), "retry-after": retry})
 
 
-def model_not_found(model: str) -> RelayError:
-    """A model outside the key's allowlist does not exist for it (as an unknown model)."""
-    return RelayError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
-
-
 def visible_models(request: web.Request, router: Router, tenant: TenantConfig) -> list[str]:
     """The tenant's models, narrowed by the allowlist of the virtual key that authenticated
     the request (matched, as at admission, on the model an alias names)."""
