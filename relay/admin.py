@@ -87,7 +87,7 @@ def _virtual_key_conflicts(app: web.Application, config: RelayConfig) -> list[st
 
 def _guard(request: web.Request) -> None:
     server = request.app[RUNTIME].current.config.server
-    require_ops_surface(request, server.ops_listen)
+    require_ops_surface(request)
     if not server.admin_key:
         raise RelayError(404, "The admin API is disabled: set server.admin_key in the config "
                          "(e.g. admin_key: ${RELAY_ADMIN_KEY}) and reload or restart to enable it.", code="admin_api_disabled")

@@ -20,6 +20,7 @@ from .breaker import Breakers
 from .httpio import error_response, request_id
 from .logs import log_request
 from .metrics import Metrics
+from .ops import OPS_SPLIT
 from .runtime import build_runtime
 from .store import open_store
 from .thinking_memory import ThinkingMemory
@@ -86,6 +87,7 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     if config_path is not None:
         app[CONFIG_PATH] = Path(config_path)
     app[METRICS] = Metrics()
+    app[OPS_SPLIT] = config.server.ops_listen is not None  # `relay serve --ops-listen` may say otherwise
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(

@@ -180,7 +180,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME].current
-    require_ops_surface(request, rt.config.server.ops_listen)
+    require_ops_surface(request)
     token = rt.config.server.metrics_token
     if token and not is_admin(request, token):
         raise RelayError(401, "GET /metrics needs the server's metrics_token as a Bearer token.", code="invalid_metrics_token")

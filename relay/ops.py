@@ -11,12 +11,15 @@ from aiohttp import web
 from relay_adaptors.kernel.errors import RelayError
 
 OPS_SURFACE = web.AppKey("ops_surface", bool)  # set on the ops application only
+# Whether a separate ops listener serves /metrics and /admin/*: decided once, when the
+# listeners are bound (config or --ops-listen), never by a reloaded config.
+OPS_SPLIT = web.AppKey("ops_split", bool)
 
 
-def require_ops_surface(request: web.Request, ops_listen: str | None) -> None:
-    """On the public listener an ops endpoint does not exist, unless `server.ops_listen` is
-    null (then the public listener serves them too, as before the split)."""
-    if ops_listen is not None and not request.app.get(OPS_SURFACE, False):
+def require_ops_surface(request: web.Request) -> None:
+    """On the public listener an ops endpoint does not exist, unless no ops listener was
+    started (`server.ops_listen: null`: then the public listener serves them too)."""
+    if request.app.get(OPS_SPLIT, True) and not request.app.get(OPS_SURFACE, False):
         raise RelayError(404, f"Unknown path: {request.method} {request.path}", code="not_found")
 
 

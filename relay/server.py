@@ -15,7 +15,7 @@ from . import __version__
 from .admin import reload_config
 from .app import create_app
 from .connections import ClientLimits, GuardedRunner
-from .ops import ops_app
+from .ops import OPS_SPLIT, ops_app
 from .vkeys.wiring import KeyConflict
 
 log = logging.getLogger("relay")
@@ -51,6 +51,7 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
                 ops_listen: str | None = None) -> None:
     raise_open_files(config.server.max_connections)
     app = create_app(config, config_path)
+    app[OPS_SPLIT] = ops_listen is not None  # what is bound, whatever a later reload says
     # shutdown_timeout: how long in-flight requests and streams may run on after SIGTERM.
     # GuardedRunner: header/body read timeouts, keep-alive idle timeout, connection cap.
     limits = ClientLimits.of(config.server)

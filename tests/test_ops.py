@@ -187,3 +187,23 @@ def test_a_taken_ops_port_is_a_clear_error(tmp_path):
                             "--ops-listen", f"127.0.0.1:{taken}"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert r.returncode == 1 and f"cannot listen on the operations address 127.0.0.1:{taken}" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+async def test_a_reload_cannot_move_the_ops_endpoints_onto_the_public_port(aiohttp_server, tmp_path):
+    """Which listener serves /metrics and /admin/* is decided when the listeners are bound."""
+    from relay.admin import reload_config
+    from relay.app import create_app
+    from relay_config.loader import load_config
+
+    path = tmp_path / "relay.yaml"
+    base = "store: {url: 'memory://'}\ntenants: [{name: t, keys: [k-123456789]}]\nchannels: [{name: c, type: mock, models: [m]}]\n"
+    path.write_text("server: {admin_key: adm-123456789}\n" + base)
+    app = create_app(load_config(path), path)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    path.write_text("server: {admin_key: adm-123456789, ops_listen: null}\n" + base)
+    ok, errors = reload_config(app)
+    assert ok, errors
+    async with aiohttp.ClientSession() as s:
+        for url in ("/metrics", "/admin/channels"):
+            async with s.get(str(server.make_url(url)), headers={"Authorization": "Bearer adm-123456789"}) as r:
+                assert r.status == 404, url  # still only on the ops listener
