@@ -363,8 +363,10 @@ async def test_a_model_outside_the_allowlist_looks_like_an_unknown_one(relay):
 def test_config_secrets_cover_every_kind_and_report_short_operator_secrets():
     text = base_config("http://127.0.0.1:9").replace("server:\n", "server:\n  admin_key: adm\n  metrics_token: scrape-token-123\n")
     text = text.replace("url: memory://", "url: redis://:store-password-99@127.0.0.1:6379/0")
+    text = text.replace("base_url: http://127.0.0.1:9/v1", "base_url: http://proxy-user:proxy-password-42@127.0.0.1:9/v1")
     found = redaction.config_secrets(parse_config(text, "t.yaml", env=ENV))
-    for secret in (UPSTREAM_KEY, "org-test", ACME_KEY, GLOBEX_KEY, "scrape-token-123", "store-password-99", "adm"):
+    for secret in (UPSTREAM_KEY, "org-test", ACME_KEY, GLOBEX_KEY, "scrape-token-123", "store-password-99", "adm",
+                   "proxy-password-42"):  # a password inside a channel's base_url too
         assert secret in found.values
     assert found.too_short == ["server.admin_key"]
 

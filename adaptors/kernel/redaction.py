@@ -139,6 +139,8 @@ def config_secrets(config: RelayConfig) -> ConfigSecrets:
             value = getattr(ch, name)
             if isinstance(value, str) and _SECRET_FIELD.search(name):
                 operator(f"channels[{i}].{name}", value)
+            elif isinstance(value, str) and name.endswith("_url"):  # https://user:password@proxy
+                operator(f"channels[{i}].{name} password", _password(value))
         values += [v for v in (getattr(ch, "headers", None) or {}).values() if isinstance(v, str) and v]
     for t in config.tenants:
         values += [k for k in t.keys if k]
