@@ -97,7 +97,7 @@ def rejection(adm: Admission, tenant: str, plan: Plan) -> RelayError:
     if adm.failed == "budget":
         return RelayError(
             429, f"Tenant '{tenant}' has spent its token budget for this period.",
-            type="insufficient_quota", code="insufficient_quota", headers={**headers(adm)},
+            type="insufficient_quota", code="insufficient_quota", headers=headers(adm),
         )
     scope = "for this model " if adm.failed_key in plan.model_keys else ""
     what = {"requests": "requests per minute", "tokens": "tokens per minute", "concurrency": "concurrent requests"}[adm.failed or "requests"]

@@ -13,14 +13,10 @@ from relay_adaptors.kernel.usage import Usage
 from relay_adaptors.messages import MessagesStream, error_body
 
 from .outcome import Sink, StreamOutcome
+from .responses_writer import write_events
 
 # Anthropic's own keepalive, sent while the upstream is silent (clients skip it).
 PING = encode_event("ping", b'{"type":"ping"}')
-
-
-async def write_events(resp: Sink, events: list[dict[str, Any]]) -> None:
-    if events:
-        await resp.write(b"".join(encode_event(ev["type"], jsonfast.dumps(ev)) for ev in events))
 
 
 async def write_messages_stream(resp: Sink, stream: ChatStream, machine: MessagesStream, outcome: StreamOutcome,

@@ -14,9 +14,6 @@ from ..kernel.errors import bad_request
 from .tools import ConvertedTools, ToolNames, convert_tool_choice, convert_tools
 from .validate import validate_responses_request
 
-# Reasoning items replayed by the client ride on the next assistant message under this key,
-# for channels that can use them (Anthropic thinking blocks); other adaptors drop the key.
-
 _UNSUPPORTED = {
     "previous_response_id": "Relay does not store responses; send the whole conversation in 'input'.",
     "conversation": "Relay does not store conversations; send the whole conversation in 'input'.",

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import fnmatch
-import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,6 +10,8 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from relay_config.schema import Budget, ModelLimits, Strict
+
+from ..auth import digest
 
 SECRET_PREFIX = "sk-relay-"
 SECRET_BYTES = 32  # 256 bits of entropy (the issue asks for at least 192)
@@ -25,7 +26,8 @@ def new_key_id() -> str:
 
 
 def secret_digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    """The digest a key is found by: the same one YAML keys are (relay.auth.digest)."""
+    return digest(secret)
 
 
 def display_hint(secret: str) -> str:

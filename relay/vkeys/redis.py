@@ -12,11 +12,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..store.base import AGGREGATE_FIELDS, StoreError
-from ..store.redis import _safe
+from ..store.redis import PREFIX, _safe
 from .model import VirtualKey
 from .store import UsageKey, WriteBehind
 
-P = "relay:"
+P = PREFIX  # the usage store's namespace: one Redis holds both
 AUDIT_MAXLEN = 100_000
 
 
