@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from .spec import validate, validate_response_event
 from .support import responses_events, sse_frames
 
 CHAT = [("gpt-4.1-mini", "text"), ("claude-text", "text"), ("demo", "demo")]
@@ -19,10 +20,13 @@ async def test_chat_answers_name_the_requested_model(claude_relay, model, upstre
     if not stream:
         resp, answer = await claude_relay.post_json("/v1/chat/completions", body)
         assert resp.status == 200 and answer["model"] == model
+        validate("CreateChatCompletionResponse", answer)
     else:
         resp, text = await claude_relay.raw_stream("/v1/chat/completions", body)
         chunks = [json.loads(d) for _, d in sse_frames(text) if d != "[DONE]"]
         assert resp.status == 200 and chunks and {c["model"] for c in chunks} == {model}
+        for c in chunks:
+            validate("CreateChatCompletionStreamResponse", c)
     assert resp.headers["x-relay-upstream-model"] == upstream
     assert resp.headers["x-request-id"]  # streamed answers carry it too
 
@@ -34,8 +38,12 @@ async def test_responses_answers_name_the_requested_model(claude_relay, model, u
     if not stream:
         resp, answer = await claude_relay.post_json("/v1/responses", body)
         assert resp.status == 200 and answer["model"] == model
+        validate("Response", answer)
     else:
         resp, text = await claude_relay.raw_stream("/v1/responses", body)
-        named = {e["response"]["model"] for e in responses_events(text) if "response" in e}
+        events = responses_events(text)
+        for e in events:
+            validate_response_event(e)
+        named = {e["response"]["model"] for e in events if "response" in e}
         assert resp.status == 200 and named == {model}
     assert resp.headers["x-relay-upstream-model"] == upstream

@@ -19,6 +19,7 @@ from relay_adaptors.kernel import redaction
 from relay_adaptors.kernel.redaction import Redactor
 from relay_config.loader import parse_config
 
+from .spec import validate_error
 from .support import ACME_KEY, ENV, GLOBEX_KEY, UPSTREAM_KEY, base_config, responses_events, sse_frames
 from .support.messages import check_error, message_events
 
@@ -110,7 +111,7 @@ async def test_messages_errors_are_redacted_too(leaky, log_lines):
     body = {"model": "gpt-leak-fields", "max_tokens": 10, "messages": HELLO}
     resp, err = await leaky.post_json("/v1/messages", body)
     assert resp.status == 400 and err["error"]["message"] == "bad key [redacted] [redacted]"
-    check_error(err)
+    check_error(err)  # Anthropic's shape on the Messages API
     resp, text = await leaky.raw_stream("/v1/messages", {**body, "model": "gpt-leak-stream", "stream": True})
     assert_clean(text)
     assert message_events(text)[-1]["error"]["message"] == "stream broke for [redacted] [redacted]"
@@ -200,6 +201,7 @@ async def test_oversized_authorization_header_is_431_and_logged_without_the_key(
         assert head.startswith(b"HTTP/1.1 431") or head.startswith(b"HTTP/1.0 431"), raw[:200]
         assert key.encode() not in raw and b"AAAA" not in raw
         assert json.loads(body)["error"]["code"] == "request_header_too_large"
+        validate_error(json.loads(body))
     out = log_lines.getvalue()
     assert ACME_KEY not in out and unknown not in out and "AAAA" not in out
 
@@ -209,6 +211,7 @@ async def test_non_utf8_authorization_is_a_400_naming_the_header(relay):
                                     b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400"), raw[:300]
+    validate_error(json.loads(body))
     err = json.loads(body)["error"]
     assert err["param"] == "authorization" and err["code"] == "invalid_header"
 
@@ -253,6 +256,7 @@ async def test_upstream_redirect_is_a_502_and_never_followed(aiohttp_server, mak
                        ("/v1/responses", {"model": "gpt-moved-native", "input": "hi"})):
         resp, answer = await relay.post_json(path, body)
         assert resp.status == 502, answer
+        validate_error(answer)
         err = answer["error"]
         assert err["code"] == "upstream_redirect" and "'moved" in err["message"]
         assert location not in json.dumps(answer) and "token=abc" not in json.dumps(answer)
@@ -266,10 +270,12 @@ async def test_json_nested_too_deep_is_a_400_naming_the_field(relay):
         body = '{"model": "demo", "messages": ' + "[" * depth + "]" * depth + "}"
         resp, err = await relay.post_json("/v1/chat/completions", body)
         assert resp.status == 400, err
+        validate_error(err)
         assert err["error"]["param"] == "messages" and err["error"]["code"] == "json_too_deep"
     tools = '{"model": "demo", "input": "x", "tools": [{"type": "function", "name": "f", "parameters": ' + '{"a":' * 300 + "1" + "}" * 300 + "}]}"
     resp, err = await relay.post_json("/v1/responses", tools)
     assert resp.status == 400 and err["error"]["param"] == "tools"
+    validate_error(err)
     # Ordinary nesting (a tool schema a few levels deep) is untouched.
     resp = await relay.post("/v1/chat/completions", {"model": "demo", "messages": HELLO, "metadata": {"a": "b"}})
     assert resp.status == 200
@@ -304,6 +310,7 @@ async def test_responses_fields_of_the_wrong_type_are_400s_naming_them(relay, fi
     body = {"model": "demo", "input": "x", field: value}
     resp, err = await relay.post_json("/v1/responses", body)
     assert resp.status == 400, err
+    validate_error(err)
     assert err["error"]["param"].split(".")[0] == field
 
 
@@ -317,6 +324,7 @@ async def test_chat_fields_of_the_wrong_type_are_400s_naming_them(claude_relay, 
     for model in ("demo", "claude-text"):
         resp, err = await claude_relay.post_json("/v1/chat/completions", {"model": model, "messages": HELLO, field: value})
         assert resp.status == 400, err
+        validate_error(err)
         assert err["error"]["param"].split(".")[0] == field
 
 
@@ -329,6 +337,7 @@ async def test_tool_results_that_answer_no_earlier_call_are_400s(relay, fake_ope
     ]}
     resp, err = await relay.post_json("/v1/chat/completions", chat)
     assert resp.status == 400 and err["error"]["param"] == "messages[3].tool_call_id", err
+    validate_error(err)
     responses = {"model": "gpt-4.1-mini", "input": [
         {"role": "user", "content": "x"},
         {"type": "function_call_output", "call_id": "c1", "output": "early"},
@@ -337,6 +346,7 @@ async def test_tool_results_that_answer_no_earlier_call_are_400s(relay, fake_ope
     for model in ("gpt-4.1-mini", "gpt-native"):
         resp, err = await relay.post_json("/v1/responses", {**responses, "model": model})
         assert resp.status == 400 and err["error"]["param"] == "input[1].call_id", err
+        validate_error(err)
     assert fake_openai.requests == []
 
 
@@ -394,3 +404,4 @@ async def test_responses_function_tool_fields_are_typed(claude_relay, key, value
     for model in ("demo", "claude-text"):
         resp, err = await claude_relay.post_json("/v1/responses", {"model": model, "input": "x", "tools": [tool]})
         assert resp.status == 400 and err["error"]["param"] == f"tools[0].{key}", err
+        validate_error(err)

@@ -8,10 +8,12 @@ timeouts are small (0.5 s) so the test is quick; the bounds asserted are generou
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import aiohttp
 
+from .spec import validate_error
 from .support import base_config
 
 LIMITS = "server:\n  header_read_timeout: 0.5\n  body_read_timeout: 0.5\n  keepalive_timeout: 0.5\n  max_connections: 200\n"
@@ -76,6 +78,9 @@ async def test_slowloris_and_stalled_bodies_are_closed_while_healthz_answers(mak
     for took, answer in results:
         assert took < 2.0
         assert answer.startswith(b"HTTP/1.1 408"), answer[:100]  # told why, then closed
+        body = json.loads(answer.partition(b"\r\n\r\n")[2])
+        validate_error(body)
+        assert body["error"]["code"] == "request_timeout"
     async with aiohttp.ClientSession() as s, s.get(relay.url + "/healthz") as resp:
         assert resp.status == 200
 
@@ -102,7 +107,10 @@ async def test_connections_past_the_cap_are_refused_at_once(make_relay, fake_ope
     reader, writer = await asyncio.open_connection(host, port)
     answer = await asyncio.wait_for(reader.read(), 2)  # answered and closed without a request
     writer.close()
-    assert answer.startswith(b"HTTP/1.1 503") and b"too_many_connections" in answer
+    assert answer.startswith(b"HTTP/1.1 503")
+    refused = json.loads(answer.partition(b"\r\n\r\n")[2])
+    validate_error(refused)
+    assert refused["error"]["code"] == "too_many_connections"
     for _, w in held:
         w.close()
     await asyncio.sleep(0.1)  # the server sees the closes

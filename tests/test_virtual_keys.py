@@ -19,6 +19,7 @@ from relay.ops import ops_app
 from relay.vkeys.appkeys import KEY_CLOCK, KEYSTORE
 from relay_config.loader import parse_config
 
+from .spec import validate_error
 from .support import ACME_KEY, ADMIN, ENV, Clock, Relay, base_config
 from .support.messages import check_error
 
@@ -58,7 +59,10 @@ async def admin(relay: Relay, method: str, path: str, body: Any = None, key: str
     async with aiohttp.ClientSession() as s:
         async with s.request(method, (base or relay.ops_url) + path, json=body, headers=headers) as r:
             text = await r.text()
-            return r.status, json.loads(text) if text else None, text
+            out = json.loads(text) if text else None
+            if r.status >= 400:
+                validate_error(out)  # every admin API error is an OpenAI error object
+            return r.status, out, text
 
 
 async def create(relay: Relay, **body: Any) -> tuple[str, str]:
