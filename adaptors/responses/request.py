@@ -12,7 +12,6 @@ from typing import Any
 from ..kernel.chunks import REASONING_KEY
 from ..kernel.errors import bad_request
 from .tools import ConvertedTools, ToolNames, convert_tool_choice, convert_tools
-from .validate import validate_responses_request
 
 _UNSUPPORTED = {
     "previous_response_id": "Relay does not store responses; send the whole conversation in 'input'.",
@@ -166,8 +165,8 @@ def convert_input(raw: Any, names: ToolNames, keep_reasoning: bool) -> list[dict
     return msgs.out
 
 
-def to_chat(body: Any, *, reject_unsupported_tools: bool = False, keep_reasoning: bool = False) -> ChatConversion:
-    validate_responses_request(body)
+def to_chat(body: dict[str, Any], *, reject_unsupported_tools: bool = False, keep_reasoning: bool = False) -> ChatConversion:
+    """`body` has passed validate_responses_request (the handler validates it once)."""
     _need("input" in body, "Missing required parameter: 'input'.", "input")
     for key, why in _UNSUPPORTED.items():
         if body.get(key) is not None:
