@@ -13,7 +13,7 @@ from ..appkeys import METRICS, RUNTIME
 from ..auth import digest, presented_key
 from ..store import StoreError
 from .appkeys import KEY_CACHE, KEYSTORE, VIRTUAL_KEY
-from .model import SECRET_PREFIX
+from .model import could_be_secret
 
 log = logging.getLogger("relay")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -29,7 +29,7 @@ async def virtual_keys(request: web.Request, handler: Handler) -> web.StreamResp
 async def resolve(request: web.Request) -> None:
     secret = presented_key(request)
     # Only Relay's own format is looked up: any other unknown key is refused without a store round trip.
-    if not secret or not secret.startswith(SECRET_PREFIX):
+    if not secret or not could_be_secret(secret):  # junk never reaches the store nor evicts real keys from the cache
         return
     d = digest(secret)  # presented_key has refused a key that is not UTF-8 text
     if request.app[RUNTIME].current.keys.knows(d):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,6 +20,14 @@ SECRET_BYTES = 32  # 256 bits of entropy (the issue asks for at least 192)
 
 def new_secret() -> str:
     return SECRET_PREFIX + base64.urlsafe_b64encode(os.urandom(SECRET_BYTES)).rstrip(b"=").decode()
+
+
+# What new_secret makes; anything else is not one of ours and costs no store lookup.
+SECRET_SHAPE = re.compile(re.escape(SECRET_PREFIX) + r"[A-Za-z0-9_-]{%d}" % len(new_secret().removeprefix(SECRET_PREFIX)))
+
+
+def could_be_secret(value: str) -> bool:
+    return SECRET_SHAPE.fullmatch(value) is not None
 
 
 def new_key_id() -> str:

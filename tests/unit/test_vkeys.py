@@ -87,3 +87,11 @@ async def test_cache_is_bounded() -> None:
     for i in range(10):
         await cache.lookup(f"{i:064x}")
     assert len(cache._entries) == 3
+
+
+def test_only_the_secret_shape_relay_issues_is_looked_up():
+    from relay.vkeys.model import could_be_secret, new_secret
+
+    assert could_be_secret(new_secret())
+    for junk in ("sk-relay-", "sk-relay-x", "sk-relay-" + "a" * 500, new_secret() + "!", "sk-other-" + new_secret()[9:]):
+        assert not could_be_secret(junk)
