@@ -179,3 +179,21 @@ async def test_admissions_cut_short_by_cancellation_leave_no_lease(kind, tmp_pat
         assert (await again.admit(leased("probe", limit=1), time.time())).ok  # no lease left behind
     finally:
         await again.close()
+
+
+async def test_documents_belong_to_one_tenant_expire_and_are_counted_in_bytes(store):
+    await store.doc_put("acme", "resp_1", '{"a": "é"}', 60)
+    await store.doc_put("acme", "resp_2", "x" * 10, 0.05)
+    await store.doc_put("umbrella", "resp_3", "yy", 60)
+    assert await store.doc_get("acme", "resp_1") == '{"a": "é"}'
+    assert await store.doc_get("umbrella", "resp_1") is None  # another tenant's key is not there
+    assert await store.doc_bytes(["acme", "umbrella", "nobody"]) == {"acme": 21, "umbrella": 2, "nobody": 0}
+    await asyncio.sleep(0.1)
+    assert await store.doc_get("acme", "resp_2") is None
+    await store.doc_sweep()
+    assert await store.doc_bytes(["acme"]) == {"acme": 11}  # the expired one no longer counts
+    assert not await store.doc_delete("umbrella", "resp_1")
+    assert await store.doc_delete("acme", "resp_1")
+    assert not await store.doc_delete("acme", "resp_1")
+    assert await store.doc_get("acme", "resp_1") is None
+    assert await store.doc_bytes(["acme", "umbrella"]) == {"acme": 0, "umbrella": 2}

@@ -143,6 +143,18 @@ class Store(Protocol):
 
     async def kv_put(self, key: str, value: str, ttl: float) -> None: ...
 
+    # Documents a tenant owns (stored responses, conversations): JSON text under a key of the
+    # caller's, expiring after `ttl` seconds. Another tenant's key is simply not there.
+    async def doc_get(self, tenant: str, key: str) -> str | None: ...
+
+    async def doc_put(self, tenant: str, key: str, value: str, ttl: float) -> None: ...
+
+    async def doc_delete(self, tenant: str, key: str) -> bool: ...  # whether it was there
+
+    async def doc_bytes(self, tenants: list[str]) -> dict[str, int]: ...  # bytes stored now, per tenant
+
+    async def doc_sweep(self) -> int: ...  # removes expired documents; how many went
+
 
 def decide(
     req: AdmitRequest, now: float, tats: dict[str, float], in_flight: dict[str, int], spent: dict[str, int]

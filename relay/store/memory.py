@@ -20,6 +20,7 @@ from .base import (
 class MemoryStore:
     def __init__(self) -> None:
         self.kv: dict[str, tuple[float, str]] = {}  # key -> (expires, value)
+        self.docs: dict[str, dict[str, tuple[float, str]]] = {}  # tenant -> key -> (expires, value)
         self.tats: dict[str, float] = {}
         self.leases: dict[str, dict[str, float]] = {}  # key -> lease id -> expiry
         self.spent_by_key: dict[str, int] = {}  # settled usage plus in-flight reservations
@@ -96,3 +97,26 @@ class MemoryStore:
             for stale in [k for k, (expires, _) in self.kv.items() if expires <= now]:
                 del self.kv[stale]
         self.kv[key] = (now + ttl, value)
+
+    async def doc_get(self, tenant: str, key: str) -> str | None:
+        found = self.docs.get(tenant, {}).get(key)
+        return found[1] if found is not None and found[0] > time.time() else None
+
+    async def doc_put(self, tenant: str, key: str, value: str, ttl: float) -> None:
+        self.docs.setdefault(tenant, {})[key] = (time.time() + ttl, value)
+
+    async def doc_delete(self, tenant: str, key: str) -> bool:
+        found = self.docs.get(tenant, {}).pop(key, None)
+        return found is not None and found[0] > time.time()
+
+    async def doc_bytes(self, tenants: list[str]) -> dict[str, int]:
+        await self.doc_sweep()
+        return {t: sum(len(v.encode()) for _, v in self.docs.get(t, {}).values()) for t in tenants}
+
+    async def doc_sweep(self) -> int:
+        now, gone = time.time(), 0
+        for docs in self.docs.values():
+            for key in [k for k, (expires, _) in docs.items() if expires <= now]:
+                del docs[key]
+                gone += 1
+        return gone

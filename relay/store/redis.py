@@ -110,6 +110,34 @@ end
 return 1
 """
 
+# Documents of one tenant: the value (expiring by itself), plus an index of expiry times and
+# sizes for `doc_bytes`. The three keys share the tenant's hash tag (one cluster slot).
+# KEYS: value, expiries (zset), sizes (hash). ARGV: key, value, expiry (ms since epoch).
+DOC_PUT = """
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], string.len(ARGV[2]))
+return 1
+"""
+DOC_DELETE = """
+redis.call('ZREM', KEYS[2], ARGV[1]); redis.call('HDEL', KEYS[3], ARGV[1])
+return redis.call('DEL', KEYS[1])
+"""
+# KEYS: expiries, sizes. ARGV: now (ms). Forgets the expired, then sums what is left.
+DOC_BYTES = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, key in ipairs(gone) do redis.call('HDEL', KEYS[2], key) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local total = 0
+for _, n in ipairs(redis.call('HVALS', KEYS[2])) do total = total + tonumber(n) end
+return total
+"""
+
+
+def doc_keys(tenant: str, key: str) -> list[str]:
+    tag = "{doc:" + tenant.replace("}", "") + "}"  # no '}' inside: the whole name is the tag
+    return [f"{PREFIX}{tag}:v:{key}", f"{PREFIX}{tag}:expiries", f"{PREFIX}{tag}:sizes"]
+
 
 class RedisStore:
     def __init__(self, url: str):
@@ -118,6 +146,9 @@ class RedisStore:
         self._admit = self.client.register_script(ADMIT)
         self._settle = self.client.register_script(SETTLE)
         self._renew = self.client.register_script(RENEW)
+        self._doc_put = self.client.register_script(DOC_PUT)
+        self._doc_delete = self.client.register_script(DOC_DELETE)
+        self._doc_bytes = self.client.register_script(DOC_BYTES)
         self._queue: list[UsageRecord] = []
         self._flusher: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()  # one flush at a time, or a batch would be written twice
@@ -304,6 +335,35 @@ class RedisStore:
             await self.client.set(PREFIX + "kv:" + key, value, px=max(1, int(ttl * 1000)))
         except RedisError as e:
             raise self._error(e) from e
+
+    async def doc_get(self, tenant: str, key: str) -> str | None:
+        try:
+            value = await self.client.get(doc_keys(tenant, key)[0])
+        except RedisError as e:
+            raise self._error(e) from e
+        return str(value) if value is not None else None
+
+    async def doc_put(self, tenant: str, key: str, value: str, ttl: float) -> None:
+        try:
+            await self._doc_put(keys=doc_keys(tenant, key), args=[key, value, int((time.time() + ttl) * 1000)])
+        except RedisError as e:
+            raise self._error(e) from e
+
+    async def doc_delete(self, tenant: str, key: str) -> bool:
+        try:
+            return bool(int(await self._doc_delete(keys=doc_keys(tenant, key), args=[key])))
+        except RedisError as e:
+            raise self._error(e) from e
+
+    async def doc_bytes(self, tenants: list[str]) -> dict[str, int]:
+        now = int(time.time() * 1000)
+        try:
+            return {t: int(await self._doc_bytes(keys=doc_keys(t, "")[1:], args=[now])) for t in tenants}
+        except RedisError as e:
+            raise self._error(e) from e
+
+    async def doc_sweep(self) -> int:
+        return 0  # values expire by themselves; the size index is pruned by doc_bytes
 
 
 def _admission(req: AdmitRequest, res: list[Any]) -> Admission:

@@ -39,6 +39,9 @@ from .base import (
 T = TypeVar("T")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS docs (tenant TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires REAL NOT NULL,
+  PRIMARY KEY (tenant, key));
+CREATE INDEX IF NOT EXISTS docs_expires ON docs (expires);
 CREATE TABLE IF NOT EXISTS rates (key TEXT PRIMARY KEY, tat REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (key TEXT NOT NULL, lease TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (key, lease));
 CREATE TABLE IF NOT EXISTS budgets (key TEXT PRIMARY KEY, spent INTEGER NOT NULL);
@@ -241,6 +244,22 @@ class SQLiteStore:
     async def kv_put(self, key: str, value: str, ttl: float) -> None:
         await self._run(_kv_put, key, value, time.time(), ttl)
 
+    async def doc_get(self, tenant: str, key: str) -> str | None:
+        return await self._run(_doc_get, tenant, key, time.time())
+
+    async def doc_put(self, tenant: str, key: str, value: str, ttl: float) -> None:
+        await self._run(_doc_put, tenant, key, value, time.time() + ttl)
+
+    async def doc_delete(self, tenant: str, key: str) -> bool:
+        return await self._run(_doc_delete, tenant, key, time.time())
+
+    async def doc_bytes(self, tenants: list[str]) -> dict[str, int]:
+        found = dict(await self._run(_doc_bytes, time.time()))
+        return {t: int(found.get(t, 0)) for t in tenants}
+
+    async def doc_sweep(self) -> int:
+        return await self._run(_doc_sweep, time.time())
+
 
 # --- what runs on the store thread ----------------------------------------------------------
 @contextmanager
@@ -329,6 +348,33 @@ def _kv_put(con: sqlite3.Connection, key: str, value: str, now: float, ttl: floa
         con.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)", (key, value, now + ttl))
         if hash(key) % 64 == 0:  # now and then, the expired entries go
             con.execute("DELETE FROM kv WHERE expires <= ?", (now,))
+
+
+def _doc_get(con: sqlite3.Connection, tenant: str, key: str, now: float) -> str | None:
+    row = con.execute("SELECT value FROM docs WHERE tenant = ? AND key = ? AND expires > ?", (tenant, key, now)).fetchone()
+    return str(row[0]) if row else None
+
+
+def _doc_put(con: sqlite3.Connection, tenant: str, key: str, value: str, expires: float) -> None:
+    with _transaction(con):
+        con.execute("INSERT OR REPLACE INTO docs (tenant, key, value, expires) VALUES (?, ?, ?, ?)", (tenant, key, value, expires))
+
+
+def _doc_delete(con: sqlite3.Connection, tenant: str, key: str, now: float) -> bool:
+    with _transaction(con):
+        n = con.execute("DELETE FROM docs WHERE tenant = ? AND key = ? AND expires > ?", (tenant, key, now)).rowcount
+        con.execute("DELETE FROM docs WHERE tenant = ? AND key = ?", (tenant, key))
+    return n > 0
+
+
+def _doc_bytes(con: sqlite3.Connection, now: float) -> list[tuple[str, int]]:
+    return con.execute("SELECT tenant, SUM(LENGTH(CAST(value AS BLOB))) FROM docs WHERE expires > ? GROUP BY tenant",
+                       (now,)).fetchall()
+
+
+def _doc_sweep(con: sqlite3.Connection, now: float) -> int:
+    with _transaction(con):
+        return int(con.execute("DELETE FROM docs WHERE expires <= ?", (now,)).rowcount)
 
 
 def _usage(con: sqlite3.Connection, tenant: str | None, since: str | None) -> list[tuple[Any, ...]]:
