@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from relay_adaptors.kernel.base import Call, CallReport, ChatStream, NativeMessages, NativeResponses, RawUpstream
+from relay_adaptors.kernel.base import Call, CallReport, ChatStream, NativeMessages, NativeResponses, RawUpstream, Resume
 from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import RouterConfig
 
@@ -44,6 +44,7 @@ class Attempt:
     body: dict[str, Any]
     path: Path = "chat"
     headers: dict[str, str] | None = None  # client headers the upstream should see (same-protocol passthrough)
+    resume: Resume | None = None  # an upstream session to continue (channels that resume sessions)
 
 
 @dataclass(slots=True)
@@ -152,6 +153,7 @@ async def dispatch(
     request_id: str,
     stream: bool,
     upstreams: Upstreams,
+    owner: str = "",
 ) -> Answer:
     router, breakers, metrics = upstreams.router, upstreams.breakers, upstreams.metrics
     failed: list[str] = []
@@ -167,7 +169,8 @@ async def dispatch(
             metrics.failovers.labels(candidate.model, failed[-1]).inc()
             await asyncio.sleep(backoff(attempts))
         attempts += 1
-        call = Call(step.body, candidate.upstream_model, request_id, {**(step.headers or {}), "x-request-id": request_id})
+        call = Call(step.body, candidate.upstream_model, request_id, {**(step.headers or {}), "x-request-id": request_id},
+                    owner=owner, resume=step.resume)
         answer = Answer(candidate, call, step.path, attempts, upstreams, time.monotonic())
         metrics.child(metrics.inflight, name).inc()
         try:

@@ -152,7 +152,7 @@ class ModelCall:
 
     # --- the upstream ----------------------------------------------------------------------
     async def dispatch(self, candidates: list[Candidate], plan: Callable[[Candidate], Attempt], stream: bool) -> Answer:
-        answer = await dispatch(candidates, plan, self.request_id, stream, self.upstreams)
+        answer = await dispatch(candidates, plan, self.request_id, stream, self.upstreams, self.tenant.name)
         self.channel, self.attempts, self.report = answer.candidate.channel.name, answer.attempts, answer.call.report
         return answer
 

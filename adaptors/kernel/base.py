@@ -37,6 +37,7 @@ class Capabilities:
     counts_processes: bool = False  # runs local processes, counted by `running` (implements ProcessCounter)
     reports_cost: bool = False  # fills CallReport.cost_usd
     counts_tokens: bool = False  # can ask its upstream to count a request's tokens (implements TokenCounter)
+    resumes_sessions: bool = False  # keeps a conversation upstream: CallReport.session_id, Call.resume
 
 
 @dataclass(slots=True)
@@ -45,6 +46,15 @@ class CallReport:
 
     cost_usd: float | None = None  # the upstream's own price for the call, when it reports one
     upstream_model: str | None = None  # the model name the upstream answered with
+    session_id: str | None = None  # the upstream conversation this call left behind (resumes_sessions)
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Continue an upstream conversation instead of replaying it (resumes_sessions channels)."""
+
+    session_id: str  # a CallReport.session_id this channel gave for the same owner
+    new_from: int  # index in request["messages"] of the first message the session has not seen
 
 
 @dataclass(slots=True)
@@ -58,6 +68,10 @@ class Call:
     ignored_params: list[str] = field(default_factory=list)  # request fields the channel left out
     report: CallReport = field(default_factory=CallReport)
     json_tool: str | None = None  # the tool that carries response_format (channels without JSON mode)
+    owner: str = ""  # the tenant: state a channel keeps (sessions) is kept per owner, never shared
+    # When set, the channel may resume the session and send only messages[new_from:]; if it
+    # cannot (the session is gone), it must answer from the whole request as usual.
+    resume: Resume | None = None
 
 
 class StreamConverter(Protocol):
