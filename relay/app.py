@@ -14,7 +14,7 @@ from aiohttp import web
 from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import RelayConfig
 
-from . import admin, handlers, messages
+from . import admin, handlers, messages, responses_api
 from .appkeys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
 from .breaker import Breakers
 from .httpio import error_response, request_id
@@ -22,7 +22,13 @@ from .logs import log_request
 from .metrics import Metrics
 from .ops import OPS_SPLIT
 from .runtime import build_runtime
+from .stateful import endpoints as stored_responses
+from .stateful.appkeys import RECORDS, RUNS
+from .stateful.background import Runs
+from .stateful.background import cancel as cancel_response
+from .stateful.records import ResponseRecords, sweep_expired
 from .store import open_store
+from .store.base import stop_task
 from .thinking_memory import ThinkingMemory
 from .vkeys import wiring as virtual_keys
 
@@ -110,18 +116,30 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
         app[STORE] = store
         # Shared by every instance on the store, so a tool turn may continue anywhere.
         app[THINKING] = ThinkingMemory(store)
+        app[RECORDS] = ResponseRecords(store, config.responses.retention, config.responses.max_stored_bytes)
+        app[RUNS] = Runs()
+        sweeper = asyncio.get_running_loop().create_task(sweep_expired(store))
         tasks: set[asyncio.Task[Any]] = set()
         app[BACKGROUND] = tasks
         yield
         # Streams still closing (CLI processes being reaped) and settlements still running.
         while tasks:
             await asyncio.gather(*list(tasks), return_exceptions=True)
+        await stop_task(sweeper)
         await store.close()
 
+    async def stop_background_runs(app: web.Application) -> None:
+        await app[RUNS].stop_all()  # each stores itself as failed, before the store closes
+
+    app.on_shutdown.append(stop_background_runs)
     app.cleanup_ctx.append(usage_store)
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
-    app.router.add_post("/v1/responses", handlers.responses)
+    app.router.add_post("/v1/responses", responses_api.responses)
+    app.router.add_get("/v1/responses/{response_id}", stored_responses.get_response)
+    app.router.add_delete("/v1/responses/{response_id}", stored_responses.delete_response)
+    app.router.add_get("/v1/responses/{response_id}/input_items", stored_responses.input_items)
+    app.router.add_post("/v1/responses/{response_id}/cancel", cancel_response)
     app.router.add_post("/v1/messages", messages.messages)
     app.router.add_post("/v1/messages/count_tokens", messages.count_tokens)
     app.router.add_get("/", messages.root)

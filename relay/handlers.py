@@ -12,14 +12,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from relay_adaptors.kernel.base import ProcessCounter
 from relay_adaptors.kernel.chat import max_output_tokens, validate_chat_request, wants_usage_chunk
 from relay_adaptors.kernel.errors import RelayError
-from relay_adaptors.responses import (
-    ChatConversion,
-    Envelope,
-    ResponsesStream,
-    completion_to_response,
-    to_chat,
-    validate_responses_request,
-)
 
 from . import messages as anthropic_api
 from .appkeys import BREAKERS, METRICS, RUNTIME, STORE, THINKING
@@ -29,12 +21,8 @@ from .dispatch import Attempt
 from .httpio import json_response, read_json
 from .lifecycle import ModelCall
 from .metrics import exposition
-from .native import ResponsesTap
 from .ops import require_ops_surface
-from .outcome import StreamOutcome
-from .responses_writer import write_events, write_responses_stream
 from .router import Candidate
-from .sse_out import KeepaliveWriter
 from .store import StoreError
 from .vkeys.limits import visible_models
 
@@ -74,63 +62,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         assert stream_out is not None
         return await call.stream(
             answer, lambda out, outcome: write_chat_stream(out, stream_out, include_usage, outcome, model), answer.headers())
-
-
-async def responses(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME].current
-    tenant = rt.keys.authenticate(request)
-    # Every field Relay reads is type-checked here, for native channels too, before admission.
-    body = validate_responses_request(await read_json(request, rt.config.server.max_body_bytes))
-    model = body["model"]
-    candidates = rt.router.candidates(tenant, model)
-    reject = rt.config.responses.unsupported_tools == "reject"
-    by_reasoning: dict[bool, ChatConversion] = {}
-
-    def convert(candidate: Candidate) -> ChatConversion:
-        """The chat form of the request for this channel (two forms at most: with or without
-        replayed reasoning items), each converted once."""
-        keep = candidate.adaptor.capabilities.reasoning_items
-        if keep not in by_reasoning:
-            by_reasoning[keep] = to_chat(body, reject_unsupported_tools=reject, keep_reasoning=keep)
-        return by_reasoning[keep]
-
-    def plan(candidate: Candidate) -> Attempt:
-        if candidate.adaptor.capabilities.native_responses:
-            return Attempt(body, "native_responses")
-        return Attempt(convert(candidate).chat)
-
-    # A request the bridge cannot take is a 400 here, before any upstream call.
-    bridged = [c for c in candidates if not c.adaptor.capabilities.native_responses]
-    first_conv = convert(bridged[0]) if bridged else None
-    stream = body.get("stream") is True
-    async with ModelCall(request, rt, tenant, "responses") as call:
-        if first_conv is not None:
-            messages = first_conv.chat["messages"]
-        else:  # only native channels: a rough estimate from the input as sent
-            messages = [{"content": body["input"] if isinstance(body.get("input"), str) else ""}]
-        max_out = body.get("max_output_tokens")
-        await call.admit(candidates[0].model, messages, max_out if isinstance(max_out, int) else None, stream)
-        answer = await call.dispatch(candidates, plan, stream)
-        headers = answer.headers()
-        if answer.raw is not None:
-            return await call.relay(answer, lambda streaming, outcome: ResponsesTap(streaming, outcome, model), headers)
-        conv = convert(answer.candidate)
-        if conv.tools.dropped:
-            headers["x-relay-dropped-tools"] = ",".join(sorted(set(conv.tools.dropped)))
-            log.info("request %s: dropped tools the channel cannot run: %s", call.request_id, headers["x-relay-dropped-tools"])
-        envelope = Envelope(model, conv.echo)
-        if answer.completion is not None:
-            usage = answer.completion.get("usage")
-            return call.json(completion_to_response(answer.completion, envelope, conv.names), usage, headers)
-        machine = ResponsesStream(envelope, conv.names)
-        stream_in = answer.stream
-        assert stream_in is not None
-
-        async def write(out: KeepaliveWriter, outcome: StreamOutcome) -> None:
-            await write_events(out, machine.start())
-            await write_responses_stream(out, stream_in, machine, outcome)
-
-        return await call.stream(answer, write, headers)
 
 
 def _model(name: str) -> dict[str, Any]:

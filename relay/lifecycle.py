@@ -40,7 +40,7 @@ from .httpio import json_response
 from .leases import LeaseKeeper
 from .logs import access, log_request
 from .metrics import Metrics
-from .outcome import StreamOutcome, charge
+from .outcome import Sink, StreamOutcome, charge
 from .router import Candidate, model_not_found
 from .runtime import Runtime
 from .sse_out import SSE_HEADERS, KeepaliveWriter
@@ -64,6 +64,7 @@ class Tap(Protocol):
 
 
 TapFactory = Callable[[bool, StreamOutcome], Tap]  # (the answer is an event stream, where to write)
+Flush = Callable[[], Awaitable[bytes]]
 
 
 # A random per-process prefix and a counter: unique across instances, no syscall per request.
@@ -187,8 +188,11 @@ class ModelCall:
         finally:
             answer.settle(outcome.error, outcome.finished)
 
-    async def relay(self, answer: Answer, make_tap: TapFactory, headers: dict[str, str]) -> web.StreamResponse:
-        """Relays a passthrough answer's bytes as they come; its tap reads usage on the side."""
+    async def relay(self, answer: Answer, make_tap: TapFactory, headers: dict[str, str],
+                    flush: Flush | None = None) -> web.StreamResponse:
+        """Relays a passthrough answer's bytes as they come; its tap reads usage on the side.
+        `flush`, after each read, writes what the tap held back until it had done its work
+        (a response stored before its terminal event goes out)."""
         upstream = answer.raw
         assert upstream is not None
         outcome = self.outcome = StreamOutcome()
@@ -203,13 +207,43 @@ class ModelCall:
             async for data in upstream.chunks:
                 if out := tap.feed(data):
                     await resp.write(out)
-            if tail := tap.end():
+                if flush is not None and (held := await flush()):
+                    await resp.write(held)
+            tail = tap.end()
+            if flush is not None:
+                tail += await flush()
+            if tail:
                 await resp.write(tail)
             await resp.write_eof()
             outcome.finished = True
             return resp
         finally:
             tap.end()  # before any wait: what was seen is kept even if this task is cancelled
+            await self._shielded(self._close(answer, None, outcome))
+
+    # --- answers no client connection reads (background responses) -------------------------
+    async def pipe(self, answer: Answer, make_tap: TapFactory, sink: Sink, flush: Flush | None = None) -> None:
+        """`relay`, into `sink` instead of a client connection."""
+        upstream = answer.raw
+        assert upstream is not None
+        outcome = self.outcome = StreamOutcome()
+        tap = make_tap(upstream.content_type.startswith("text/event-stream"), outcome)
+        try:
+            async for data in upstream.chunks:
+                await sink.write(tap.feed(data) + (await flush() if flush is not None else b""))
+            await sink.write(tap.end() + (await flush() if flush is not None else b""))
+            outcome.finished = True
+        finally:
+            tap.end()
+            await self._shielded(self._close(answer, None, outcome))
+
+    async def feed(self, answer: Answer, write: Callable[[Sink, StreamOutcome], Awaitable[None]], sink: Sink) -> None:
+        """`stream`, into `sink` instead of a client connection."""
+        assert answer.stream is not None
+        outcome = self.outcome = StreamOutcome()
+        try:
+            await write(sink, outcome)
+        finally:
             await self._shielded(self._close(answer, None, outcome))
 
     async def _shielded(self, work: Awaitable[None]) -> None:

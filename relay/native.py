@@ -74,13 +74,27 @@ def _data(frame: bytes) -> bytes:
 class ResponsesTap:
     """Watches relayed Responses bytes (an event stream or one JSON body)."""
 
-    def __init__(self, streaming: bool, outcome: StreamOutcome, model: str):
+    def __init__(self, streaming: bool, outcome: StreamOutcome, model: str, response_id: str | None = None,
+                 hold_final: bool = False):
         self.frames = FrameSplitter() if streaming else None
         self.outcome = outcome
         self.model = model
+        self.response_id = response_id  # Relay's id for the response (stored responses), else the upstream's
+        # Stored responses: the terminal event (or the whole body) is held back until the
+        # response is stored, so a client that continues at once finds it.
+        self.hold_final = hold_final
+        self.final: dict[str, Any] | None = None
+        self.holding = False
+        self.held = b""
         self.body: list[bytes] = []
         self.size = 0
         self.ended = False
+
+    def release(self) -> tuple[dict[str, Any] | None, bytes]:
+        """The final response held back (once) and the bytes to relay after storing it."""
+        final, held = self.final, self.held
+        self.final, self.held, self.holding = None, b"", False
+        return final, held
 
     def feed(self, data: bytes) -> bytes:
         """The bytes to relay for `data`."""
@@ -91,7 +105,16 @@ class ResponsesTap:
                 return held
             self.body.append(data)
             return b""
-        return b"".join(self._frame(f) for f in self.frames.push(data))
+        if not self.hold_final:
+            return b"".join(self._frame(f) for f in self.frames.push(data))
+        out: list[bytes] = []
+        for f in self.frames.push(data):
+            frame = self._frame(f)
+            if self.holding:  # everything from the terminal event on waits with it
+                self.held += frame
+            else:
+                out.append(frame)
+        return b"".join(out)
 
     def _frame(self, frame: bytes) -> bytes:
         event = _event_name(frame)
@@ -109,10 +132,15 @@ class ResponsesTap:
         response = payload.get("response")
         if not isinstance(response, dict):
             return frame
+        response["model"] = self.model
+        if self.response_id is not None:
+            response["id"] = self.response_id
+        frame = encode_event(event.decode(), jsonfast.dumps(payload))
         if event in _TERMINAL:
             self.outcome.usage = chat_usage(response.get("usage"))
-        response["model"] = self.model
-        return encode_event(event.decode(), jsonfast.dumps(payload))
+            if self.hold_final:
+                self.final, self.holding = response, True
+        return frame
 
     def end(self) -> bytes:
         """The upstream finished: what is left to relay. Also called (and its bytes dropped)
@@ -121,7 +149,10 @@ class ResponsesTap:
             return b""
         self.ended = True
         if self.frames is not None:
-            return self.frames.flush()
+            rest = self.frames.flush()
+            if self.holding:
+                self.held, rest = self.held + rest, b""
+            return rest
         body, self.body = b"".join(self.body), []
         if not body:
             return b""
@@ -135,4 +166,10 @@ class ResponsesTap:
         if "model" not in payload or payload.get("object") != "response":
             return body  # an error body, or something else: as the upstream sent it
         payload["model"] = self.model
-        return jsonfast.dumps(payload)
+        if self.response_id is not None:
+            payload["id"] = self.response_id
+        out = jsonfast.dumps(payload)
+        if self.hold_final:
+            self.final, self.held = payload, out
+            return b""
+        return out

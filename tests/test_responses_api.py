@@ -4,6 +4,7 @@ checked on the fake upstream."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -205,7 +206,8 @@ async def test_images_and_files_are_forwarded_as_chat_parts(relay, fake_openai):
     ({"input": "hi"}, "model"),
     ({"model": "gpt-4.1-mini"}, "input"),
     ({"model": "gpt-4.1-mini", "input": []}, "input"),
-    ({"model": "gpt-4.1-mini", "input": "hi", "previous_response_id": "resp_1"}, "previous_response_id"),
+    ({"model": "gpt-4.1-mini", "input": "hi", "background": True, "store": False}, "background"),
+    ({"model": "gpt-4.1-mini", "input": "hi", "previous_response_id": "resp_1", "conversation": "conv_1"}, "conversation"),
     ({"model": "gpt-4.1-mini", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]}, "input[0].content[0].file_id"),
     ({"model": "gpt-4.1-mini", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]}, "input[0].content[0].file_id"),
     ({"model": "gpt-4.1-mini", "input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
@@ -270,9 +272,13 @@ async def test_native_responses_channel_relays_untouched(relay, fake_openai):
     body = {"model": "gpt-native", "input": "hi", "stream": True, "tools": [{"type": "web_search"}], "store": True}
     resp, text = await relay.raw_stream("/v1/responses", body)
     assert resp.status == 200 and resp.headers["x-relay-channel"] == "openai-native"
-    # byte for byte, but for the model the answer names: the one the client asked for
+    # byte for byte, but for the model the answer names (the one the client asked for) and
+    # the response id: Relay's own, as the response is stored by Relay
+    relay_id = re.search(r'"id":"(resp_[0-9a-f]{24})"', text).group(1)
     expected = (FIXTURES / "openai" / "responses-text.sse").read_text()
-    assert text == expected.replace('"model":"gpt-4.1-mini-2025-04-14"', '"model":"gpt-native"')
+    assert text == expected.replace('"model":"gpt-4.1-mini-2025-04-14"', '"model":"gpt-native"').replace(
+        "resp_68f0a1b2c3d4e5f60718293a4b5c6d7e", relay_id)
+    assert (await relay.client().responses.retrieve(relay_id)).output_text == "Native hello from upstream."
     assert resp.headers["x-relay-upstream-model"] == "native-model"
     assert fake_openai.last.path == "/v1/responses"
     assert fake_openai.last.body == {**body, "model": "native-model"}

@@ -177,10 +177,13 @@ async def test_responses_clients_go_native_on_such_a_channel(ro_relay, fake_resp
     assert resp.status == 200 and resp.headers["x-relay-channel"] == "responses-only"
     assert fake_responses.last.body == {**body, "model": "text"}  # forwarded untouched: no double conversion
     # The upstream's events come back as they were (only the model a Response names may be
-    # the public one).
-    unnamed = [{k: ({**v, "model": None} if k == "response" else v) for k, v in ev.items()} for ev in responses_events(text)]
-    recorded = responses_events(fake_responses.fixture("responses-text.sse").decode())
-    assert unnamed == [{k: ({**v, "model": None} if k == "response" else v) for k, v in ev.items()} for ev in recorded]
+    # the public one, and its id is Relay's: Relay stores it).
+    def unnamed(events):
+        return [{k: ({**v, "model": None, "id": None} if k == "response" else v) for k, v in ev.items()} for ev in events]
+
+    relayed = responses_events(text)
+    assert len({ev["response"]["id"] for ev in relayed if "response" in ev}) == 1
+    assert unnamed(relayed) == unnamed(responses_events(fake_responses.fixture("responses-text.sse").decode()))
 
 
 FAILOVER = "{gpt-mixed: %s}"

@@ -21,9 +21,9 @@ class Envelope:
             "object": "response",
             "created_at": int(clock()),
             "model": model,
-            **echo,
             "previous_response_id": None,
             "background": False,
+            **echo,
         }
 
     def snapshot(

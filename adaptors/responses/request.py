@@ -13,9 +13,9 @@ from ..kernel.chunks import REASONING_KEY
 from ..kernel.errors import bad_request
 from .tools import ConvertedTools, ToolNames, convert_tool_choice, convert_tools
 
+# `previous_response_id`, `conversation` and `background` are Relay's own (relay.stateful),
+# resolved into `input` before a request is converted.
 _UNSUPPORTED = {
-    "previous_response_id": "Relay does not store responses; send the whole conversation in 'input'.",
-    "conversation": "Relay does not store conversations; send the whole conversation in 'input'.",
     "prompt": "Stored prompt templates are not available through Relay.",
 }
 
@@ -171,8 +171,6 @@ def to_chat(body: dict[str, Any], *, reject_unsupported_tools: bool = False, kee
     for key, why in _UNSUPPORTED.items():
         if body.get(key) is not None:
             raise bad_request(why, param=key, code="unsupported_parameter")
-    if body.get("background"):
-        raise bad_request("Background responses are not available through Relay.", param="background", code="unsupported_parameter")
 
     names = ToolNames()
     tools = convert_tools(body.get("tools"), names, reject_unsupported_tools)
@@ -217,7 +215,7 @@ def to_chat(body: dict[str, Any], *, reject_unsupported_tools: bool = False, kee
         "max_output_tokens": body.get("max_output_tokens"),
         "reasoning": {"effort": (reasoning or {}).get("effort"), "summary": (reasoning or {}).get("summary")},
         "text": {"format": fmt if isinstance(fmt, dict) else {"type": "text"}},
-        "store": body.get("store", False) is True,
+        "store": body.get("store") is not False,  # the API's default: stored
         "truncation": body.get("truncation") or "disabled",
         "service_tier": body.get("service_tier") or "default",
     }

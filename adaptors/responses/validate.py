@@ -63,13 +63,13 @@ def validate_responses_request(body: Any) -> dict[str, Any]:
     return request
 
 
-def check_call_outputs(items: Any) -> None:
+def check_call_outputs(items: Any, earlier: set[str] | None = None) -> None:
     """Each `function_call_output` answers an earlier `function_call` of this input (OpenAI's
     rule; a chat upstream would reject the orphan later with a less useful error). Requests
     continuing a stored response are not checked here: the calls may be in the stored part."""
     if not isinstance(items, list):
         return
-    calls: set[str] = set()
+    calls: set[str] = set(earlier or ())  # call ids made before this input (a stored chain's)
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             continue

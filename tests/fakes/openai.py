@@ -4,7 +4,7 @@
 - `status-NNN`: an OpenAI error object with HTTP status NNN (429 carries retry-after: 7);
   `status-NNN@S`: the same with retry-after: S
 - `script[model]`: a list of behaviours answered in turn, one per request (then the model's own)
-- `hang-headers`: never answers; `hang-midstream`: two frames, then silence
+- `hang-headers`: never answers; `hang-watched`: never answers, counts callers that hang up; `hang-midstream`: two frames, then silence
 - `truncated`: a stream that ends without [DONE]; `garbage`: a body that is not JSON
 - `echo-key`: a 429 whose message quotes the key it got
 - `slow-NNN`: the `text` transcript with NNN ms before the response headers
@@ -24,6 +24,7 @@ from .base import FIXTURES, FakeUpstream
 class FakeOpenAI(FakeUpstream):
     def __init__(self) -> None:
         super().__init__(FIXTURES / "openai")
+        self.hung_up = 0  # `hang-watched` requests whose caller went away
         self.behaviour: dict[str, str] = {}  # model -> behaviour, changeable while a test runs
         self.script: dict[str, list[str]] = {}  # model -> behaviours for the next requests, in order
 
@@ -67,6 +68,15 @@ class FakeOpenAI(FakeUpstream):
             return web.json_response({"error": {"message": f"quota exceeded for key {key}", "type": "x"}}, status=429)
         if model == "hang-headers":
             await asyncio.sleep(3600)
+        if model == "hang-watched":  # never answers, and notes when the caller hangs up
+            try:
+                while request.transport is not None and not request.transport.is_closing():
+                    await asyncio.sleep(0.01)
+            except asyncio.CancelledError:  # the server cancels a handler whose client went away
+                self.hung_up += 1
+                raise
+            self.hung_up += 1
+            return web.Response(status=499)
         if model.startswith("slow-"):
             await asyncio.sleep(int(model.removeprefix("slow-")) / 1000)
             model = "text"

@@ -214,6 +214,16 @@ class Relay:
         resp = await self.post(path, body, key)
         return resp, json.loads(await resp.read())
 
+    async def get_json(self, path: str, key: str = ACME_KEY) -> tuple[aiohttp.ClientResponse, Any]:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(self.url + path, headers={"authorization": f"Bearer {key}"}) as resp:
+                return resp, json.loads(await resp.read())
+
+    async def delete(self, path: str, key: str = ACME_KEY) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as s:
+            async with s.delete(self.url + path, headers={"authorization": f"Bearer {key}"}) as resp:
+                return resp.status, json.loads(await resp.read())
+
     async def raw_stream(self, path: str, body: Any, key: str = ACME_KEY) -> tuple[aiohttp.ClientResponse, str]:
         """A streamed answer exactly as sent, with its response (status, headers)."""
         async with aiohttp.ClientSession() as s:

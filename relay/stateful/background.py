@@ -1,0 +1,243 @@
+"""Background responses: created `queued`, answered at once, run by the instance that took them.
+
+Limits are checked before the answer (a refused request is a 429, not a failed response).
+The run stores `in_progress`, then the final response. While it runs, the instance beats a
+small document every few seconds; any instance reading the response sees a run whose beat
+stopped (its instance crashed or restarted) as `failed`. `cancel` stops a run here at once
+(the upstream call is cut) or, when another instance runs it, leaves a note that instance
+reads on its next beat.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.responses import Envelope, completion_to_response
+
+from ..appkeys import RUNTIME, STORE
+from ..httpio import json_response
+from ..lifecycle import ModelCall
+from ..store import Store, StoreError
+from .appkeys import RECORDS, RUNS
+from .eventlog import EventLog
+from .records import not_found
+
+if TYPE_CHECKING:
+    from ..responses_api import Turn
+
+log = logging.getLogger("relay")
+BEAT_EVERY = 2.0  # seconds
+STALE_AFTER = 15.0  # a run whose beat is older than this has lost its instance
+RUNNING = ("queued", "in_progress")
+LOST = {"code": "server_error", "message": "The gateway instance running this background response stopped before it "
+        "finished (it was restarted or crashed); create the response again."}
+
+
+@dataclass(slots=True)
+class Runs:
+    """The background responses this process runs, by id."""
+
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    logs: dict[str, EventLog] = field(default_factory=dict)  # what streamed runs wrote so far
+    cancelled: set[str] = field(default_factory=set)  # by a client (not by the shutdown)
+
+    async def stop_all(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+
+async def start(turn: Turn) -> web.StreamResponse:
+    call = await admitted(turn)
+    queued = await _store_queued(turn)
+    if turn.body.get("stream") is True:
+        from .background_stream import run_streaming, stream_to_client
+
+        events = EventLog()
+        spawn(turn, call, lambda: run_streaming(turn, call, events), events)
+        return await stream_to_client(turn.request, events, turn.rt.config.server.sse_keepalive)
+    spawn(turn, call, lambda: _answer(turn, call))
+    return json_response(queued)
+
+
+async def admitted(turn: Turn) -> ModelCall:
+    """A model call whose limits are taken (a refusal is this request's 429 / 503)."""
+    call = ModelCall(turn.request, turn.rt, turn.tenant, "responses")
+    max_out = turn.body.get("max_output_tokens")
+    try:
+        await call.admit(turn.candidates[0].model, turn.admission_messages(), max_out if isinstance(max_out, int) else None,
+                         turn.body.get("stream") is True)
+    except BaseException as e:
+        await call.__aexit__(type(e), e, e.__traceback__)
+        raise
+    return call
+
+
+def envelope_of(turn: Turn) -> Envelope:
+    conv = turn.convert(turn.candidates[0])
+    return Envelope(turn.model, conv.echo, turn.response_id)
+
+
+async def _store_queued(turn: Turn) -> dict[str, Any]:
+    queued = envelope_of(turn).snapshot("queued", [])
+    await beat(turn.request.app[STORE], turn.tenant.name, turn.response_id)
+    await turn.records.put(turn.tenant.name, {"response": queued, "items": turn.prepared.items, "model": turn.model})
+    return queued
+
+
+Work = Callable[[], Awaitable[dict[str, Any] | None]]  # the final response, or None if it stored itself
+
+
+def spawn(turn: Turn, call: ModelCall, work: Work, events: EventLog | None = None) -> None:
+    runs: Runs = turn.request.app[RUNS]
+    task = asyncio.get_running_loop().create_task(_run(turn, call, work))
+    runs.tasks[turn.response_id] = task
+    if events is not None:
+        runs.logs[turn.response_id] = events
+
+    def done(_: asyncio.Task[None]) -> None:
+        runs.tasks.pop(turn.response_id, None)
+        runs.logs.pop(turn.response_id, None)
+        if events is not None:
+            events.close()
+
+    task.add_done_callback(done)
+
+
+async def _run(turn: Turn, call: ModelCall, work: Work) -> None:
+    store, tenant, rid = turn.request.app[STORE], turn.tenant.name, turn.response_id
+    runs: Runs = turn.request.app[RUNS]
+    me = asyncio.current_task()
+    assert me is not None
+    beating = asyncio.get_running_loop().create_task(_beat_loop(store, tenant, rid, me))
+    try:
+        async with call:
+            await _set_status(turn, "in_progress")
+            response = await work()
+        if response is not None:
+            if await cancel_requested(store, tenant, rid):
+                response = {**response, "status": "cancelled"}
+            await turn.store(response, turn.answered)
+    except asyncio.CancelledError:
+        by_client = rid in runs.cancelled
+        await _finish(turn, "cancelled" if by_client else "failed",
+                      None if by_client else {"code": "server_error", "message": "The gateway shut down before this "
+                                              "background response finished; create it again."})
+    except RelayError as e:
+        await _finish(turn, "failed", {"code": e.code or e.type, "message": e.redacted().message})
+    except Exception:
+        log.exception("background response %s of tenant %s failed", rid, tenant)
+        await _finish(turn, "failed", {"code": "server_error", "message": "Internal error in the gateway; it has been logged."})
+    finally:
+        beating.cancel()
+        runs.cancelled.discard(rid)
+
+
+async def _answer(turn: Turn, call: ModelCall) -> dict[str, Any]:
+    answer = await call.dispatch(turn.candidates, turn.plan, False)
+    if answer.raw is not None:
+        body = EventLog()
+        await call.pipe(answer, lambda streaming, outcome: turn.native_tap(streaming, outcome, hold=False), body)
+        response: dict[str, Any] = json.loads(body.text())
+    else:
+        assert answer.completion is not None
+        conv = turn.convert(answer.candidate)
+        response = completion_to_response(answer.completion, Envelope(turn.model, conv.echo, turn.response_id), conv.names)
+        call.json(response, answer.completion.get("usage"), {})  # for the ledger; nobody reads the body
+    turn.answered = answer
+    return response
+
+
+async def _set_status(turn: Turn, status: str, error: dict[str, Any] | None = None) -> None:
+    record = await turn.records.get(turn.tenant.name, turn.response_id)
+    if record is None:
+        return  # deleted meanwhile
+    record["response"] = {**record["response"], "status": status, **({"error": error} if error else {})}
+    await turn.records.put(turn.tenant.name, record)
+
+
+async def _finish(turn: Turn, status: str, error: dict[str, Any] | None) -> None:
+    try:
+        await asyncio.shield(_set_status(turn, status, error))
+    except (StoreError, RelayError) as e:
+        log.error("could not store the end of background response %s: %s", turn.response_id, e)
+
+
+# --- beats and cancellation notes ------------------------------------------------------------
+def _beat_key(rid: str) -> str:
+    return "beat:" + rid
+
+
+def _cancel_key(rid: str) -> str:
+    return "cancel:" + rid
+
+
+async def beat(store: Store, tenant: str, rid: str, now: Callable[[], float] = time.time) -> None:
+    await store.doc_put(tenant, _beat_key(rid), repr(now()), STALE_AFTER * 4)
+
+
+async def cancel_requested(store: Store, tenant: str, rid: str) -> bool:
+    return await store.doc_get(tenant, _cancel_key(rid)) is not None
+
+
+async def _beat_loop(store: Store, tenant: str, rid: str, run: asyncio.Task[None]) -> None:
+    while True:
+        await asyncio.sleep(BEAT_EVERY)
+        try:
+            if await cancel_requested(store, tenant, rid):
+                run.cancel()
+                return
+            await beat(store, tenant, rid)
+        except StoreError as e:
+            log.warning("background response %s: could not beat: %s", rid, e)
+
+
+async def current(request: web.Request, tenant: str, record: dict[str, Any],
+                  now: Callable[[], float] = time.time) -> dict[str, Any]:
+    """The response as it stands; a run no instance beats for any more has failed."""
+    response: dict[str, Any] = record["response"]
+    rid = response["id"]
+    if response.get("status") not in RUNNING or rid in request.app[RUNS].tasks:
+        return response
+    store = request.app[STORE]
+    last = await store.doc_get(tenant, _beat_key(rid))
+    if last is not None and now() - float(last) < STALE_AFTER:
+        return response
+    response = {**response, "status": "failed", "error": LOST}
+    await request.app[RECORDS].put(tenant, {**record, "response": response})
+    return response
+
+
+async def cancel(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME].current
+    tenant = rt.keys.authenticate(request).name
+    rid = request.match_info["response_id"]
+    records, runs = request.app[RECORDS], request.app[RUNS]
+    record = await records.get(tenant, rid)
+    if record is None:
+        raise not_found(rid)
+    if not record["response"].get("background"):
+        raise RelayError(400, "Only background responses can be cancelled.", param="response_id", code="not_background")
+    response = await current(request, tenant, record)
+    if response.get("status") not in RUNNING:
+        return json_response(response)
+    task = runs.tasks.get(rid)
+    if task is not None:
+        runs.cancelled.add(rid)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    else:  # another instance runs it: it reads this on its next beat
+        await request.app[STORE].doc_put(tenant, _cancel_key(rid), "1", STALE_AFTER * 4)
+    record = await records.get(tenant, rid)
+    response = record["response"] if record is not None else response
+    if response.get("status") in RUNNING:
+        response = {**response, "status": "cancelled"}
+    return json_response(response)

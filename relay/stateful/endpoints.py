@@ -1,0 +1,43 @@
+"""GET / DELETE /v1/responses/{id} and GET /v1/responses/{id}/input_items, per tenant: another
+tenant's id is not found (404), never forbidden."""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..appkeys import RUNTIME
+from ..httpio import json_response
+from .appkeys import RECORDS
+from .background import current
+from .pages import page
+from .records import not_found
+
+
+async def _record(request: web.Request) -> tuple[str, str, dict[str, Any]]:
+    rt = request.app[RUNTIME].current
+    tenant = rt.keys.authenticate(request)
+    response_id = request.match_info["response_id"]
+    record = await request.app[RECORDS].get(tenant.name, response_id)
+    if record is None:
+        raise not_found(response_id)
+    return tenant.name, response_id, record
+
+
+async def get_response(request: web.Request) -> web.StreamResponse:
+    tenant, _, record = await _record(request)
+    return json_response(await current(request, tenant, record))
+
+
+async def delete_response(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME].current
+    tenant = rt.keys.authenticate(request)
+    response_id = request.match_info["response_id"]
+    if not await request.app[RECORDS].delete(tenant.name, response_id):
+        raise not_found(response_id)
+    return json_response({"id": response_id, "object": "response", "deleted": True})
+
+
+async def input_items(request: web.Request) -> web.StreamResponse:
+    _, _, record = await _record(request)
+    return json_response(page(record["items"], request.query))
