@@ -1,0 +1,53 @@
+"""Stored responses beyond one process: a chain continued on another Relay sharing a real
+redis-server, and a chain on the real Claude CLI channel (the transcript replayed)."""
+from __future__ import annotations
+
+import openai
+import pytest
+
+from .redis_server import RedisServer
+from .support import base_config
+from .support.cli import real_cli_config
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    server = RedisServer()
+    yield server.url
+    server.stop()
+
+
+async def test_a_chain_created_on_one_instance_continues_on_another(make_relay, fake_openai, redis_url):
+    config = base_config(fake_openai.url).replace("url: memory://", f"url: {redis_url}")
+    one, two = await make_relay(config), await make_relay(config)
+    first = await one.client().responses.create(model="gpt-4.1-mini", input="one")
+    second = await two.client().responses.create(model="gpt-4.1-mini", input="two", previous_response_id=first.id)
+    assert [m["content"] for m in fake_openai.last.body["messages"]] == ["one", first.output_text, "two"]
+    assert (await one.client().responses.retrieve(second.id)).previous_response_id == first.id
+    await one.client().responses.delete(second.id)
+    with pytest.raises(openai.NotFoundError):
+        await two.client().responses.retrieve(second.id)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_chain_on_the_claude_cli_channel_replays_the_transcript(make_relay, fake_anthropic, stream):
+    relay = await make_relay(real_cli_config(fake_anthropic.url))
+    client = relay.client()
+
+    async def turn(**kw):
+        if not stream:
+            return await client.responses.create(model="cli-text", **kw)
+        async with client.responses.stream(model="cli-text", **kw) as s:
+            return await s.get_final_response()
+
+    first = await turn(input="one")
+    second = await turn(input="two", previous_response_id=first.id)
+    await turn(input="three", previous_response_id=second.id)
+    # the CLI takes a conversation as one transcript message: the whole chain, in order
+    sent = fake_anthropic.last.body["messages"]
+    transcript = "".join(b.get("text", "") for m in sent for b in (m["content"] if isinstance(m["content"], list) else
+                                                                  [{"text": m["content"]}]))
+    at = 0
+    for said in ("<user>\none", first.output_text, "<user>\ntwo", second.output_text, "three"):
+        at = transcript.find(said, at)
+        assert at >= 0, (said, transcript[:2000])
