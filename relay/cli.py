@@ -161,6 +161,9 @@ def cmd_usage(args: argparse.Namespace) -> int:
         store = open_store(config.store.url)
         await store.start()
         try:
+            if args.by == "stored":  # stored responses and conversations, now
+                tenants = [t.name for t in config.tenants if args.tenant in (None, t.name)]
+                return [{"tenant": t, "stored_bytes": n} for t, n in (await store.doc_bytes(tenants)).items()]
             return await store.usage(args.tenant, args.since)
         finally:
             await store.close()
@@ -170,7 +173,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     except StoreError as e:
         print(str(e), file=sys.stderr)
         return 1
-    print(render(rows, args.format), end="")
+    print(render(rows, args.format, ("tenant", "stored_bytes") if args.by == "stored" else None), end="")
     return 0
 
 
@@ -221,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--tenant", help="only this tenant")
     u.add_argument("--since", type=since_arg, help="only days from this one on: YYYY-MM-DD, or a span back from now (7d, 24h)")
     u.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    u.add_argument("--by", choices=("model", "key"), default="model", help="rows per tenant and model (default) or per virtual key")
+    u.add_argument("--by", choices=("model", "key", "stored"), default="model",
+                   help="rows per tenant and model (default), per virtual key, or the bytes each tenant has stored "
+                        "(responses and conversations)")
     u.set_defaults(func=cmd_usage)
     from .vkeys.cli import add_parser as add_keys_parser
 

@@ -33,23 +33,28 @@ def parse_since(text: str, now: float) -> str:
     raise ValueError(f"{text!r} is neither a date (YYYY-MM-DD) nor a span back from now (e.g. 7d, 24h)")
 
 
-def with_total(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    total = {"day": "TOTAL", "tenant": "", "model": "", **{f: sum(r[f] for r in rows) for f in AGGREGATE_FIELDS}}
-    return [*rows, total]
+def with_total(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    label, *_ = columns
+    sums = {c: sum(r[c] for r in rows) for c in columns if rows and isinstance(rows[0][c], int)}
+    return [*rows, {**dict.fromkeys(columns, ""), label: "TOTAL", **sums}]
 
 
-def render(rows: list[dict[str, Any]], fmt: str) -> str:
+def render(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] | None = None) -> str:
+    """`columns`: the row keys in order (default: the ledger's aggregate rows); numbers are
+    right-aligned and totalled in the table."""
+    columns = columns or COLUMNS
     if fmt == "json":
         return json.dumps({"data": rows}, indent=2) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue()
-    table = [COLUMNS] + [tuple(str(r[c]) for c in COLUMNS) for r in with_total(rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
-             for row in table]
+    numeric = {c for c in columns if rows and isinstance(rows[0][c], int)}
+    table = [columns] + [tuple(str(r[c]) for c in columns) for r in with_total(rows, columns)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    lines = ["  ".join(cell.rjust(w) if columns[i] in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             .rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"

@@ -2,11 +2,14 @@
 redis-server, and a chain on the real Claude CLI channel (the transcript replayed)."""
 from __future__ import annotations
 
+import json
+import os
+
 import openai
 import pytest
 
 from .redis_server import RedisServer
-from .support import base_config
+from .support import ENV, base_config, relay_cli
 from .support.cli import real_cli_config
 
 
@@ -51,3 +54,18 @@ async def test_a_chain_on_the_claude_cli_channel_replays_the_transcript(make_rel
     for said in ("<user>\none", first.output_text, "<user>\ntwo", second.output_text, "three"):
         at = transcript.find(said, at)
         assert at >= 0, (said, transcript[:2000])
+
+
+async def test_relay_usage_shows_the_bytes_each_tenant_has_stored(make_relay, fake_openai, tmp_path):
+    config = base_config(fake_openai.url).replace("url: memory://", f"url: sqlite:///{tmp_path}/relay.db")
+    relay = await make_relay(config)
+    first = await relay.client().responses.create(model="gpt-4.1-mini", input="one")
+    await relay.client().responses.create(model="gpt-4.1-mini", input="two", store=False)
+    (tmp_path / "relay.yaml").write_text(config)
+    out = relay_cli("usage", "-c", str(tmp_path / "relay.yaml"), "--by", "stored", "--format", "json",
+                    env={**os.environ, **ENV})
+    assert out.returncode == 0, out.stderr
+    rows = {r["tenant"]: r["stored_bytes"] for r in json.loads(out.stdout)["data"]}
+    assert rows["globex"] == 0 and len(first.output_text) < rows["acme"] < 20_000
+    table = relay_cli("usage", "-c", str(tmp_path / "relay.yaml"), "--by", "stored", env={**os.environ, **ENV})
+    assert table.stdout.splitlines()[-1].split() == ["TOTAL", str(rows["acme"])]

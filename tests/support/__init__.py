@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -301,3 +304,9 @@ def store_of(relay: Relay) -> Any:
     from relay.appkeys import STORE
 
     return relay.server.app[STORE]
+
+
+def relay_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The `relay` command, run as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "relay", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=60)
