@@ -200,6 +200,14 @@ async def _beat_loop(store: Store, tenant: str, rid: str, run: asyncio.Task[None
             log.warning("background response %s: could not beat: %s", rid, e)
 
 
+def lost(last_beat: str | None, now: float) -> bool:
+    """Whether a run whose last beat is `last_beat` (None: never, or expired) has lost its instance."""
+    try:
+        return last_beat is None or now - float(last_beat) >= STALE_AFTER
+    except ValueError:
+        return True
+
+
 async def current(request: web.Request, tenant: str, record: dict[str, Any],
                   now: Callable[[], float] = time.time) -> dict[str, Any]:
     """The response as it stands; a run no instance beats for any more has failed."""
@@ -207,9 +215,7 @@ async def current(request: web.Request, tenant: str, record: dict[str, Any],
     rid = response["id"]
     if response.get("status") not in RUNNING or rid in request.app[RUNS].tasks:
         return response
-    store = request.app[STORE]
-    last = await store.doc_get(tenant, _beat_key(rid))
-    if last is not None and now() - float(last) < STALE_AFTER:
+    if not lost(await request.app[STORE].doc_get(tenant, _beat_key(rid)), now()):
         return response
     response = {**response, "status": "failed", "error": LOST}
     await request.app[RECORDS].put(tenant, {**record, "response": response})
