@@ -269,3 +269,14 @@ async def test_a_background_run_whose_instance_crashed_reads_as_failed(relay):
     _, got = await relay.get_json(f"/v1/responses/{queued['id']}")
     assert got["status"] == "failed" and "restarted or crashed" in got["error"]["message"]
     validate("Response", got)
+
+
+async def test_a_background_run_the_upstream_fails_is_failed_with_a_spec_code(relay):
+    queued = await relay.client().responses.create(model="broken-500", input="one", background=True)
+    for _ in range(300):
+        _, got = await relay.get_json(f"/v1/responses/{queued.id}")
+        if got["status"] == "failed":
+            break
+        await asyncio.sleep(0.01)
+    assert got["status"] == "failed" and got["error"]["code"] == "server_error"
+    validate("Response", got)

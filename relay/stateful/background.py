@@ -21,6 +21,7 @@ from aiohttp import web
 
 from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.responses import Envelope, completion_to_response
+from relay_adaptors.responses.stream import failure_code
 
 from ..appkeys import RUNTIME, STORE
 from ..httpio import json_response
@@ -132,7 +133,7 @@ async def _run(turn: Turn, call: ModelCall, work: Work) -> None:
                       None if by_client else {"code": "server_error", "message": "The gateway shut down before this "
                                               "background response finished; create it again."})
     except RelayError as e:
-        await _finish(turn, "failed", {"code": e.code or e.type, "message": e.redacted().message})
+        await _finish(turn, "failed", {"code": failure_code(e), "message": e.redacted().message})
     except Exception:
         log.exception("background response %s of tenant %s failed", rid, tenant)
         await _finish(turn, "failed", {"code": "server_error", "message": "Internal error in the gateway; it has been logged."})
