@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import redis
+from redis.cluster import key_slot
 
 from .proc import free_port
 
@@ -49,6 +50,10 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, decode_responses=True)
 
+    def keys(self, pattern: str) -> list[str]:
+        with self.client() as c:
+            return sorted(c.keys(pattern))
+
     def flush(self) -> None:
         with self.client() as c:
             c.flushdb()
@@ -84,12 +89,14 @@ class RedisClusterServers:
     def _node(self, port: int) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=5)
 
-    def _form(self) -> None:
+    def _slots(self, i: int) -> tuple[int, int]:
         per = 16384 // self.NODES
+        return i * per, 16383 if i == self.NODES - 1 else (i + 1) * per - 1
+
+    def _form(self) -> None:
         for i, port in enumerate(self.ports):
-            last = 16383 if i == self.NODES - 1 else (i + 1) * per - 1
             with self._node(port) as n:
-                n.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
+                n.execute_command("CLUSTER", "ADDSLOTSRANGE", *self._slots(i))
                 n.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
         with self._node(self.ports[0]) as first:
             for port, bus in zip(self.ports[1:], self.bus_ports[1:], strict=True):
@@ -113,9 +120,17 @@ class RedisClusterServers:
         return redis.RedisCluster(host="127.0.0.1", port=self.ports[0], decode_responses=True)
 
     def node_of(self, key: str) -> int:
-        """The port of the node that holds `key`."""
-        with self.client() as c:
-            return int(c.get_node_from_key(key).port)
+        """The port of the node that holds `key` (by the slots `_form` gave each node)."""
+        slot = key_slot(key.encode())
+        return next(port for i, port in enumerate(self.ports) if self._slots(i)[0] <= slot <= self._slots(i)[1])
+
+    def keys(self, pattern: str) -> list[str]:
+        """Every node's keys (KEYS on a cluster client asks one node)."""
+        found: list[str] = []
+        for port in self.ports:
+            with self._node(port) as n:
+                found += n.keys(pattern)
+        return sorted(found)
 
     def flush(self) -> None:
         for port in self.ports:
