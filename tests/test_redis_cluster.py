@@ -16,7 +16,7 @@ from redis.cluster import key_slot
 
 from relay.appkeys import STORE
 from relay.limits import counter, period_key
-from relay.store import AdmitRequest, Rate, StoreError, open_store
+from relay.store import AdmitRequest, Concurrency, Rate, StoreError, open_store
 from relay.store.redis import RedisStore, counter_key
 from relay.vkeys.redis import RedisKeyStore
 from relay_config.loader import ConfigError, parse_config
@@ -179,6 +179,41 @@ async def test_counters_of_two_owners_in_one_admission_are_a_store_error(cluster
         assert (await store.admit(AdmitRequest(rates=[Rate("rpm:x", "requests", 1, 1), Rate("rpm:x:m", "requests", 1, 1)]), time.time())).ok
     finally:
         await store.close()
+
+
+async def test_admissions_cut_short_leave_no_lease_on_any_node(cluster: RedisClusterServers) -> None:
+    """Leases of three tenants on three nodes, their admissions cancelled mid-call: those that
+    went through are released by the store itself (one pipeline split by node) by close."""
+    owners: dict[int, str] = {}
+    for i in range(200):
+        owners.setdefault(cluster.node_of(counter_key(f"conc:t{i}")), f"t{i}")
+    assert len(owners) == cluster.NODES
+    store = RedisStore(cluster.url)
+    await store.start()
+    reqs = [AdmitRequest(concurrency=[Concurrency(f"conc:{o}", 1000)], lease=f"L{i}") for i, o in enumerate(list(owners.values()) * 40)]
+    tasks = [asyncio.ensure_future(store.admit(r, time.time())) for r in reqs]
+    await asyncio.sleep(0.001)
+    for t in tasks:
+        t.cancel()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert any(isinstance(o, asyncio.CancelledError) for o in outcomes)
+    for req, outcome in zip(reqs, outcomes, strict=True):
+        if not isinstance(outcome, BaseException):
+            await store.release(req.concurrency, req.lease)  # admitted before the cancellation: ours to release
+    await store.close()
+    assert cluster.keys("relay:conc:*") == []  # a sorted set's last member gone: the key is gone
+
+
+async def test_a_cluster_node_named_with_redis_url_says_to_use_the_cluster_scheme(cluster: RedisClusterServers) -> None:
+    store = RedisStore(f"redis://127.0.0.1:{cluster.ports[0]}/0")
+    await store.start()
+    try:
+        with pytest.raises(StoreError) as moved:
+            for owner in (f"t{i}" for i in range(20)):  # some tenant's slot is on another node
+                await store.admit(AdmitRequest(rates=[Rate(f"rpm:{owner}", "requests", 1, 1)]), time.time())
+    finally:
+        await store.close()
+    assert "MOVED" in str(moved.value) and "use redis+cluster://" in str(moved.value)
 
 
 def test_tags_keep_odd_tenant_names_apart_and_in_one_slot() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import MovedError, RedisClusterException, RedisError
 
 from .base import (
     AGGREGATE_FIELDS,
@@ -205,7 +205,7 @@ class RedisStore:
         self._admitting: set[asyncio.Future[Any]] = set()  # admissions Redis has yet to answer
 
     def _error(self, e: Exception) -> StoreError:
-        return StoreError(f"redis store {_safe(self.url)}: {e}")
+        return store_error("redis store", self.url, e)
 
     async def start(self) -> None:
         try:
@@ -436,6 +436,14 @@ def _admission(req: AdmitRequest, res: list[Any]) -> Admission:
         else:
             adm.failed, adm.failed_key = req.rates[i].kind, req.rates[i].key
     return adm
+
+
+def store_error(what: str, url: str, e: Exception) -> StoreError:
+    """The error to raise, naming the store (without its password); a cluster node reached
+    with redis:// answers MOVED, which says what to write instead."""
+    if isinstance(e, MovedError):
+        return StoreError(f"{what} {_safe(url)}: MOVED {e} (the server is a Redis Cluster node: use redis+cluster://)")
+    return StoreError(f"{what} {_safe(url)}: {e}")
 
 
 def _safe(url: str) -> str:

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from ..store.base import AGGREGATE_FIELDS, StoreError
-from ..store.redis import ERRORS, PREFIX, _safe, connect, connect_sync
+from ..store.redis import ERRORS, PREFIX, connect, connect_sync, store_error
 from .model import VirtualKey
 from .store import UsageKey, WriteBehind
 
@@ -25,7 +25,7 @@ class RedisKeyStore(WriteBehind):
         self.client: Any = connect(url)
 
     def _error(self, e: Exception) -> StoreError:
-        return StoreError(f"redis key store {_safe(self.url)}: {e}")
+        return store_error("redis key store", self.url, e)
 
     async def start(self) -> None:
         self.start_writer()
