@@ -7,7 +7,8 @@ On a cluster a script (or a MULTI) may only touch keys of one hash slot, so ever
 hash tag: a counter `<kind>:<owner>[:<more>]` (relay.limits names them, the owner being the
 tenant) is kept as `relay:<kind>:{<owner>}[:<more>]`, so one admission — the tenant's counters,
 its models', its virtual key's — lands in one slot; the ledger's keys share `{ledger}`, a
-tenant's documents `{doc:<tenant>}`. A single server ignores the tags: one layout for both."""
+tenant's documents `{doc:<tenant>}` (virtual key records: `{vkeys}`, relay.vkeys.redis). A
+single server ignores the tags: one layout for both."""
 from __future__ import annotations
 
 import asyncio
@@ -229,8 +230,7 @@ class RedisStore:
 
     async def admit(self, req: AdmitRequest, now: float) -> Admission:
         await self._retry_releases()
-        names: list[str] = [r.key for r in req.rates] + [c.key for c in req.concurrency] + [b.key for b in req.budgets]
-        keys = [counter_key(k) for k in names]
+        keys = [counter_key(r.key) for r in req.rates] + [counter_key(c.key) for c in req.concurrency] + [counter_key(b.key) for b in req.budgets]
         args: list[Any] = [repr(now), repr(time.time()), req.lease, req.lease_ttl, len(req.rates), len(req.concurrency), len(req.budgets)]
         for r in req.rates:
             args += [r.limit, repr(float(r.cost))]
