@@ -5,6 +5,7 @@ import fnmatch
 import hashlib
 import re
 from typing import Annotated, Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -270,16 +271,26 @@ class RouterConfig(Strict):
     cooldown: CooldownConfig = CooldownConfig()
 
 
+STORE_SCHEMES = ("sqlite:///", "redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "memory://")
+
+
 class StoreConfig(Strict):
-    # sqlite:///path (default, one machine) | redis://host:port/db (many instances) | memory:// (tests)
+    # sqlite:///path (default, one machine) | redis://host:port/db (many instances) |
+    # redis+cluster://host:port (a Redis Cluster; the host is one seed node) | memory:// (tests)
     url: str = "sqlite:///./relay.db"
     on_error: Literal["fail_closed", "fail_open"] = "fail_closed"  # when the store is unreachable
 
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        if not url.startswith(("sqlite:///", "redis://", "rediss://", "memory://")):
-            raise ValueError("store.url must start with sqlite:///, redis://, rediss:// or memory://")
+        if not url.startswith(STORE_SCHEMES):
+            raise ValueError(f"store.url must start with {', '.join(STORE_SCHEMES[:-1])} or {STORE_SCHEMES[-1]}")
+        if url.startswith(("redis+cluster://", "rediss+cluster://")):
+            parts = urlsplit(url)  # messages never quote the URL: it may hold a password
+            if not parts.hostname:
+                raise ValueError("store.url: a Redis Cluster URL names one of its nodes (redis+cluster://host:port)")
+            if parts.path.strip("/") not in ("", "0"):
+                raise ValueError("store.url: a Redis Cluster has only database 0; drop the /<db> path")
         return url
 
 

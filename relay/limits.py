@@ -17,6 +17,14 @@ LEASE_TTL = 60.0  # a lease not renewed (see leases.LeaseKeeper) frees its slot 
 BUDGET_OUTPUT_RESERVE = 4096
 
 
+def counter(kind: str, tenant: str, *more: str) -> str:
+    """A counter's name, `<kind>:<tenant>[:<more>...]`. Every counter one admission touches
+    (the tenant's, its models', its virtual key's) names the tenant second: the Redis store
+    makes that its hash tag, since a Redis Cluster runs a script only on keys of one slot.
+    ':' (and '%') in a tenant name are escaped, so the second field is exactly the tenant."""
+    return ":".join((kind, tenant.replace("%", "%25").replace(":", "%3A"), *more))
+
+
 def period_key(period: str, now: float) -> tuple[str, int]:
     """The calendar period a budget counts in (UTC), and how long its counter must live."""
     t = time.gmtime(now)
@@ -43,31 +51,34 @@ def plan(tenant: TenantConfig, model: str, prompt_tokens: Callable[[], int], max
     settled to the real usage when the request ends."""
     prompt_tokens = functools.cache(prompt_tokens)  # asked for at most once
     lim = tenant.limits
-    scopes: list[tuple[str, ModelLimits]] = [(f"{tenant.name}", lim)]
+    scopes: list[tuple[tuple[str, ...], ModelLimits]] = [((), lim)]
     per_model = lim.models.get(model)
     if per_model is not None:
-        scopes.append((f"{tenant.name}:{model}", per_model))
+        scopes.append(((model,), per_model))
     req = AdmitRequest(lease=lease, lease_ttl=LEASE_TTL)
     token_rates: list[Rate] = []
     out = Plan(req, token_rates)
     for scope, lims in scopes:
+        keys: list[str] = []
         if lims.rpm:
-            req.rates.append(Rate(f"rpm:{scope}", "requests", lims.rpm, 1))
+            keys.append(counter("rpm", tenant.name, *scope))
+            req.rates.append(Rate(keys[-1], "requests", lims.rpm, 1))
         if lims.tpm:
             if not token_rates:
                 out.estimate = prompt_tokens() + (max_out or 0)
-            rate = Rate(f"tpm:{scope}", "tokens", lims.tpm, out.estimate)
+            keys.append(counter("tpm", tenant.name, *scope))
+            rate = Rate(keys[-1], "tokens", lims.tpm, out.estimate)
             req.rates.append(rate)
             token_rates.append(rate)
         if lims.max_concurrent:
-            req.concurrency.append(Concurrency(f"conc:{scope}", lims.max_concurrent))
+            keys.append(counter("conc", tenant.name, *scope))
+            req.concurrency.append(Concurrency(keys[-1], lims.max_concurrent))
         if lims is per_model:
-            out.model_keys = {x.key for x in [*req.rates] if x.key.endswith(scope)}
-            out.model_keys |= {x.key for x in req.concurrency if x.key.endswith(scope)}
+            out.model_keys = set(keys)
     if lim.budget is not None:
         period, ttl = period_key(lim.budget.period, now)
         out.reserve = prompt_tokens() + (BUDGET_OUTPUT_RESERVE if max_out is None else max_out)
-        req.budgets.append(Budget(f"budget:{tenant.name}:{period}", lim.budget.tokens, ttl, out.reserve))
+        req.budgets.append(Budget(counter("budget", tenant.name, period), lim.budget.tokens, ttl, out.reserve))
     return out
 
 

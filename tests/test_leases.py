@@ -51,9 +51,9 @@ async def test_a_failed_release_is_applied_as_soon_as_redis_answers_again(redis_
             await store.release(CONC, "A")
         with pytest.raises(StoreError):  # the kept release is tried first, and still refused
             await store.admit(AdmitRequest(concurrency=CONC, lease="B"), time.time())
-        assert admin.zcard("relay:conc:acme") == 1
+        assert admin.zcard("relay:conc:{acme}") == 1
         admin.execute_command("ACL", "SETUSER", "default", "+zrem")
         assert (await store.admit(AdmitRequest(concurrency=CONC, lease="B"), time.time())).ok
-        assert admin.zrange("relay:conc:acme", 0, -1) == [b"B"]
+        assert admin.zrange("relay:conc:{acme}", 0, -1) == [b"B"]
     finally:
         await store.close()

@@ -164,7 +164,7 @@ async def test_soak_on_sqlite_and_redis(tmp_path):
         sqlite_leases = con.execute("SELECT COUNT(*) FROM leases WHERE expires >= ?", (time.time(),)).fetchone()[0]
         con.close()
         r = sync_redis.Redis.from_url(redis_server.url, decode_responses=True)
-        redis_rows = [json.loads(fields["request_id"]) for _, fields in r.xrange("relay:ledger")]
+        redis_rows = [json.loads(fields["request_id"]) for _, fields in r.xrange("relay:{ledger}:rows")]
         redis_leases = sum(r.zcard(k) for k in r.scan_iter("relay:conc:*"))
         check("sqlite", tallies["sqlite"], relays["sqlite"], sqlite_rows, sqlite_leases)
         check("redis", tallies["redis"], relays["redis"], redis_rows, redis_leases)

@@ -12,7 +12,7 @@ from relay.store import AdmitRequest, Budget, Concurrency, MemoryStore, Rate, St
 from relay.store.redis import RedisStore
 from relay.store.sqlite import SQLiteStore
 
-from .redis_server import RedisServer
+from .redis_server import RedisClusterServers, RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +22,23 @@ def redis_url():
     server.stop()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(scope="module")
+def redis_cluster():
+    cluster = RedisClusterServers()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
 async def store(request, tmp_path):
     if request.param == "memory":
         s: Store = MemoryStore()
     elif request.param == "sqlite":
         s = SQLiteStore(str(tmp_path / "relay.db"))
+    elif request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        s = RedisStore(cluster.url)
     else:
         url = request.getfixturevalue("redis_url")
         sync_redis.Redis.from_url(url).flushdb()

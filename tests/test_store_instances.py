@@ -82,7 +82,7 @@ def budget_spent(kind: str, server: RedisServer | None, tmp_path: Path, tenant: 
     """The budget counter in the store: settled usage plus reservations in flight."""
     if server is not None:
         r = sync_redis.Redis.from_url(server.url)
-        return sum(int(r.get(k)) for k in r.scan_iter(f"relay:budget:{tenant}:*"))
+        return sum(int(r.get(k)) for k in r.scan_iter(f"relay:budget:{{{tenant}}}:*"))
     con = sqlite3.connect(tmp_path / "relay.db")
     try:
         return con.execute("SELECT COALESCE(SUM(spent), 0) FROM budgets WHERE key LIKE ?", (f"budget:{tenant}:%",)).fetchone()[0]

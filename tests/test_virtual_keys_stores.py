@@ -23,7 +23,7 @@ from relay.vkeys.appkeys import KEY_CLOCK, KEYSTORE
 from relay_config.loader import parse_config
 
 from .proc import RelayProcess
-from .redis_server import RedisServer
+from .redis_server import RedisClusterServers, RedisServer
 from .support import ACME_KEY, ADMIN, ENV, Clock, Relay
 
 CONFIG = f"""\
@@ -155,9 +155,9 @@ def test_cli_validation_and_unknown_ids(tmp_path: Path) -> None:
         (True, "create", key_id), (True, "update", key_id), (True, "rotate", key_id)]
 
 
-@pytest.fixture
-def redis_server():
-    server = RedisServer()
+@pytest.fixture(params=["redis", "cluster"])
+def redis_server(request: pytest.FixtureRequest):
+    server = RedisServer() if request.param == "redis" else RedisClusterServers()
     yield server
     server.stop()
 
@@ -170,7 +170,7 @@ async def start(aiohttp_server: Callable[..., Any], url: str, clock: Clock) -> R
     return Relay(server, text, await aiohttp_server(ops_app(server.app), host="127.0.0.1"))
 
 
-async def test_two_instances_on_redis(aiohttp_server: Callable[..., Any], redis_server: RedisServer) -> None:
+async def test_two_instances_on_redis(aiohttp_server: Callable[..., Any], redis_server: RedisServer | RedisClusterServers) -> None:
     clock_a, clock_b = Clock(time.time()), Clock(time.time())
     a = await start(aiohttp_server, redis_server.url, clock_a)
     b = await start(aiohttp_server, redis_server.url, clock_b)
@@ -195,10 +195,9 @@ async def test_two_instances_on_redis(aiohttp_server: Callable[..., Any], redis_
             return False
 
     assert await works(b)  # made on A, used on B
-    import redis
-    with redis.Redis.from_url(redis_server.url, decode_responses=True) as r:  # only the digest is stored
+    with redis_server.client() as r:  # only the digest is stored
         read = {"string": r.get, "hash": r.hgetall, "set": r.smembers, "stream": r.xrange}
-        dump = repr([(k, read[r.type(k)](k)) for k in r.keys("relay:*")])
+        dump = repr([(k, read[r.type(k)](k)) for k in redis_server.keys("relay:*")])
     assert made["id"] in dump and made["hint"] in dump and secret not in dump
     assert (await call("GET", b.ops_url + f"/admin/keys/{made['id']}"))[0] == 200
     assert (await call("DELETE", a.ops_url + f"/admin/keys/{made['id']}"))[0] == 200

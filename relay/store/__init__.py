@@ -4,6 +4,9 @@ from __future__ import annotations
 from .base import Admission, AdmitRequest, Budget, Concurrency, Rate, Store, StoreError, UsageRecord
 from .memory import MemoryStore
 
+# One server, or a Redis Cluster reached through one of its nodes (relay.store.redis).
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
+
 
 def open_store(url: str) -> Store:
     if url.startswith("memory://"):
@@ -12,10 +15,12 @@ def open_store(url: str) -> Store:
         from .sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"))
-    from .redis import RedisStore
+    if url.startswith(REDIS_SCHEMES):
+        from .redis import RedisStore
 
-    return RedisStore(url)
+        return RedisStore(url)
+    raise ValueError(f"unknown store URL scheme: {url.partition('://')[0]}")  # the config validator names them
 
 
-__all__ = ["AdmitRequest", "Admission", "Budget", "Concurrency", "MemoryStore", "Rate", "Store", "StoreError",
+__all__ = ["REDIS_SCHEMES", "AdmitRequest", "Admission", "Budget", "Concurrency", "MemoryStore", "Rate", "Store", "StoreError",
            "UsageRecord", "open_store"]

@@ -1,6 +1,14 @@
-"""redis://... — shared by every instance: limits and budgets hold across N instances, not N
-times over. Admission and settlement are single Lua scripts (atomic); the ledger is a capped
-stream plus per-day aggregate hashes, written in batches."""
+"""redis://... (one server) or redis+cluster://... (a Redis Cluster) — shared by every instance:
+limits and budgets hold across N instances, not N times over. Admission and settlement are
+single Lua scripts (atomic); the ledger is a capped stream plus per-day aggregate hashes,
+written in batches.
+
+On a cluster a script (or a MULTI) may only touch keys of one hash slot, so every key carries a
+hash tag: a counter `<kind>:<owner>[:<more>]` (relay.limits names them, the owner being the
+tenant) is kept as `relay:<kind>:{<owner>}[:<more>]`, so one admission — the tenant's counters,
+its models', its virtual key's — lands in one slot; the ledger's keys share `{ledger}`, a
+tenant's documents `{doc:<tenant>}` (virtual key records: `{vkeys}`, relay.vkeys.redis). A
+single server ignores the tags: one layout for both."""
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +18,10 @@ import logging
 import time
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import MovedError, RedisClusterException, RedisError
 
 from .base import (
     AGGREGATE_FIELDS,
@@ -32,6 +42,12 @@ log = logging.getLogger("relay")
 PREFIX = "relay:"
 LEDGER_MAXLEN = 1_000_000
 MAX_PENDING = 200_000  # ledger rows held while Redis is unreachable
+# What redis-py raises: RedisClusterException (e.g. keys of two slots in one script, or no node
+# reachable at all) is not a RedisError.
+ERRORS = (RedisError, RedisClusterException)
+CLUSTER_SCHEMES = {"redis+cluster://": "redis://", "rediss+cluster://": "rediss://"}
+OPTIONS: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2, "decode_responses": True}
+LEDGER = PREFIX + "{ledger}:"  # the stream `rows`, hashes `usage:<day>` and the set `days`, in one slot
 
 # Mirrors relay/gcra.py and base.decide: budgets, then concurrency, then rates; all or nothing.
 # ARGV: now, wall, lease, lease ttl, #rates, #concurrency, #budgets, then per rate (limit, cost),
@@ -134,15 +150,49 @@ return total
 """
 
 
+def connect(url: str) -> Any:
+    """The asyncio client for a store URL: a cluster client for redis+cluster:// and
+    rediss+cluster:// (the host is a seed node; the others are discovered from it).
+    Any: redis-py types answers as bytes | str; decode_responses makes them str."""
+    for scheme, plain in CLUSTER_SCHEMES.items():
+        if url.startswith(scheme):
+            return RedisCluster.from_url(plain + url.removeprefix(scheme), **OPTIONS)
+    return aioredis.from_url(url, **OPTIONS)
+
+
+def connect_sync(url: str) -> Any:
+    """A blocking client for the same URL (for code that cannot await)."""
+    for scheme, plain in CLUSTER_SCHEMES.items():
+        if url.startswith(scheme):
+            return redis.RedisCluster.from_url(plain + url.removeprefix(scheme), **OPTIONS)
+    return redis.Redis.from_url(url, **OPTIONS)
+
+
+def tag(owner: str) -> str:
+    """`{owner}` as a hash tag: Redis hashes what lies between the first '{' and the next '}',
+    so a '}' inside is escaped (injectively, '%' too) and an empty owner still tags."""
+    return "{" + (owner.replace("%", "%25").replace("}", "%7D") or "%") + "}"
+
+
+def counter_key(key: str) -> str:
+    """The Redis name of a counter `<kind>:<owner>[:<more>]`: relay:<kind>:{<owner>}[:<more>]
+    (every counter of one owner in one slot). A name without an owner is only prefixed."""
+    kind, sep, tail = key.partition(":")
+    if not sep:
+        return PREFIX + key
+    owner, sep, more = tail.partition(":")
+    return f"{PREFIX}{kind}:{tag(owner)}{sep}{more}"
+
+
 def doc_keys(tenant: str, key: str) -> list[str]:
-    tag = "{doc:" + tenant.replace("}", "") + "}"  # no '}' inside: the whole name is the tag
-    return [f"{PREFIX}{tag}:v:{key}", f"{PREFIX}{tag}:expiries", f"{PREFIX}{tag}:sizes"]
+    t = tag("doc:" + tenant)  # a tag of their own: documents and counters may sit on different nodes
+    return [f"{PREFIX}{t}:v:{key}", f"{PREFIX}{t}:expiries", f"{PREFIX}{t}:sizes"]
 
 
 class RedisStore:
     def __init__(self, url: str):
         self.url = url
-        self.client = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+        self.client = connect(url)
         self._admit = self.client.register_script(ADMIT)
         self._settle = self.client.register_script(SETTLE)
         self._renew = self.client.register_script(RENEW)
@@ -156,12 +206,12 @@ class RedisStore:
         self._admitting: set[asyncio.Future[Any]] = set()  # admissions Redis has yet to answer
 
     def _error(self, e: Exception) -> StoreError:
-        return StoreError(f"redis store {_safe(self.url)}: {e}")
+        return store_error("redis store", self.url, e)
 
     async def start(self) -> None:
         try:
             await self.client.ping()
-        except RedisError as e:  # the server may come later: limits then follow store.on_error
+        except ERRORS as e:  # the server may come later: limits then follow store.on_error
             log.warning("redis store %s is not reachable yet: %s", _safe(self.url), e)
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
@@ -180,7 +230,7 @@ class RedisStore:
 
     async def admit(self, req: AdmitRequest, now: float) -> Admission:
         await self._retry_releases()
-        keys = [PREFIX + r.key for r in req.rates] + [PREFIX + c.key for c in req.concurrency] + [PREFIX + b.key for b in req.budgets]
+        keys = [counter_key(r.key) for r in req.rates] + [counter_key(c.key) for c in req.concurrency] + [counter_key(b.key) for b in req.budgets]
         args: list[Any] = [repr(now), repr(time.time()), req.lease, req.lease_ttl, len(req.rates), len(req.concurrency), len(req.budgets)]
         for r in req.rates:
             args += [r.limit, repr(float(r.cost))]
@@ -193,7 +243,7 @@ class RedisStore:
         call.add_done_callback(self._admitting.discard)
         try:
             res = await asyncio.shield(call)
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
         except asyncio.CancelledError:
             call.add_done_callback(functools.partial(self._disown, req))
@@ -207,7 +257,7 @@ class RedisStore:
     async def settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
         if not rates and not budgets:
             return
-        keys = [PREFIX + r.key for r, _ in rates] + [PREFIX + b.key for b, _ in budgets]
+        keys = [counter_key(r.key) for r, _ in rates] + [counter_key(b.key) for b, _ in budgets]
         args: list[Any] = [repr(now), len(rates), len(budgets)]
         for r, delta in rates:
             args += [r.limit, repr(float(delta))]
@@ -215,7 +265,7 @@ class RedisStore:
             args += [int(delta), b.ttl]
         try:
             await self._settle(keys=keys, args=args)
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def release(self, concurrency: list[Concurrency], lease: str) -> None:
@@ -231,17 +281,17 @@ class RedisStore:
         if not concurrency:
             return
         try:
-            await self._renew(keys=[PREFIX + c.key for c in concurrency], args=[repr(time.time()), lease, ttl])
-        except RedisError as e:
+            await self._renew(keys=[counter_key(c.key) for c in concurrency], args=[repr(time.time()), lease, ttl])
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def _delete_leases(self, pairs: list[tuple[str, str]]) -> None:
         try:
             async with self.client.pipeline(transaction=False) as p:
                 for key, lease in pairs:
-                    p.zrem(PREFIX + key, lease)
+                    p.zrem(counter_key(key), lease)  # split by node on a cluster
                 await p.execute()
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def _retry_releases(self) -> None:
@@ -289,29 +339,29 @@ class RedisStore:
         try:
             async with self.client.pipeline(transaction=True) as p:
                 for rec in batch:
-                    p.xadd(PREFIX + "ledger", {k: json.dumps(v) for k, v in rec.row().items()}, maxlen=LEDGER_MAXLEN, approximate=True)
+                    p.xadd(LEDGER + "rows", {k: json.dumps(v) for k, v in rec.row().items()}, maxlen=LEDGER_MAXLEN, approximate=True)
                 for (day, tenant, model), row in agg.items():
-                    key = f"{PREFIX}usage:{day}"
+                    key = f"{LEDGER}usage:{day}"
                     for f, v in row.items():
                         if v:
                             p.hincrby(key, json.dumps([tenant, model, f]), v)
-                    p.sadd(PREFIX + "usage:days", day)
+                    p.sadd(LEDGER + "days", day)
                 await p.execute()
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def usage(self, tenant: str | None, since: str | None) -> list[dict[str, Any]]:
         await self.flush()
         try:
-            members = await self.client.smembers(PREFIX + "usage:days")
+            members = await self.client.smembers(LEDGER + "days")
             days = sorted(str(d) for d in members if since is None or str(d) >= since)  # str already (decode_responses)
             rows: dict[tuple[str, str, str], dict[str, int]] = {}
             for day in days:
-                for field, value in (await self.client.hgetall(f"{PREFIX}usage:{day}")).items():
+                for field, value in (await self.client.hgetall(f"{LEDGER}usage:{day}")).items():
                     t, m, f = json.loads(field)
                     if tenant is None or t == tenant:
                         rows.setdefault((day, t, m), dict.fromkeys(AGGREGATE_FIELDS, 0))[f] = int(value)
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
         return [{"day": d, "tenant": t, "model": m, **row} for (d, t, m), row in sorted(rows.items())]
 
@@ -320,46 +370,46 @@ class RedisStore:
         """Readiness: a PING answered (StoreError otherwise, without the URL's password)."""
         try:
             await self.client.ping()
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def kv_get(self, key: str) -> str | None:
         try:
             value = await self.client.get(PREFIX + "kv:" + key)
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
         return str(value) if value is not None else None
 
     async def kv_put(self, key: str, value: str, ttl: float) -> None:
         try:
             await self.client.set(PREFIX + "kv:" + key, value, px=max(1, int(ttl * 1000)))
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def doc_get(self, tenant: str, key: str) -> str | None:
         try:
             value = await self.client.get(doc_keys(tenant, key)[0])
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
         return str(value) if value is not None else None
 
     async def doc_put(self, tenant: str, key: str, value: str, ttl: float) -> None:
         try:
             await self._doc_put(keys=doc_keys(tenant, key), args=[key, value, int((time.time() + ttl) * 1000)])
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def doc_delete(self, tenant: str, key: str) -> bool:
         try:
             return bool(int(await self._doc_delete(keys=doc_keys(tenant, key), args=[key])))
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def doc_bytes(self, tenants: list[str]) -> dict[str, int]:
         now = int(time.time() * 1000)
         try:
             return {t: int(await self._doc_bytes(keys=doc_keys(t, "")[1:], args=[now])) for t in tenants}
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def doc_sweep(self) -> int:
@@ -386,6 +436,14 @@ def _admission(req: AdmitRequest, res: list[Any]) -> Admission:
         else:
             adm.failed, adm.failed_key = req.rates[i].kind, req.rates[i].key
     return adm
+
+
+def store_error(what: str, url: str, e: Exception) -> StoreError:
+    """The error to raise, naming the store (without its password); a cluster node reached
+    with redis:// answers MOVED, which says what to write instead."""
+    if isinstance(e, MovedError):
+        return StoreError(f"{what} {_safe(url)}: MOVED {e} (the server is a Redis Cluster node: use redis+cluster://)")
+    return StoreError(f"{what} {_safe(url)}: {e}")
 
 
 def _safe(url: str) -> str:

@@ -1,5 +1,6 @@
-"""A virtual key's policy inside its tenant's: its own counters (scope `key:<id>`), added to
-the tenant's admission plan so a request must pass both (built from the store's dataclasses;
+"""A virtual key's policy inside its tenant's: its own counters (`<kind>:<tenant>:key:<id>`,
+named after the tenant like the tenant's own, so one admission stays in one Redis Cluster
+slot), added to the tenant's admission plan so a request must pass both (built from the store's dataclasses;
 relay.limits stays the tenant's), and its model allowlist."""
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import TenantConfig
 
-from ..limits import BUDGET_OUTPUT_RESERVE, Plan, headers, period_key
+from ..limits import BUDGET_OUTPUT_RESERVE, Plan, counter, headers, period_key
 from ..router import Router
 from ..store import Admission, Budget, Concurrency, Rate
 from .appkeys import VIRTUAL_KEY
@@ -21,27 +22,31 @@ def extend(plan: Plan, key: VirtualKey, prompt_tokens: Callable[[], int], max_ou
     """Adds the key's limits to `plan`, charged as relay.limits charges the tenant's (token
     rates prompt + max_out, a budget reserving the same as the tenant's would); returns the
     names of the counters added."""
-    lim, scope, req = key.key_limits, f"key:{key.id}", plan.req
+    lim, req = key.key_limits, plan.req
+
+    def name(kind: str, *more: str) -> str:
+        return counter(kind, key.tenant, "key", key.id, *more)
+
     added: list[str] = []
     if lim.rpm:
-        req.rates.append(Rate(f"rpm:{scope}", "requests", lim.rpm, 1))
-        added.append(f"rpm:{scope}")
+        req.rates.append(Rate(name("rpm"), "requests", lim.rpm, 1))
+        added.append(name("rpm"))
     if lim.tpm:
         if not plan.token_rates:
             plan.estimate = prompt_tokens() + (max_out or 0)
-        rate = Rate(f"tpm:{scope}", "tokens", lim.tpm, plan.estimate)
+        rate = Rate(name("tpm"), "tokens", lim.tpm, plan.estimate)
         req.rates.append(rate)
         plan.token_rates.append(rate)
         added.append(rate.key)
     if lim.max_concurrent:
-        req.concurrency.append(Concurrency(f"conc:{scope}", lim.max_concurrent))
-        added.append(f"conc:{scope}")
+        req.concurrency.append(Concurrency(name("conc"), lim.max_concurrent))
+        added.append(name("conc"))
     if lim.budget is not None:
         period, ttl = period_key(lim.budget.period, now)
         if not req.budgets:  # else the tenant's budget set the reservation, settled once for all
             plan.reserve = prompt_tokens() + (BUDGET_OUTPUT_RESERVE if max_out is None else max_out)
-        req.budgets.append(Budget(f"budget:{scope}:{period}", lim.budget.tokens, ttl, plan.reserve))
-        added.append(f"budget:{scope}:{period}")
+        req.budgets.append(Budget(name("budget", period), lim.budget.tokens, ttl, plan.reserve))
+        added.append(name("budget", period))
     return set(added)
 
 

@@ -1,22 +1,20 @@
-"""redis://... — key records shared by every instance on one Redis, under keys of their own:
-relay:vkey:<id> (the record), relay:vkey-digest:<sha256> (the index), relay:vkeys (all ids),
-relay:vkey-used (last-used times), relay:vkey-audit (a capped stream) and per-day usage
-hashes relay:vkey-usage:<day>."""
+"""redis://... or redis+cluster://... — key records shared by every instance, under keys of
+their own, all with the hash tag {vkeys} (one cluster slot, so a record and its digest index
+change in one MULTI): relay:{vkeys}:key:<id> (the record), relay:{vkeys}:digest:<sha256> (the
+index), relay:{vkeys}:ids (all ids), relay:{vkeys}:used (last-used times), relay:{vkeys}:audit
+(a capped stream) and per-day usage hashes relay:{vkeys}:usage:<day> (days in
+relay:{vkeys}:usage-days)."""
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import redis as syncredis
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from ..store.base import AGGREGATE_FIELDS, StoreError
-from ..store.redis import PREFIX, _safe
+from ..store.redis import ERRORS, PREFIX, connect, connect_sync, store_error
 from .model import VirtualKey
 from .store import UsageKey, WriteBehind
 
-P = PREFIX  # the usage store's namespace: one Redis holds both
+P = PREFIX + "{vkeys}:"  # inside the usage store's namespace: one Redis holds both
 AUDIT_MAXLEN = 100_000
 
 
@@ -24,11 +22,10 @@ class RedisKeyStore(WriteBehind):
     def __init__(self, url: str):
         super().__init__()
         self.url = url
-        # decode_responses=True: every answer is a str (Any: redis-py types them as bytes | str).
-        self.client: Any = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+        self.client: Any = connect(url)
 
-    def _error(self, e: RedisError) -> StoreError:
-        return StoreError(f"redis key store {_safe(self.url)}: {e}")
+    def _error(self, e: Exception) -> StoreError:
+        return store_error("redis key store", self.url, e)
 
     async def start(self) -> None:
         self.start_writer()
@@ -40,8 +37,8 @@ class RedisKeyStore(WriteBehind):
     async def _load(self, ids: list[str]) -> list[VirtualKey]:
         if not ids:
             return []
-        docs = await self.client.mget([f"{P}vkey:{i}" for i in ids])
-        used = await self.client.hmget(f"{P}vkey-used", ids)
+        docs = await self.client.mget([f"{P}key:{i}" for i in ids])
+        used = await self.client.hmget(f"{P}used", ids)
         return [VirtualKey.from_doc(json.loads(d), float(u) if u else None) for d, u in zip(docs, used) if d]
 
     async def save(self, key: VirtualKey) -> None:
@@ -49,33 +46,33 @@ class RedisKeyStore(WriteBehind):
             old = await self._load([key.id])
             async with self.client.pipeline(transaction=True) as p:
                 for d in old[0].digests() if old else []:
-                    p.delete(f"{P}vkey-digest:{d}")
+                    p.delete(f"{P}digest:{d}")
                 for d in key.digests():
-                    p.set(f"{P}vkey-digest:{d}", key.id)
-                p.set(f"{P}vkey:{key.id}", json.dumps(key.doc()))
-                p.sadd(f"{P}vkeys", key.id)
+                    p.set(f"{P}digest:{d}", key.id)
+                p.set(f"{P}key:{key.id}", json.dumps(key.doc()))
+                p.sadd(f"{P}ids", key.id)
                 await p.execute()
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def get(self, key_id: str) -> VirtualKey | None:
         try:
             found = await self._load([key_id])
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
         return found[0] if found else None
 
     async def find(self, digest: str) -> VirtualKey | None:
         try:
-            key_id = await self.client.get(f"{P}vkey-digest:{digest}")
-        except RedisError as e:
+            key_id = await self.client.get(f"{P}digest:{digest}")
+        except ERRORS as e:
             raise self._error(e) from e
         return await self.get(key_id) if key_id else None
 
     async def list_keys(self, tenant: str | None) -> list[VirtualKey]:
         try:
-            keys = await self._load(sorted(await self.client.smembers(f"{P}vkeys")))
-        except RedisError as e:
+            keys = await self._load(sorted(await self.client.smembers(f"{P}ids")))
+        except ERRORS as e:
             raise self._error(e) from e
         return sorted((k for k in keys if tenant is None or k.tenant == tenant), key=lambda k: (k.created_at, k.id))
 
@@ -86,25 +83,25 @@ class RedisKeyStore(WriteBehind):
         try:
             async with self.client.pipeline(transaction=True) as p:
                 for d in key.digests():
-                    p.delete(f"{P}vkey-digest:{d}")
-                p.delete(f"{P}vkey:{key_id}")
-                p.srem(f"{P}vkeys", key_id)
-                p.hdel(f"{P}vkey-used", key_id)
+                    p.delete(f"{P}digest:{d}")
+                p.delete(f"{P}key:{key_id}")
+                p.srem(f"{P}ids", key_id)
+                p.hdel(f"{P}used", key_id)
                 await p.execute()
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
         return key
 
     async def audit(self, entry: dict[str, Any]) -> None:
         try:
-            await self.client.xadd(f"{P}vkey-audit", {"entry": json.dumps(entry)}, maxlen=AUDIT_MAXLEN, approximate=True)
-        except RedisError as e:
+            await self.client.xadd(f"{P}audit", {"entry": json.dumps(entry)}, maxlen=AUDIT_MAXLEN, approximate=True)
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def audit_trail(self, key_id: str | None) -> list[dict[str, Any]]:
         try:
-            rows = await self.client.xrange(f"{P}vkey-audit")
-        except RedisError as e:
+            rows = await self.client.xrange(f"{P}audit")
+        except ERRORS as e:
             raise self._error(e) from e
         entries = [json.loads(fields["entry"]) for _, fields in rows]
         return [e for e in entries if key_id is None or e["key_id"] == key_id]
@@ -113,27 +110,27 @@ class RedisKeyStore(WriteBehind):
         try:
             async with self.client.pipeline(transaction=False) as p:
                 if touches:
-                    p.hset(f"{P}vkey-used", mapping={k: repr(t) for k, t in touches.items()})
+                    p.hset(f"{P}used", mapping={k: repr(t) for k, t in touches.items()})
                 for (day, tenant, key_id, model), row in agg.items():
                     for f, v in row.items():
                         if v:
-                            p.hincrby(f"{P}vkey-usage:{day}", json.dumps([tenant, key_id, model, f]), v)
-                    p.sadd(f"{P}vkey-usage-days", day)
+                            p.hincrby(f"{P}usage:{day}", json.dumps([tenant, key_id, model, f]), v)
+                    p.sadd(f"{P}usage-days", day)
                 await p.execute()
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
 
     async def usage(self, tenant: str | None, key_id: str | None, since: str | None) -> list[dict[str, Any]]:
         await self.flush()
         rows: dict[UsageKey, dict[str, int]] = {}
         try:
-            days = sorted(d for d in await self.client.smembers(f"{P}vkey-usage-days") if since is None or d >= since)
+            days = sorted(d for d in await self.client.smembers(f"{P}usage-days") if since is None or d >= since)
             for day in days:
-                for field, value in (await self.client.hgetall(f"{P}vkey-usage:{day}")).items():
+                for field, value in (await self.client.hgetall(f"{P}usage:{day}")).items():
                     t, k, m, f = json.loads(field)
                     if (tenant is None or t == tenant) and (key_id is None or k == key_id):
                         rows.setdefault((day, t, k, m), dict.fromkeys(AGGREGATE_FIELDS, 0))[f] = int(value)
-        except RedisError as e:
+        except ERRORS as e:
             raise self._error(e) from e
         return [{"day": d, "tenant": t, "key_id": k, "model": m, **row} for (d, t, k, m), row in sorted(rows.items())]
 
@@ -143,8 +140,8 @@ class RedisKeyStore(WriteBehind):
             return {}
         ds = sorted(digests)
         try:
-            with syncredis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True) as c:
-                ids = c.mget([f"{P}vkey-digest:{d}" for d in ds])
-        except RedisError as e:
+            with connect_sync(self.url) as c:
+                ids = c.mget([f"{P}digest:{d}" for d in ds])
+        except ERRORS as e:
             raise self._error(e) from e
         return {d: i for d, i in zip(ds, ids) if i}

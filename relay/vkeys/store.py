@@ -12,6 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
+from ..store import REDIS_SCHEMES
 from ..store.base import AGGREGATE_FIELDS, StoreError, UsageRecord, add_to_row, stop_task
 from .model import VirtualKey
 
@@ -129,6 +130,8 @@ def open_key_store(url: str) -> KeyStore:
         from .sqlite import SQLiteKeyStore
 
         return SQLiteKeyStore(url.removeprefix("sqlite:///"))
-    from .redis import RedisKeyStore
+    if url.startswith(REDIS_SCHEMES):
+        from .redis import RedisKeyStore
 
-    return RedisKeyStore(url)
+        return RedisKeyStore(url)
+    raise ValueError(f"unknown store URL scheme: {url.partition('://')[0]}")  # the config validator names them
