@@ -258,3 +258,17 @@ def test_cluster_urls_in_the_config(url: str, message: str) -> None:
     assert message in str(e.value) and "store.url" in str(e.value) and "pw-secret-77" not in str(e.value)
     ok = parse_config(text.replace(url, "rediss+cluster://user:pw@10.0.0.1:7000"), "relay.yaml", env=ENV)
     assert ok.store.url.startswith("rediss+cluster://")
+
+
+async def test_a_stored_chain_continues_across_instances_on_the_cluster(cluster: RedisClusterServers, make_relay, fake_openai):
+    from .support import base_config
+
+    config = base_config(fake_openai.url).replace("url: memory://", f"url: {cluster.url}")
+    one, two = await make_relay(config), await make_relay(config)
+    first = await one.client().responses.create(model="gpt-4.1-mini", input="one")
+    second = await two.client().responses.create(model="gpt-4.1-mini", input="two", previous_response_id=first.id)
+    assert [m["content"] for m in fake_openai.last.body["messages"]] == ["one", first.output_text, "two"]
+    items = [i.id async for i in one.client().responses.input_items.list(second.id, order="asc")]
+    assert len(items) == 3
+    await two.client().responses.delete(first.id)
+    assert await one.client().responses.create(model="gpt-4.1-mini", input="x", store=False)
