@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import openai
 import pytest
 
 from .spec import validate, validate_error
-from .support import GLOBEX_KEY, anthropic_channel, base_config
+from .support import ACME_KEY, GLOBEX_KEY, anthropic_channel, base_config
 
 TOOL = [{"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}]
 GLOBEX_TOO = "- name: acme-b\n  keys: [sk-other]\n  models: ['*']\n"
@@ -280,3 +281,19 @@ async def test_a_background_run_the_upstream_fails_is_failed_with_a_spec_code(re
         await asyncio.sleep(0.01)
     assert got["status"] == "failed" and got["error"]["code"] == "server_error"
     validate("Response", got)
+
+
+async def test_a_stored_response_replays_as_a_spec_valid_stream(relay):
+    from .spec import validate_response_event
+    from .support import responses_events
+
+    done = await relay.client().responses.create(model="gpt-tool", input="run it", tools=TOOL)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{relay.url}/v1/responses/{done.id}?stream=true", headers={"authorization": f"Bearer {ACME_KEY}"}) as r:
+            assert r.status == 200 and r.content_type == "text/event-stream"
+            events = responses_events((await r.read()).decode())
+    for ev in events:
+        validate_response_event(ev)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[-1]["type"] == "response.completed" and events[-1]["response"]["id"] == done.id
+    assert [e["item"]["type"] for e in events if e["type"] == "response.output_item.done"] == [i.type for i in done.output]

@@ -8,10 +8,14 @@ from aiohttp import web
 
 from ..appkeys import RUNTIME
 from ..httpio import json_response
-from .appkeys import RECORDS
+from ..responses_writer import write_events
+from .appkeys import RECORDS, RUNS
 from .background import current
+from .background_stream import stream_to_client
+from .eventlog import EventLog
 from .pages import page
 from .records import not_found
+from .replay import replay_events
 
 
 async def _record(request: web.Request) -> tuple[str, str, dict[str, Any]]:
@@ -25,8 +29,17 @@ async def _record(request: web.Request) -> tuple[str, str, dict[str, Any]]:
 
 
 async def get_response(request: web.Request) -> web.StreamResponse:
-    tenant, _, record = await _record(request)
-    return json_response(await current(request, tenant, record))
+    tenant, rid, record = await _record(request)
+    response = await current(request, tenant, record)
+    if request.query.get("stream") != "true":
+        return json_response(response)
+    keepalive = request.app[RUNTIME].current.config.server.sse_keepalive
+    running = request.app[RUNS].logs.get(rid)
+    if running is None:
+        running = EventLog()
+        await write_events(running, replay_events(response))
+        running.close()
+    return await stream_to_client(request, running, keepalive)
 
 
 async def delete_response(request: web.Request) -> web.StreamResponse:
