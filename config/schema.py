@@ -259,6 +259,7 @@ class ResponsesConfig(Strict):
     unsupported_tools: Literal["drop", "reject"] = "drop"
     retention: float = Field(30 * 86400, gt=0)  # seconds a stored response or conversation is kept
     max_stored_bytes: int = Field(16 << 20, ge=1024)  # one stored response (its history included) or conversation
+    max_background: int = Field(64, ge=1)  # background responses one tenant may have running on one instance
 
 
 class CooldownConfig(Strict):

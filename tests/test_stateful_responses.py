@@ -297,3 +297,15 @@ async def test_a_stored_response_replays_as_a_spec_valid_stream(relay):
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert events[-1]["type"] == "response.completed" and events[-1]["response"]["id"] == done.id
     assert [e["item"]["type"] for e in events if e["type"] == "response.output_item.done"] == [i.type for i in done.output]
+
+
+async def test_background_runs_are_capped_per_tenant(make_relay, fake_openai):
+    channel = f"- name: watched\n  type: openai\n  base_url: {fake_openai.url}/v1\n  models: {{gpt-watched: hang-watched}}\n"
+    relay = await make_relay(base_config(fake_openai.url, extra_channels=channel) + "responses:\n  max_background: 2\n")
+    client = relay.client()
+    running = [await client.responses.create(model="gpt-watched", input="x", background=True) for _ in range(2)]
+    with pytest.raises(openai.RateLimitError) as e:
+        await client.responses.create(model="gpt-watched", input="x", background=True)
+    assert e.value.code == "too_many_background_responses"
+    await client.responses.cancel(running[0].id)
+    assert (await client.responses.create(model="gpt-watched", input="x", background=True)).status == "queued"

@@ -48,7 +48,11 @@ class Runs:
 
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     logs: dict[str, EventLog] = field(default_factory=dict)  # what streamed runs wrote so far
+    owners: dict[str, str] = field(default_factory=dict)  # response id -> tenant
     cancelled: set[str] = field(default_factory=set)  # by a client (not by the shutdown)
+
+    def count(self, tenant: str) -> int:
+        return sum(1 for t in self.owners.values() if t == tenant)
 
     async def stop_all(self) -> None:
         for task in self.tasks.values():
@@ -57,6 +61,12 @@ class Runs:
 
 
 async def start(turn: Turn) -> web.StreamResponse:
+    runs: Runs = turn.request.app[RUNS]
+    cap = turn.rt.config.responses.max_background
+    if runs.count(turn.tenant.name) >= cap:  # each run holds an upstream call: bounded per tenant
+        raise RelayError(429, f"This tenant already has {cap} background responses running on this instance "
+                         "(responses.max_background); wait for one to finish.", type="rate_limit_error",
+                         code="too_many_background_responses", headers={"retry-after": "5"})
     call = await admitted(turn)
     queued = await _store_queued(turn)
     if turn.body.get("stream") is True:
@@ -101,11 +111,13 @@ def spawn(turn: Turn, call: ModelCall, work: Work, events: EventLog | None = Non
     runs: Runs = turn.request.app[RUNS]
     task = asyncio.get_running_loop().create_task(_run(turn, call, work))
     runs.tasks[turn.response_id] = task
+    runs.owners[turn.response_id] = turn.tenant.name
     if events is not None:
         runs.logs[turn.response_id] = events
 
     def done(_: asyncio.Task[None]) -> None:
         runs.tasks.pop(turn.response_id, None)
+        runs.owners.pop(turn.response_id, None)
         runs.logs.pop(turn.response_id, None)
         if events is not None:
             events.close()
