@@ -29,7 +29,7 @@ from relay_config.schema import TenantConfig
 from .appkeys import METRICS, RUNTIME
 from .dispatch import Answer, Attempt
 from .httpio import read_json
-from .lifecycle import ModelCall
+from .lifecycle import Flush, ModelCall, TapFactory
 from .native import ResponsesTap
 from .outcome import StreamOutcome
 from .responses_writer import write_events, write_responses_stream
@@ -115,6 +115,23 @@ class Turn:
         return ResponsesTap(streaming, outcome, self.model, self.response_id,
                             hold_final=self.prepared.store if hold is None else hold)
 
+    def stored_passthrough(self, answer: Answer) -> tuple[TapFactory, Flush | None]:
+        """The tap for a native answer, and the flush that stores its final response before
+        the bytes held back behind it go out (None when nothing is stored)."""
+        taps: list[ResponsesTap] = []
+
+        def make_tap(streaming: bool, outcome: StreamOutcome) -> ResponsesTap:
+            taps.append(self.native_tap(streaming, outcome))
+            return taps[0]
+
+        async def flush() -> bytes:
+            final, held = taps[0].release()
+            if final is not None:
+                await self.store(final, answer)
+            return held
+
+        return make_tap, flush if self.prepared.store else None
+
 
 async def responses(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
@@ -141,19 +158,8 @@ async def answer_now(turn: Turn) -> web.StreamResponse:
         answer = await call.dispatch(turn.candidates, turn.plan, stream)
         headers = answer.headers()
         if answer.raw is not None:
-            taps: list[ResponsesTap] = []
-
-            def make_tap(streaming: bool, outcome: StreamOutcome) -> ResponsesTap:
-                taps.append(turn.native_tap(streaming, outcome))
-                return taps[0]
-
-            async def flush() -> bytes:
-                final, held = taps[0].release()
-                if final is not None:
-                    await turn.store(final, answer)
-                return held
-
-            return await call.relay(answer, make_tap, headers, flush if turn.prepared.store else None)
+            make_tap, flush = turn.stored_passthrough(answer)
+            return await call.relay(answer, make_tap, headers, flush)
         conv = turn.convert(answer.candidate)
         if conv.tools.dropped:
             headers["x-relay-dropped-tools"] = ",".join(sorted(set(conv.tools.dropped)))

@@ -10,7 +10,6 @@ from aiohttp import web
 from relay_adaptors.responses import Envelope, ResponsesStream
 
 from ..lifecycle import ModelCall
-from ..native import ResponsesTap
 from ..outcome import Sink, StreamOutcome
 from ..responses_writer import write_events, write_responses_stream
 from ..sse_out import SSE_HEADERS, KeepaliveWriter
@@ -25,18 +24,7 @@ async def run_streaming(turn: Turn, call: ModelCall, events: EventLog) -> dict[s
     answer = await call.dispatch(turn.candidates, turn.plan, True)
     turn.answered = answer
     if answer.raw is not None:
-        taps: list[ResponsesTap] = []
-
-        def make_tap(streaming: bool, outcome: StreamOutcome) -> ResponsesTap:
-            taps.append(turn.native_tap(streaming, outcome, hold=True))
-            return taps[0]
-
-        async def flush() -> bytes:
-            final, held = taps[0].release()
-            if final is not None:
-                await turn.store(final, answer)
-            return held
-
+        make_tap, flush = turn.stored_passthrough(answer)  # background responses are always stored
         await call.pipe(answer, make_tap, events, flush)
         return None
     conv = turn.convert(answer.candidate)
