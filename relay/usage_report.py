@@ -33,15 +33,17 @@ def parse_since(text: str, now: float) -> str:
     raise ValueError(f"{text!r} is neither a date (YYYY-MM-DD) nor a span back from now (e.g. 7d, 24h)")
 
 
+NUMERIC = frozenset({*AGGREGATE_FIELDS, "stored_bytes"})  # right-aligned and totalled
+
+
 def with_total(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[dict[str, Any]]:
     label, *_ = columns
-    sums = {c: sum(r[c] for r in rows) for c in columns if rows and isinstance(rows[0][c], int)}
+    sums = {c: sum(r[c] for r in rows) for c in columns if c in NUMERIC}
     return [*rows, {**dict.fromkeys(columns, ""), label: "TOTAL", **sums}]
 
 
 def render(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] | None = None) -> str:
-    """`columns`: the row keys in order (default: the ledger's aggregate rows); numbers are
-    right-aligned and totalled in the table."""
+    """`columns`: the row keys in order (default: the ledger's aggregate rows)."""
     columns = columns or COLUMNS
     if fmt == "json":
         return json.dumps({"data": rows}, indent=2) + "\n"
@@ -51,10 +53,9 @@ def render(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] | None
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue()
-    numeric = {c for c in columns if rows and isinstance(rows[0][c], int)}
     table = [columns] + [tuple(str(r[c]) for c in columns) for r in with_total(rows, columns)]
     widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
-    lines = ["  ".join(cell.rjust(w) if columns[i] in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+    lines = ["  ".join(cell.rjust(w) if columns[i] in NUMERIC else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              .rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"

@@ -173,10 +173,7 @@ def add_parser(sub: Any, load: Callable[[str], Any]) -> None:
 
 def render_usage(url: str, tenant: str | None, since: str | None, fmt: str) -> int:
     """`relay usage --by key`: per day, tenant, key and model, from the key store's aggregates."""
-    import csv
-    import io
-
-    from ..store.base import AGGREGATE_FIELDS
+    from ..usage_report import render
     from .store import KEY_USAGE_COLUMNS
 
     async def fetch() -> list[dict[str, Any]]:
@@ -192,20 +189,5 @@ def render_usage(url: str, tenant: str | None, since: str | None, fmt: str) -> i
     except StoreError as e:
         print(str(e), file=sys.stderr)
         return 1
-    if fmt == "json":
-        print(json.dumps({"data": rows}, indent=2))
-        return 0
-    if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=KEY_USAGE_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        print(buf.getvalue(), end="")
-        return 0
-    total = {"day": "TOTAL", "tenant": "", "key_id": "", "model": "", **{f: sum(r[f] for r in rows) for f in AGGREGATE_FIELDS}}
-    table = [KEY_USAGE_COLUMNS] + [tuple(str(r[c]) for c in KEY_USAGE_COLUMNS) for r in [*rows, total]]
-    widths = [max(len(row[i]) for row in table) for i in range(len(KEY_USAGE_COLUMNS))]
-    lines = ["  ".join(c.rjust(w) if i >= 4 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    print("\n".join(lines))
+    print(render(rows, fmt, KEY_USAGE_COLUMNS), end="")
     return 0
