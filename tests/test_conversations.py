@@ -14,6 +14,8 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from relay.conversations import CONVERSATIONS
 from relay_adaptors.kernel.errors import RelayError
@@ -430,3 +432,70 @@ async def test_concurrent_appends_in_one_process_all_land(make_relay: Callable[.
     texts = sorted(i["content"][0]["text"] for i in await convs.items("acme", conv.id))
     assert texts == sorted(f"m{i}" for i in range(20))
     assert len(convs.locks) == 0  # nothing kept once no one waits
+
+
+# --- fuzzing: any item body gets a spec-valid answer, and what is stored lists spec-valid ----
+HOSTILE = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=6), st.lists(st.integers(), max_size=2),
+                    st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2))
+TEXT = st.text(max_size=6)
+
+
+def mostly(valid: Any) -> Any:
+    """Usually a valid value, sometimes anything."""
+    return st.integers(0, 9).flatmap(lambda i: valid if i else HOSTILE)
+
+
+USER_PART = st.one_of(
+    st.fixed_dictionaries({"type": st.just("input_text"), "text": mostly(TEXT)}),
+    st.fixed_dictionaries({"type": st.just("input_image"), "image_url": mostly(st.just("https://example.com/a.png"))},
+                          optional={"detail": mostly(st.sampled_from(["auto", "low", "original"]))}),
+    st.fixed_dictionaries({"type": st.just("input_file"), "file_data": mostly(st.just("data:application/pdf;base64,AA=="))},
+                          optional={"filename": mostly(TEXT), "detail": mostly(st.sampled_from(["low", "high"]))}),
+    st.fixed_dictionaries({"type": mostly(st.sampled_from(["output_text", "refusal"]))}),
+)
+ASSISTANT_PART = st.one_of(
+    st.fixed_dictionaries({"type": st.just("output_text"), "text": mostly(TEXT)},
+                          optional={"annotations": mostly(st.just([])), "logprobs": mostly(st.just([{"token": "a"}]))}),
+    st.fixed_dictionaries({"type": st.just("refusal"), "refusal": mostly(TEXT)}),
+)
+COMMON = {"id": mostly(st.from_regex(r"msg_[a-z0-9]{1,6}", fullmatch=True)),
+          "status": mostly(st.sampled_from(["completed", "in_progress", "incomplete"]))}
+ITEM = st.one_of(
+    st.fixed_dictionaries({"role": mostly(st.sampled_from(["user", "system", "developer"])),
+                           "content": mostly(st.one_of(TEXT, st.lists(USER_PART, max_size=3)))},
+                          optional={"type": mostly(st.just("message")), **COMMON}),
+    st.fixed_dictionaries({"type": st.just("message"), "role": st.just("assistant"),
+                           "content": mostly(st.one_of(TEXT, st.lists(ASSISTANT_PART, max_size=2)))},
+                          optional={"phase": mostly(st.just("commentary")), **COMMON}),
+    st.fixed_dictionaries({"type": st.just("function_call"), "call_id": mostly(st.just("call_1")), "name": mostly(st.just("f")),
+                           "arguments": mostly(st.just("{}"))}, optional={"namespace": mostly(TEXT), **COMMON}),
+    st.fixed_dictionaries({"type": st.just("function_call_output"), "call_id": mostly(st.just("call_1")),
+                           "output": mostly(st.one_of(TEXT, st.lists(USER_PART, max_size=2)))}, optional=COMMON),
+    st.fixed_dictionaries({"type": st.just("reasoning"), "summary": mostly(st.lists(
+        st.fixed_dictionaries({"type": st.just("summary_text"), "text": mostly(TEXT)}), max_size=2))},
+        optional={"encrypted_content": mostly(TEXT), **COMMON}),
+    mostly(st.fixed_dictionaries({"type": st.sampled_from(["item_reference", "web_search_call", "x"])})),
+)
+
+
+@pytest.fixture
+async def fuzz_relay(make_relay: Callable[..., Any]) -> Relay:
+    return await make_relay(config("memory://"))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(new=st.lists(ITEM, min_size=1, max_size=3), metadata=mostly(st.one_of(st.none(), st.dictionaries(TEXT, TEXT, max_size=3))))
+async def test_any_items_get_a_spec_valid_answer(fuzz_relay: Relay, new: list[Any], metadata: Any) -> None:
+    status, body = await call(fuzz_relay, "POST", "/v1/conversations", {"items": new, "metadata": metadata})
+    if status != 200:
+        rejected(status, body, 400, body["error"]["param"])
+        assert body["error"]["param"], body
+        return
+    validate("ConversationResource", body)
+    for include in ("", "?include=reasoning.encrypted_content&include=message.input_image.image_url"
+                        "&include=message.output_text.logprobs"):
+        status, listed = await call(fuzz_relay, "GET", f"/v1/conversations/{body['id']}/items{include}")
+        assert status == 200
+        validate("ConversationItemList", listed)
+    for item in await fuzz_relay.server.app[CONVERSATIONS].items("acme", body["id"]):
+        validate("Item", item)
