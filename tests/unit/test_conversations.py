@@ -193,3 +193,16 @@ async def test_the_size_cap_is_checked_before_anything_is_written() -> None:
         await convs.create("acme", {}, [{"role": "user", "content": "a" * 2000}])
     assert (info.value.status, info.value.param) == (400, "items")
     assert len(store.docs["acme"]) == 1
+
+
+def test_retention_and_size_cap_in_the_config() -> None:
+    from pydantic import ValidationError
+
+    from relay_config.schema import ResponsesConfig
+
+    default = ResponsesConfig()
+    assert (default.retention, default.max_stored_bytes) == (30 * 86400, 16 << 20)
+    assert ResponsesConfig(retention=60, max_stored_bytes=4096).retention == 60
+    for bad in ({"retention": 0}, {"retention": -1}, {"max_stored_bytes": 10}, {"max_stored_bytes": "big"}):
+        with pytest.raises(ValidationError):
+            ResponsesConfig(**bad)
