@@ -256,11 +256,8 @@ class ResponsesConfig(Strict):
     # Hosted tool types (web_search, file_search, ...) no chat upstream can run:
     # drop them and say so in x-relay-dropped-tools, or reject the request with a 400.
     unsupported_tools: Literal["drop", "reject"] = "drop"
-    # Stored responses and conversations expire this many seconds after their last change.
-    retention: float = Field(30 * 86400, gt=0)
-    # The largest one stored document may grow (a stored response, a conversation): a write
-    # that would pass it is refused with a 400 naming what made it too large.
-    max_stored_bytes: int = Field(16 << 20, ge=1024)
+    retention: float = Field(30 * 86400, gt=0)  # seconds a stored response or conversation is kept
+    max_stored_bytes: int = Field(16 << 20, ge=1024)  # one stored response (its history included) or conversation
 
 
 class CooldownConfig(Strict):

@@ -42,7 +42,8 @@ _FILE_DETAIL = ("low", "high")
 
 
 def not_found(what: str, ident: str, param: str) -> RelayError:
-    return RelayError(404, f"{what} with id '{ident}' not found.", param=param, code="not_found")
+    """`ident` has passed an id check: safe to repeat."""
+    return RelayError(404, f"{what} with id '{ident}' not found.", param=param, code=f"{what.lower()}_not_found")
 
 
 def check_conversation_id(value: str, param: str) -> str:
@@ -104,20 +105,21 @@ def check_new_items(raw: Any, param: str = "items") -> list[Any]:
 def new_items(raw: list[Any], param: str, taken: set[str], *, reassign_taken: bool) -> list[dict[str, Any]]:
     """Items as stored: each rebuilt from the fields its type has, with an id (the client's
     when it gave a valid one, else Relay's) unique among `taken` (updated). A client's id
-    that is already taken is a 400, or replaced by a fresh one with `reassign_taken` (a
-    response's input repeating an item the conversation holds must not fail the append)."""
+    that is malformed or already taken is a 400; with `reassign_taken` it is replaced by a
+    fresh one instead (a response's input, appended once the response is done, must not fail
+    over an id the conversation already holds)."""
     out = []
     for i, item in enumerate(raw):
         p = f"{param}[{i}]"
         stored = _item(item, p)
         given = item.get("id")
-        if given is not None:
+        if given is not None and not reassign_taken:
             check_item_id(given, f"{p}.id")
             if given in taken:
-                if not reassign_taken:
-                    raise bad_request(f"Invalid '{p}.id': the conversation already has an item with id '{given}'.",
-                                      param=f"{p}.id", code="duplicate_item_id")
-                given = None
+                raise bad_request(f"Invalid '{p}.id': the conversation already has an item with id '{given}'.",
+                                  param=f"{p}.id", code="duplicate_item_id")
+        elif given is not None and (not isinstance(given, str) or not _ID.fullmatch(given) or given in taken):
+            given = None
         ident = given if given is not None else new_id(_ID_PREFIX[stored["type"]])
         taken.add(ident)
         out.append({"id": ident, **stored})
@@ -172,7 +174,8 @@ def _part(part: Any, p: str, *, assistant: bool) -> dict[str, Any]:
     if kind == "refusal":
         return {"type": "refusal", "refusal": _string(part, "refusal", p)}
     if kind == "output_text":
-        return _output_text(_string(part, "text", p), _objects(part, "annotations", p), _objects(part, "logprobs", p))
+        return _output_text(_string(part, "text", p), _annotations(part.get("annotations"), f"{p}.annotations"),
+                            _logprobs(part.get("logprobs"), f"{p}.logprobs", top=True))
     if kind == "input_text":
         return {"type": "input_text", "text": _string(part, "text", p)}
     if part.get("file_id") is not None:
@@ -254,13 +257,53 @@ def _string(obj: dict[str, Any], key: str, p: str) -> str:
     return str(value)
 
 
-def _objects(obj: dict[str, Any], key: str, p: str) -> list[Any]:
-    value = obj.get(key)
-    if value is None:
+# Annotation type -> its fields (OpenAI's document: every one of them required).
+_ANNOTATIONS: dict[str, dict[str, type]] = {
+    "file_citation": {"file_id": str, "index": int, "filename": str},
+    "url_citation": {"url": str, "start_index": int, "end_index": int, "title": str},
+    "container_file_citation": {"container_id": str, "file_id": str, "start_index": int, "end_index": int, "filename": str},
+    "file_path": {"file_id": str, "index": int},
+}
+
+
+def _annotations(raw: Any, p: str) -> list[dict[str, Any]]:
+    out = []
+    for j, ann in enumerate(_list(raw, p)):
+        q = f"{p}[{j}]"
+        fields = _ANNOTATIONS.get(str(ann.get("type"))) if isinstance(ann, dict) else None
+        _need(fields is not None, f"Invalid value for '{q}.type': expected one of {list(_ANNOTATIONS)}.", f"{q}.type", "invalid_value")
+        assert fields is not None
+        out.append({"type": ann["type"], **{k: _typed(ann, k, t, q) for k, t in fields.items()}})
+    return out
+
+
+def _logprobs(raw: Any, p: str, *, top: bool) -> list[dict[str, Any]]:
+    out = []
+    for j, lp in enumerate(_list(raw, p)):
+        q = f"{p}[{j}]"
+        _need(isinstance(lp, dict), f"Invalid type for '{q}': expected an object.", q, "invalid_type")
+        byte_values = _list(lp.get("bytes"), f"{q}.bytes")
+        _need(all(type(b) is int for b in byte_values), f"Invalid type for '{q}.bytes': expected integers.", f"{q}.bytes", "invalid_type")
+        entry = {"token": _typed(lp, "token", str, q), "logprob": _typed(lp, "logprob", float, q), "bytes": byte_values}
+        if top:
+            entry["top_logprobs"] = _logprobs(lp.get("top_logprobs"), f"{q}.top_logprobs", top=False)
+        out.append(entry)
+    return out
+
+
+def _list(raw: Any, p: str) -> list[Any]:
+    if raw is None:
         return []
-    _need(isinstance(value, list) and all(isinstance(v, dict) for v in value),
-          f"Invalid type for '{p}.{key}': expected an array of objects.", f"{p}.{key}", "invalid_type")
-    return list(value)
+    _need(isinstance(raw, list), f"Invalid type for '{p}': expected an array.", p, "invalid_type")
+    return list(raw)
+
+
+def _typed(obj: dict[str, Any], key: str, kind: type, p: str) -> Any:
+    value = obj.get(key)
+    ok = isinstance(value, str) if kind is str else type(value) is int or (kind is float and type(value) is float)
+    _need(ok, f"Invalid type for '{p}.{key}': expected {'a string' if kind is str else 'a number'}.", f"{p}.{key}",
+          "invalid_type" if value is not None else "missing_required_parameter")
+    return value
 
 
 def _need(cond: bool, message: str, param: str, code: str) -> None:

@@ -3,7 +3,8 @@
 One document per conversation (`conversation:<id>`): its id, creation time, metadata and
 ordered items. Every change rewrites the document and restarts its retention, so a
 conversation expires `retention` seconds after its last change. A change that would make the
-document larger than `max_bytes` is refused (400, nothing written).
+document larger than `max_bytes` is refused (413 naming what made it too large; nothing is
+written).
 
 Changes to one conversation are serialized in this process (a lock per conversation, so an
 append never loses another's items). Across instances sharing a store there is no lock:
@@ -20,7 +21,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from relay_adaptors.kernel import jsonfast
-from relay_adaptors.kernel.errors import RelayError, bad_request
+from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.kernel.ids import new_id
 
 from .conversation_items import CONVERSATION_PREFIX, check_conversation_id, new_items, not_found
@@ -73,8 +74,10 @@ class Conversations:
         return list(doc["items"])
 
     async def append(self, tenant: str, conversation_id: str, items: list[dict[str, Any]], param: str = "conversation") -> None:
-        """Adds a response's input and output items at the end. Items without an id, or with
-        one the conversation already has, get a new Relay id."""
+        """Adds a response's input and output items at the end. Items without a valid id, or
+        with one the conversation already has, get a new Relay id. Item errors name
+        `conversation[i]...` (i indexes `items`); check a request's input beforehand with
+        conversation_items.new_items(input, "input", set(), reassign_taken=True)."""
         await self.add_items(tenant, conversation_id, items, param, items_param=param, reassign_taken=True)
 
     # --- the endpoints ------------------------------------------------------------------
@@ -130,9 +133,9 @@ class Conversations:
     async def _put(self, tenant: str, doc: dict[str, Any], param: str) -> None:
         raw = jsonfast.dumps(doc)
         if len(raw) > self.max_bytes:
-            raise bad_request(f"The conversation would hold {len(raw)} bytes, more than the {self.max_bytes} bytes Relay "
-                              "stores per conversation; start a new conversation (or delete items).",
-                              param=param, code="conversation_too_large")
+            raise RelayError(413, f"The conversation would hold {len(raw)} bytes, more than the {self.max_bytes} bytes "
+                             "Relay stores per conversation (responses.max_stored_bytes); start a new conversation "
+                             "or delete items.", param=param, code="conversation_too_large")
         await self._call(self.store.doc_put(tenant, _key(doc["id"]), raw.decode(), self.retention))
 
     @staticmethod

@@ -349,12 +349,12 @@ async def test_oversized_bodies_and_conversations(make_relay: Callable[..., Any]
     validate_error(body)
     # Under it, but the conversation would pass responses.max_stored_bytes: nothing is stored.
     status, body = await call(relay, "POST", "/v1/conversations", {"items": [{"role": "user", "content": "x" * 5000}]})
-    assert rejected(status, body, 400, "items")["code"] == "conversation_too_large"
+    assert rejected(status, body, 413, "items")["code"] == "conversation_too_large"
     conv = await client.conversations.create(items=[{"role": "user", "content": "x" * 2000}])
     status, body = await call(relay, "POST", f"/v1/conversations/{conv.id}/items", {"items": [{"role": "user", "content": "y" * 2500}]})
-    rejected(status, body, 400, "items")
+    rejected(status, body, 413, "items")
     status, body = await call(relay, "POST", f"/v1/conversations/{conv.id}", {"metadata": {f"k{i}": "v" * 500 for i in range(16)}})
-    rejected(status, body, 400, "metadata")
+    rejected(status, body, 413, "metadata")
     assert len((await client.conversations.items.list(conv.id)).data) == 1
     assert (await client.conversations.retrieve(conv.id)).metadata == {}
 
@@ -398,14 +398,15 @@ async def test_items_and_append_for_responses(relay: Relay) -> None:
     convs = relay.server.app[CONVERSATIONS]
     conv = await relay.client().conversations.create(items=TURN[:1])
     history = await convs.items("acme", conv.id)
-    request_input = [{"role": "user", "content": "Again?", "id": history[0]["id"]}]  # repeats an id it already holds
+    # One repeats an id the conversation holds, one has a malformed id: both get fresh ones.
+    request_input = [{"role": "user", "content": "Again?", "id": history[0]["id"]}, {"role": "user", "content": "!", "id": "a b"}]
     output = [{"type": "message", "id": "msg_out1", "status": "completed", "role": "assistant",
                "content": [{"type": "output_text", "text": "Yes.", "annotations": [], "logprobs": []}]}, TURN[1]]
     await convs.append("acme", conv.id, request_input + output)
     items = await convs.items("acme", conv.id)
-    assert [i["type"] for i in items] == ["message", "message", "message", "reasoning"]
-    assert len({i["id"] for i in items}) == 4 and items[2]["id"] == "msg_out1"
-    assert items[3]["encrypted_content"] == "opaque=="  # history keeps what the endpoints hide
+    assert [i["type"] for i in items] == ["message", "message", "message", "message", "reasoning"]
+    assert len({i["id"] for i in items}) == 5 and items[3]["id"] == "msg_out1" and items[2]["id"] != "a b"
+    assert items[4]["encrypted_content"] == "opaque=="  # history keeps what the endpoints hide
     for item in items:
         validate("Item", item)  # each a Responses input item
     for tenant, ident in (("globex", conv.id), ("acme", "conv_unknown")):
@@ -453,9 +454,12 @@ USER_PART = st.one_of(
                           optional={"filename": mostly(TEXT), "detail": mostly(st.sampled_from(["low", "high"]))}),
     st.fixed_dictionaries({"type": mostly(st.sampled_from(["output_text", "refusal"]))}),
 )
+URL_CITATION = {"type": "url_citation", "url": "https://example.com", "start_index": 0, "end_index": 1, "title": "t", "x": 1}
+LOGPROB = {"token": "a", "logprob": -1, "bytes": [97], "top_logprobs": [{"token": "b", "logprob": -2.5, "bytes": [98]}]}
 ASSISTANT_PART = st.one_of(
     st.fixed_dictionaries({"type": st.just("output_text"), "text": mostly(TEXT)},
-                          optional={"annotations": mostly(st.just([])), "logprobs": mostly(st.just([{"token": "a"}]))}),
+                          optional={"annotations": mostly(st.lists(mostly(st.just(URL_CITATION)), max_size=2)),
+                                    "logprobs": mostly(st.lists(mostly(st.just(LOGPROB)), max_size=2))}),
     st.fixed_dictionaries({"type": st.just("refusal"), "refusal": mostly(TEXT)}),
 )
 COMMON = {"id": mostly(st.from_regex(r"msg_[a-z0-9]{1,6}", fullmatch=True)),

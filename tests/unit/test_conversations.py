@@ -140,8 +140,10 @@ def test_items_are_rebuilt_from_the_fields_of_their_type() -> None:
 def test_a_taken_id_is_refused_or_replaced() -> None:
     taken = {"msg_1"}
     assert param_of(new_items, [{"role": "user", "content": "x", "id": "msg_1"}], "items", taken, reassign_taken=False) == (400, "items[0].id")
-    out = new_items([{"role": "user", "content": "x", "id": "msg_1"}], "conversation", taken, reassign_taken=True)
-    assert out[0]["id"] != "msg_1" and out[0]["id"] in taken
+    out = new_items([{"role": "user", "content": "x", "id": "msg_1"}, {"role": "user", "content": "x", "id": "<bad>"},
+                     {"role": "user", "content": "x", "id": "msg_2"}], "conversation", taken, reassign_taken=True)
+    assert out[0]["id"] not in ("msg_1", "<bad>") and out[1]["id"] != "<bad>" and out[2]["id"] == "msg_2"
+    assert taken == {"msg_1", *(i["id"] for i in out)}
 
 
 def test_new_items_count() -> None:
@@ -187,11 +189,11 @@ async def test_the_size_cap_is_checked_before_anything_is_written() -> None:
     doc = await convs.create("acme", {}, [{"role": "user", "content": "a" * 500}])
     with pytest.raises(RelayError) as info:
         await convs.append("acme", doc["id"], [{"role": "user", "content": "é" * 300}])  # 600 bytes, 300 characters
-    assert (info.value.status, info.value.param, info.value.code) == (400, "conversation", "conversation_too_large")
+    assert (info.value.status, info.value.param, info.value.code) == (413, "conversation", "conversation_too_large")
     assert len(await convs.items("acme", doc["id"])) == 1
     with pytest.raises(RelayError) as info:
         await convs.create("acme", {}, [{"role": "user", "content": "a" * 2000}])
-    assert (info.value.status, info.value.param) == (400, "items")
+    assert (info.value.status, info.value.param) == (413, "items")
     assert len(store.docs["acme"]) == 1
 
 
@@ -206,3 +208,24 @@ def test_retention_and_size_cap_in_the_config() -> None:
     for bad in ({"retention": 0}, {"retention": -1}, {"max_stored_bytes": 10}, {"max_stored_bytes": "big"}):
         with pytest.raises(ValidationError):
             ResponsesConfig(**bad)
+
+
+def test_annotations_and_logprobs_are_checked_and_rebuilt() -> None:
+    citation = {"type": "url_citation", "url": "https://x", "start_index": 0, "end_index": 3, "title": "X", "extra": "dropped"}
+    logprob = {"token": "a", "logprob": -1, "bytes": [97], "top_logprobs": [{"token": "b", "logprob": -0.5, "bytes": [98], "x": 1}]}
+    part = {"type": "output_text", "text": "abc", "annotations": [citation], "logprobs": [logprob]}
+    out = new_items([{"role": "assistant", "content": [part]}], "items", set(), reassign_taken=False)[0]["content"][0]
+    assert out["annotations"] == [{k: v for k, v in citation.items() if k != "extra"}]
+    assert out["logprobs"] == [{**logprob, "top_logprobs": [{"token": "b", "logprob": -0.5, "bytes": [98]}]}]
+    for bad, param in (
+        ({"annotations": [{"type": "url_citation", "url": "https://x"}]}, "items[0].content[0].annotations[0].start_index"),
+        ({"annotations": [{"type": "footnote"}]}, "items[0].content[0].annotations[0].type"),
+        ({"annotations": "none"}, "items[0].content[0].annotations"),
+        ({"logprobs": [{"token": "a"}]}, "items[0].content[0].logprobs[0].logprob"),
+        ({"logprobs": [{"token": "a", "logprob": True, "bytes": []}]}, "items[0].content[0].logprobs[0].logprob"),
+        ({"logprobs": [{"token": "a", "logprob": 0, "bytes": ["x"]}]}, "items[0].content[0].logprobs[0].bytes"),
+        ({"logprobs": [{"token": "a", "logprob": 0, "bytes": [], "top_logprobs": [{}]}]},
+         "items[0].content[0].logprobs[0].top_logprobs[0].token"),
+    ):
+        content = [{"type": "output_text", "text": "abc", **bad}]
+        assert param_of(new_items, [{"role": "assistant", "content": content}], "items", set(), reassign_taken=False) == (400, param)
