@@ -144,3 +144,15 @@ async def delete_item(request: web.Request) -> web.Response:
     item_id = check_item_id(request.match_info["item_id"], "item_id")
     doc = await conversations_of(request).delete_item(tenant, request.match_info["conversation_id"], item_id)
     return json_response(_resource(doc))
+
+
+ROUTES = (
+    ("POST", "/v1/conversations", create_conversation),
+    ("GET", "/v1/conversations/{conversation_id}", get_conversation),
+    ("POST", "/v1/conversations/{conversation_id}", update_conversation),
+    ("DELETE", "/v1/conversations/{conversation_id}", delete_conversation),
+    ("GET", "/v1/conversations/{conversation_id}/items", list_items),
+    ("POST", "/v1/conversations/{conversation_id}/items", create_items),
+    ("GET", "/v1/conversations/{conversation_id}/items/{item_id}", get_item),
+    ("DELETE", "/v1/conversations/{conversation_id}/items/{item_id}", delete_item),
+)
