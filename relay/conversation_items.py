@@ -32,7 +32,6 @@ INCLUDABLE = frozenset({
     "message.input_image.image_url", "computer_call_output.output.image_url", "code_interpreter_call.outputs",
     "reasoning.encrypted_content", "message.output_text.logprobs",
 })
-INCLUDE_ALL = INCLUDABLE  # what Relay itself reads back (history for a response)
 
 _ID_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
 _STATUSES = ("in_progress", "completed", "incomplete")
