@@ -17,6 +17,8 @@ from relay_config.schema import RelayConfig
 from . import admin, handlers, messages, responses_api
 from .appkeys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
 from .breaker import Breakers
+from .conversations import ROUTES as CONVERSATION_ROUTES
+from .conversations import context as conversations_context
 from .httpio import error_response, request_id
 from .logs import log_request
 from .metrics import Metrics
@@ -142,6 +144,11 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     app.router.add_post("/v1/responses/{response_id}/cancel", cancel_response)
     app.router.add_post("/v1/messages", messages.messages)
     app.router.add_post("/v1/messages/count_tokens", messages.count_tokens)
+    # Conversations (/v1/conversations..., relay/conversations.py), kept in the store's documents:
+    # their context opens after the store's.
+    app.cleanup_ctx.append(conversations_context(config.responses))
+    for method, path, handler in CONVERSATION_ROUTES:
+        app.router.add_route(method, path, handler)
     app.router.add_get("/", messages.root)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model}", handlers.get_model)
