@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from relay_adaptors.kernel.errors import RelayError, bad_request
@@ -19,7 +18,6 @@ from relay_adaptors.kernel.ids import new_id
 CONVERSATION_PREFIX = "conv_"
 MAX_NEW_ITEMS = 20  # per request, as OpenAI (creation and items.create)
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
-DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 # Ids a client may choose (items) or name (paths, `after`): OpenAI's shapes are letters,
 # digits and underscores; hyphens too for ids other SDKs make up. Bounded so that a key
@@ -334,47 +332,3 @@ def _trimmed(part: dict[str, Any], logprobs: bool, images: bool) -> dict[str, An
 
 
 # --- pages ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class PageQuery:
-    limit: int = DEFAULT_LIMIT
-    order: str = "desc"  # OpenAI's default for conversation items
-    after: str | None = None
-
-
-def page_query(limit: str | None, order: str | None, after: str | None) -> PageQuery:
-    """The list parameters from a query string, checked."""
-    n = DEFAULT_LIMIT
-    if limit is not None:
-        try:
-            n = int(limit)
-        except ValueError:
-            n = 0
-        if not 1 <= n <= MAX_LIMIT:
-            raise bad_request(f"Invalid 'limit': expected an integer from 1 to {MAX_LIMIT}.", param="limit", code="invalid_value")
-    if order is not None and order not in ("asc", "desc"):
-        raise bad_request("Invalid 'order': expected 'asc' or 'desc'.", param="order", code="invalid_value")
-    if after is not None:
-        check_item_id(after, "after")
-    return PageQuery(n, order or "desc", after)
-
-
-def page(items: list[dict[str, Any]], query: PageQuery) -> tuple[list[dict[str, Any]], bool]:
-    """The items of one page in the query's order, and whether more follow it."""
-    ordered = items if query.order == "asc" else items[::-1]
-    start = 0
-    if query.after is not None:
-        for i, item in enumerate(ordered):
-            if item["id"] == query.after:
-                start = i + 1
-                break
-        else:
-            raise bad_request(f"Invalid 'after': the conversation has no item with id '{query.after}'.", param="after",
-                              code="invalid_value")
-    chunk = ordered[start:start + query.limit]
-    return chunk, start + query.limit < len(ordered)
-
-
-def item_list(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    """The `list` object; an empty list has empty first/last ids (the spec wants strings)."""
-    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else "",
-            "last_id": data[-1]["id"] if data else "", "has_more": has_more}

@@ -20,14 +20,12 @@ from .conversation_items import (
     check_item_id,
     check_metadata,
     check_new_items,
-    item_list,
     not_found,
-    page,
-    page_query,
     presented,
 )
 from .conversation_store import Conversations
 from .httpio import json_response, read_json
+from .stateful.pages import MAX_LIMIT, page
 
 CONVERSATIONS = web.AppKey("conversations", Conversations)
 
@@ -110,12 +108,10 @@ async def delete_conversation(request: web.Request) -> web.Response:
 
 async def list_items(request: web.Request) -> web.Response:
     tenant = _tenant(request)
-    q = request.query
-    query = page_query(q.get("limit"), q.get("order"), q.get("after"))
     include = _include(request)
     doc = await conversations_of(request).get(tenant, request.match_info["conversation_id"])
-    data, has_more = page(doc["items"], query)
-    return json_response(item_list([presented(item, include) for item in data], has_more))
+    listing = page(doc["items"], request.query)
+    return json_response({**listing, "data": [presented(item, include) for item in listing["data"]]})
 
 
 async def create_items(request: web.Request) -> web.Response:
@@ -125,7 +121,7 @@ async def create_items(request: web.Request) -> web.Response:
     if body.get("items") is None:
         raise bad_request("Missing required parameter: 'items'.", param="items", code="missing_required_parameter")
     added = await conversations_of(request).add_items(tenant, request.match_info["conversation_id"], check_new_items(body["items"]))
-    return json_response(item_list([presented(item, include) for item in added], False))
+    return json_response(page([presented(item, include) for item in added], {"order": "asc", "limit": str(MAX_LIMIT)}))
 
 
 async def get_item(request: web.Request) -> web.Response:

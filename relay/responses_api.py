@@ -27,6 +27,7 @@ from relay_adaptors.responses.tools import ToolNames
 from relay_config.schema import TenantConfig
 
 from .appkeys import METRICS, RUNTIME
+from .conversations import conversations_of
 from .dispatch import Answer, Attempt
 from .httpio import read_json
 from .lifecycle import Flush, ModelCall, TapFactory
@@ -36,8 +37,8 @@ from .responses_writer import write_events, write_responses_stream
 from .router import Candidate
 from .runtime import Runtime
 from .sse_out import KeepaliveWriter
-from .stateful import Prepared, prepare
 from .stateful.appkeys import RECORDS
+from .stateful.chain import Prepared, prepare
 from .store import StoreError
 
 log = logging.getLogger("relay")
@@ -96,6 +97,8 @@ class Turn:
     async def store(self, response: dict[str, Any], answer: Answer | None, extra: dict[str, Any] | None = None) -> None:
         """Stores the response (unless `store` is false). A store that fails to answer costs
         the client the stored copy, never the answer itself: logged and counted."""
+        if self.prepared.conversation is not None and response.get("status") in ("completed", "incomplete"):
+            await self._add_to_conversation(self.prepared.conversation, response)
         if not self.prepared.store:
             return
         record = {"response": response, "items": self.prepared.items, "model": self.model,
@@ -109,11 +112,27 @@ class Turn:
         except RelayError as e:  # its output took it over the size cap: answered, not stored
             log.warning("response %s of tenant %s not stored: %s", response.get("id"), self.tenant.name, e.message)
 
+    async def _add_to_conversation(self, conversation: str, response: dict[str, Any]) -> None:
+        """The request's own input and the response's output join the conversation. A failure
+        costs the conversation these items, never the answer: logged and counted."""
+        items = self.prepared.items[self.prepared.history:] + list(response.get("output") or ())
+        try:
+            await conversations_of(self.request).append(self.tenant.name, conversation, items)
+        except (StoreError, RelayError) as e:
+            self.request.app[METRICS].store_errors.labels("conversations").inc()
+            log.error("could not add response %s to conversation %s of tenant %s: %s", response.get("id"), conversation,
+                      self.tenant.name, e)
+
+    @property
+    def keeps(self) -> bool:
+        """Whether the answer is kept (stored, or added to a conversation) before its end goes out."""
+        return self.prepared.store or self.prepared.conversation is not None
+
     def native_tap(self, streaming: bool, outcome: StreamOutcome, hold: bool | None = None) -> ResponsesTap:
         """A native channel's bytes, renamed to Relay's id; a stored answer's end is held back
         until it is stored (unless `hold` says otherwise)."""
         return ResponsesTap(streaming, outcome, self.model, self.response_id,
-                            hold_final=self.prepared.store if hold is None else hold)
+                            hold_final=self.keeps if hold is None else hold)
 
     def stored_passthrough(self, answer: Answer) -> tuple[TapFactory, Flush | None]:
         """The tap for a native answer, and the flush that stores its final response before
@@ -130,7 +149,7 @@ class Turn:
                 await self.store(final, answer)
             return held
 
-        return make_tap, flush if self.prepared.store else None
+        return make_tap, flush if self.keeps else None
 
 
 async def responses(request: web.Request) -> web.StreamResponse:

@@ -309,3 +309,22 @@ async def test_background_runs_are_capped_per_tenant(make_relay, fake_openai):
     assert e.value.code == "too_many_background_responses"
     await client.responses.cancel(running[0].id)
     assert (await client.responses.create(model="gpt-watched", input="x", background=True)).status == "queued"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_response_in_a_conversation_reads_and_extends_it(relay, fake_openai, stream):
+    client = relay.client()
+    conv = await client.conversations.create(items=[{"type": "message", "role": "user", "content": "My name is Ada."}])
+    first = await create(client, stream, model="gpt-4.1-mini", input="Hello?", conversation=conv.id)
+    assert first.conversation.id == conv.id
+    await create(client, stream, model="gpt-4.1-mini", input="Again.", conversation={"id": conv.id}, store=False)
+    assert [m["content"] for m in fake_openai.last.body["messages"]] == ["My name is Ada.", "Hello?", first.output_text, "Again."]
+    items = [i async for i in client.conversations.items.list(conv.id, order="asc")]
+    assert [(i.type, i.role) for i in items] == [("message", "user"), ("message", "user"), ("message", "assistant"),
+                                                 ("message", "user"), ("message", "assistant")]
+    _, raw = await relay.get_json(f"/v1/conversations/{conv.id}/items?order=asc")
+    validate("ConversationItemList", raw)
+    await client.conversations.delete(conv.id)
+    with pytest.raises(openai.NotFoundError) as e:
+        await client.responses.create(model="gpt-4.1-mini", input="x", conversation=conv.id)
+    assert e.value.param == "conversation"

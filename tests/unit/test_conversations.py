@@ -6,20 +6,14 @@ import asyncio
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from relay.conversation_items import (
-    PageQuery,
     check_conversation_id,
     check_include,
     check_item_id,
     check_metadata,
     check_new_items,
-    item_list,
     new_items,
-    page,
-    page_query,
     presented,
 )
 from relay.conversation_store import Conversations, _Locks
@@ -39,48 +33,6 @@ def param_of(fn: Any, *args: Any, **kwargs: Any) -> tuple[int, str | None]:
     with pytest.raises(RelayError) as info:
         fn(*args, **kwargs)
     return info.value.status, info.value.param
-
-
-# --- pages ----------------------------------------------------------------------------------
-def test_pages_in_both_orders_with_after() -> None:
-    all_ = items(5)
-    assert (ids(page(all_, PageQuery(2, "asc"))[0]), page(all_, PageQuery(2, "asc"))[1]) == (["msg_0", "msg_1"], True)
-    assert ids(page(all_, PageQuery(2, "asc", "msg_1"))[0]) == ["msg_2", "msg_3"]
-    assert page(all_, PageQuery(2, "asc", "msg_3")) == (all_[4:], False)
-    assert ids(page(all_, PageQuery(2, "desc"))[0]) == ["msg_4", "msg_3"]
-    assert ids(page(all_, PageQuery(2, "desc", "msg_3"))[0]) == ["msg_2", "msg_1"]
-    assert page(all_, PageQuery(2, "desc", "msg_1")) == ([all_[0]], False)
-    assert page(all_, PageQuery(20, "desc", "msg_0")) == ([], False)
-    assert param_of(page, all_, PageQuery(2, "asc", "msg_9")) == (400, "after")
-
-
-@given(n=st.integers(0, 40), limit=st.integers(1, 100), order=st.sampled_from(["asc", "desc"]))
-def test_walking_the_pages_yields_every_item_once_in_order(n: int, limit: int, order: str) -> None:
-    all_ = items(n)
-    seen: list[str] = []
-    after = None
-    while True:
-        chunk, more = page(all_, PageQuery(limit, order, after))
-        seen += ids(chunk)
-        if not more:
-            break
-        assert chunk, "has_more with an empty page would never end"
-        after = chunk[-1]["id"]
-    assert seen == ids(all_ if order == "asc" else all_[::-1])
-
-
-def test_page_query_defaults_and_bounds() -> None:
-    assert page_query(None, None, None) == PageQuery(20, "desc", None)
-    assert page_query("100", "asc", "msg_1") == PageQuery(100, "asc", "msg_1")
-    for bad in ("0", "101", "-1", "x", "1e3"):
-        assert param_of(page_query, bad, None, None) == (400, "limit")
-    assert param_of(page_query, None, "ASC", None) == (400, "order")
-    assert param_of(page_query, None, None, "a/b") == (400, "after")
-
-
-def test_the_list_object() -> None:
-    assert item_list(items(2), True) == {"object": "list", "data": items(2), "first_id": "msg_0", "last_id": "msg_1", "has_more": True}
-    assert item_list([], False) == {"object": "list", "data": [], "first_id": "", "last_id": "", "has_more": False}
 
 
 # --- ids ------------------------------------------------------------------------------------

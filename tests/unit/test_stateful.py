@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from relay.stateful.background import STALE_AFTER, lost
 from relay.stateful.pages import page
@@ -64,3 +66,17 @@ def test_a_run_is_lost_once_its_beat_is_stale():
     assert not lost("1000.0", 1000.0 + STALE_AFTER - 0.1)
     assert lost("1000.0", 1000.0 + STALE_AFTER)
     assert lost(None, 0.0) and lost("garbage", 0.0)
+
+
+@given(n=st.integers(0, 40), limit=st.integers(1, 100), order=st.sampled_from(["asc", "desc"]))
+def test_walking_the_pages_yields_every_item_once_in_order(n, limit, order):
+    items = [{"id": f"i{k}"} for k in range(n)]
+    seen, query = [], {"limit": str(limit), "order": order}
+    while True:
+        listing = page(items, query)
+        seen += ids(listing)
+        if not listing["has_more"]:
+            break
+        assert listing["data"], "has_more with an empty page would never end"
+        query = {**query, "after": listing["last_id"]}
+    assert seen == [i["id"] for i in (items if order == "asc" else items[::-1])]
