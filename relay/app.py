@@ -14,7 +14,7 @@ from aiohttp import web
 from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import RelayConfig
 
-from . import admin, handlers, messages
+from . import admin, handlers, messages, responses_extra
 from .appkeys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
 from .breaker import Breakers
 from .httpio import error_response, request_id
@@ -122,6 +122,8 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/responses", handlers.responses)
+    app.router.add_post("/v1/responses/input_tokens", responses_extra.input_tokens)  # before any /v1/responses/{id}
+    app.router.add_post("/v1/responses/compact", responses_extra.compact)
     app.router.add_post("/v1/messages", messages.messages)
     app.router.add_post("/v1/messages/count_tokens", messages.count_tokens)
     app.router.add_get("/", messages.root)
