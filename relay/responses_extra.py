@@ -27,6 +27,7 @@ from relay_adaptors.kernel.tokens import estimate_prompt, estimate_text
 from relay_adaptors.kernel.usage import Usage
 from relay_adaptors.responses import to_chat, validate_responses_request
 from relay_adaptors.responses.compact import compacted_output, compacted_response, summary_of, summary_request
+from relay_config.schema import TenantConfig
 
 from .appkeys import REQUEST_ID, RUNTIME
 from .dispatch import Attempt
@@ -43,7 +44,7 @@ COUNTED = ("model", "input", "instructions", "tools", "tool_choice", "parallel_t
 SUMMARISED = ("model", "input", "instructions")
 
 
-async def _request_body(request: web.Request) -> tuple[Any, dict[str, Any]]:
+async def _request_body(request: web.Request) -> tuple[TenantConfig, dict[str, Any]]:
     """The tenant and the validated body, with its stored history expanded."""
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
@@ -59,14 +60,28 @@ def _estimate_chat(chat: dict[str, Any]) -> int:
     return estimate_prompt(chat["messages"]) + sum(estimate_text(jsonfast.dumps(x).decode()) for x in extra)
 
 
+def counting_channel(request: web.Request, tenant: TenantConfig, model: str) -> Candidate:
+    """The channel a count is asked of: the first in line (as /v1/messages/count_tokens asks);
+    a model outside the virtual key's allowlist is unknown, as for every model call."""
+    first = request.app[RUNTIME].current.router.candidates(tenant, model)[0]
+    key = request.get(VIRTUAL_KEY)
+    if key is not None and not key.may_use(first.model):
+        raise model_not_found(model)
+    return first
+
+
+async def count_upstream(request: web.Request, tenant: TenantConfig, channel: Candidate, messages_body: dict[str, Any],
+                         headers: dict[str, str] | None = None) -> int:
+    """The upstream's count of a Messages body, on a channel that declares counts_tokens."""
+    call = Call(messages_body, channel.upstream_model, request[REQUEST_ID], headers or {}, owner=tenant.name)
+    return await cast(TokenCounter, channel.adaptor).count_tokens(call)
+
+
 async def input_tokens(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
     tenant, body = await _request_body(request)
     body = {k: body[k] for k in COUNTED if k in body}
-    first = rt.router.candidates(tenant, body["model"])[0]
-    key = request.get(VIRTUAL_KEY)
-    if key is not None and not key.may_use(first.model):  # as for every model call: outside the key's allowlist is unknown
-        raise model_not_found(body["model"])
+    first = counting_channel(request, tenant, body["model"])
     caps = first.adaptor.capabilities
     headers = {"x-relay-channel": first.channel.name}
     if caps.native_responses:  # sent as it is: a rough estimate from its JSON
@@ -76,10 +91,9 @@ async def input_tokens(request: web.Request) -> web.StreamResponse:
         reject = rt.config.responses.unsupported_tools == "reject"
         chat = to_chat(body, reject_unsupported_tools=reject, keep_reasoning=caps.reasoning_items).chat
         if caps.counts_tokens:
-            # TokenCounter takes a Messages body: the chat form as a Messages channel sends it.
-            messages_body = to_messages(chat, first.upstream_model, 1024).body
-            call = Call(messages_body, first.upstream_model, request[REQUEST_ID], owner=tenant.name)
-            count = await cast(TokenCounter, first.adaptor).count_tokens(call)
+            # TokenCounter takes a Messages body: the chat form as a Messages channel sends it
+            # (the count endpoint drops max_tokens, so its default does not matter).
+            count = await count_upstream(request, tenant, first, to_messages(chat, first.upstream_model, 1024).body)
         else:
             count, headers["x-relay-estimate"] = _estimate_chat(chat), "true"
     return json_response({"object": "response.input_tokens", "input_tokens": count}, headers=headers)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import openai
 import pytest
 
@@ -14,7 +15,7 @@ from relay_adaptors.responses.compact import COMPACT_INSTRUCTIONS, SUMMARY_INTRO
 
 from .fakes.base import FIXTURES
 from .spec import validate, validate_error
-from .support import GLOBEX_KEY, store_of
+from .support import ADMIN, GLOBEX_KEY, base_config, store_of
 
 OPENAI_TEXT = "Bonjour ! Voici un café ☕ et des émojis 🎉 — très bien."
 ANTHROPIC_TEXT = "Grüß dich! Hier ist ein Kaffee ☕ und ein 🎉."
@@ -178,6 +179,20 @@ async def test_a_tenant_without_the_model_gets_a_404_naming_model(claude_relay, 
     resp, body = await claude_relay.post_json(path, {"model": "gpt-4.1-mini", "input": "hi"}, key=None)
     validate_error(body)
     assert resp.status == 401
+
+
+async def test_a_virtual_key_sees_only_the_models_it_allows(make_relay, fake_openai):
+    relay = await make_relay(base_config(fake_openai.url).replace("server:\n", f"server:\n  admin_key: {ADMIN}\n", 1))
+    async with aiohttp.ClientSession() as s:
+        async with s.post(relay.ops_url + "/admin/keys", json={"tenant": "acme", "models": ["demo"]},
+                          headers={"authorization": f"Bearer {ADMIN}"}) as r:
+            secret = (await r.json())["secret"]
+    for path in ("/v1/responses/input_tokens", "/v1/responses/compact"):
+        resp, body = await relay.post_json(path, {"model": "gpt-4.1-mini", "input": "hi"}, key=secret)
+        validate_error(body)
+        assert resp.status == 404 and body["error"]["param"] == "model"  # the tenant's model, not the key's
+        resp, body = await relay.post_json(path, {"model": "demo", "input": "hi"}, key=secret)
+        assert resp.status == 200
 
 
 @pytest.mark.parametrize("path", ["/v1/responses/input_tokens", "/v1/responses/compact"])
