@@ -22,8 +22,9 @@ from ..kernel.tokens import estimate_text
 
 ENCRYPTED_PREFIX = "relay-compaction-v1:"
 # The user messages kept verbatim beside the summary, newest first, up to this many estimated
-# tokens (OpenAI keeps them too; Codex reads them as the real user turns).
-KEPT_USER_TOKENS = 20_000
+# tokens: OpenAI's default for /responses/compact, as Codex mirrors it (and reads them as the
+# real user turns).
+KEPT_USER_TOKENS = 64_000
 
 SUMMARY_INTRO = "This conversation was compacted. Summary of everything before this point:\n\n"
 
@@ -136,15 +137,25 @@ def _user_text(item: Any) -> str | None:
     return None
 
 
+def _cut(text: str, tokens: int) -> str:
+    """`text` cut to about `tokens` estimated tokens, its start and end kept."""
+    keep = tokens * 4
+    head = keep - keep // 2
+    return f"{text[:head]}…[{len(text) - keep} characters cut]…{text[len(text) - keep // 2:]}"
+
+
 def kept_user_messages(raw_input: Any, budget: int = KEPT_USER_TOKENS) -> list[str]:
     """The texts of the input's user messages to keep, oldest first: the newest ones whose
-    estimated tokens fit in `budget` together (images and files are left to the summary)."""
+    estimated tokens fit in `budget` together, the one that does not fit cut to what is left
+    (images and files are left to the summary)."""
     items = [{"role": "user", "content": raw_input}] if isinstance(raw_input, str) else raw_input or []
     texts = [t for t in map(_user_text, items) if t]
     kept: list[str] = []
     for text in reversed(texts):
         cost = estimate_text(text)
         if cost > budget:
+            if budget > 0:
+                kept.append(_cut(text, budget))
             break
         budget -= cost
         kept.append(text)

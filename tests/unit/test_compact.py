@@ -85,9 +85,11 @@ def test_a_string_input_is_one_user_message():
 
 def test_the_newest_user_messages_are_kept_within_the_budget():
     items = [{"role": "user", "content": t} for t in ("a" * 400, "b" * 40, "c" * 40)]  # 100, 10 and 10 tokens
-    assert kept_user_messages(items, budget=25) == ["b" * 40, "c" * 40]
     assert kept_user_messages(items, budget=120) == ["a" * 400, "b" * 40, "c" * 40]
-    assert kept_user_messages(items, budget=5) == []  # the newest one alone is too big: the summary has it
+    assert kept_user_messages(items, budget=20) == ["b" * 40, "c" * 40]
+    # the one that does not fit is cut to what is left, its start and end kept; older ones go
+    assert kept_user_messages(items, budget=25) == ["a" * 10 + "…[380 characters cut]…" + "a" * 10, "b" * 40, "c" * 40]
+    assert kept_user_messages([*items, {"role": "user", "content": "0123456789xyz"}], budget=2) == ["0123…[5 characters cut]…9xyz"]
 
 
 def test_the_compacted_response_is_the_spec_object():
