@@ -14,7 +14,7 @@ from aiohttp import web
 from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import RelayConfig
 
-from . import admin, handlers, messages, responses_api
+from . import admin, handlers, messages, responses_api, responses_extra
 from .appkeys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
 from .breaker import Breakers
 from .conversations import ROUTES as CONVERSATION_ROUTES
@@ -138,6 +138,8 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/responses", responses_api.responses)
+    app.router.add_post("/v1/responses/input_tokens", responses_extra.input_tokens)  # before any /v1/responses/{id}
+    app.router.add_post("/v1/responses/compact", responses_extra.compact)
     app.router.add_get("/v1/responses/{response_id}", stored_responses.get_response)
     app.router.add_delete("/v1/responses/{response_id}", stored_responses.delete_response)
     app.router.add_get("/v1/responses/{response_id}/input_items", stored_responses.input_items)

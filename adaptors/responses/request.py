@@ -11,6 +11,7 @@ from typing import Any
 
 from ..kernel.chunks import REASONING_KEY
 from ..kernel.errors import bad_request
+from .compact import decode_summary, summary_message
 from .tools import ConvertedTools, ToolNames, convert_tool_choice, convert_tools
 
 # `previous_response_id`, `conversation` and `background` are Relay's own (relay.stateful),
@@ -132,6 +133,19 @@ class _Messages:
         _need(isinstance(output, (str, list)), f"Missing required parameter: '{param}.output'.", f"{param}.output")
         self.out.append({"role": "tool", "tool_call_id": item["call_id"], "content": output})
 
+    def compaction(self, item: dict[str, Any], param: str) -> None:
+        """A compaction item from Relay's /v1/responses/compact: the summary it carries."""
+        encrypted = item.get("encrypted_content")
+        p = f"{param}.encrypted_content"
+        if not isinstance(encrypted, str):
+            raise bad_request(f"Missing required parameter: '{p}'.", param=p)
+        summary = decode_summary(encrypted)
+        if summary is None:
+            raise bad_request(f"Invalid value for '{p}': this compaction was not made by Relay (OpenAI's encrypted "
+                              "compactions can be read only by OpenAI); compact the conversation through Relay's "
+                              "/v1/responses/compact, or send its items uncompacted.", param=p, code="invalid_value")
+        self.out.append(summary_message(summary))
+
     def reasoning(self, item: dict[str, Any]) -> None:
         if self.keep_reasoning:
             self.pending_reasoning.append(
@@ -157,6 +171,8 @@ def convert_input(raw: Any, names: ToolNames, keep_reasoning: bool) -> list[dict
                 msgs.function_call_output(item, param)
             case "reasoning":
                 msgs.reasoning(item)
+            case "compaction":
+                msgs.compaction(item, param)
             case _:
                 raise bad_request(
                     f"Invalid value for '{param}.type': input items of type {kind!r} are not supported through Relay.",

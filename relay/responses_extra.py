@@ -1,0 +1,126 @@
+"""`POST /v1/responses/input_tokens` and `POST /v1/responses/compact`.
+
+Both take a Responses request body (history by `previous_response_id` / `conversation` too),
+are tenant-scoped like every model endpoint (an unknown or forbidden model is a 404 naming
+`model`) and answer in OpenAI's shapes.
+
+- input_tokens: the channel first in line counts when it can ask its upstream
+  (`capabilities.counts_tokens`, the same TokenCounter path as /v1/messages/count_tokens);
+  otherwise Relay estimates the chat form the request would be sent as, and says so in
+  `x-relay-estimate: true`. No model is called, so nothing is admitted or billed.
+- compact: a real model call (admitted, dispatched with failover, billed to the ledger as api
+  "responses"): the routed channel's model summarises the conversation and the answer is the
+  compacted item list (adaptors/responses/compact.py says what Relay puts in the item).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+from aiohttp import web
+
+from relay_adaptors.anthropic.request import to_messages
+from relay_adaptors.kernel import jsonfast
+from relay_adaptors.kernel.base import Call, TokenCounter
+from relay_adaptors.kernel.errors import upstream_bad_response
+from relay_adaptors.kernel.tokens import estimate_prompt, estimate_text
+from relay_adaptors.kernel.usage import Usage
+from relay_adaptors.responses import to_chat, validate_responses_request
+from relay_adaptors.responses.compact import compacted_output, compacted_response, summary_of, summary_request
+from relay_config.schema import TenantConfig
+
+from .appkeys import REQUEST_ID, RUNTIME
+from .dispatch import Attempt
+from .httpio import json_response, read_json
+from .lifecycle import ModelCall
+from .router import Candidate, model_not_found
+from .stateful import expand_history
+from .vkeys.appkeys import VIRTUAL_KEY
+
+# A count body may carry these (TokenCountsBody); generation settings do not change a count.
+COUNTED = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "reasoning", "text",
+           "truncation")
+# What the summary is made of: the conversation, not how the next turn would be generated.
+SUMMARISED = ("model", "input", "instructions")
+
+
+async def _request_body(request: web.Request) -> tuple[TenantConfig, dict[str, Any]]:
+    """The tenant and the validated body, with its stored history expanded."""
+    rt = request.app[RUNTIME].current
+    tenant = rt.keys.authenticate(request)
+    body = validate_responses_request(await read_json(request, rt.config.server.max_body_bytes))
+    return tenant, await expand_history(request, tenant, body)
+
+
+def _estimate_chat(chat: dict[str, Any]) -> int:
+    """Relay's estimate of a chat request's prompt: its messages, the arguments of the tool
+    calls they replay, and the tool definitions."""
+    calls = [tc for m in chat["messages"] for tc in m.get("tool_calls") or ()]
+    extra = [x for x in (calls, chat.get("tools")) if x]
+    return estimate_prompt(chat["messages"]) + sum(estimate_text(jsonfast.dumps(x).decode()) for x in extra)
+
+
+def counting_channel(request: web.Request, tenant: TenantConfig, model: str) -> Candidate:
+    """The channel a count is asked of: the first in line (as /v1/messages/count_tokens asks);
+    a model outside the virtual key's allowlist is unknown, as for every model call."""
+    first = request.app[RUNTIME].current.router.candidates(tenant, model)[0]
+    key = request.get(VIRTUAL_KEY)
+    if key is not None and not key.may_use(first.model):
+        raise model_not_found(model)
+    return first
+
+
+async def count_upstream(request: web.Request, tenant: TenantConfig, channel: Candidate, messages_body: dict[str, Any],
+                         headers: dict[str, str] | None = None) -> int:
+    """The upstream's count of a Messages body, on a channel that declares counts_tokens."""
+    call = Call(messages_body, channel.upstream_model, request[REQUEST_ID], headers or {}, owner=tenant.name)
+    return await cast(TokenCounter, channel.adaptor).count_tokens(call)
+
+
+async def input_tokens(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME].current
+    tenant, body = await _request_body(request)
+    body = {k: body[k] for k in COUNTED if k in body}
+    first = counting_channel(request, tenant, body["model"])
+    caps = first.adaptor.capabilities
+    headers = {"x-relay-channel": first.channel.name}
+    if caps.native_responses:  # sent as it is: a rough estimate from its JSON
+        count = estimate_text(jsonfast.dumps({k: body.get(k) for k in ("input", "instructions", "tools")}).decode())
+        headers["x-relay-estimate"] = "true"
+    else:
+        reject = rt.config.responses.unsupported_tools == "reject"
+        chat = to_chat(body, reject_unsupported_tools=reject, keep_reasoning=caps.reasoning_items).chat
+        if caps.counts_tokens:
+            # TokenCounter takes a Messages body: the chat form as a Messages channel sends it
+            # (the count endpoint drops max_tokens, so its default does not matter).
+            count = await count_upstream(request, tenant, first, to_messages(chat, first.upstream_model, 1024).body)
+        else:
+            count, headers["x-relay-estimate"] = _estimate_chat(chat), "true"
+    return json_response({"object": "response.input_tokens", "input_tokens": count}, headers=headers)
+
+
+async def compact(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME].current
+    tenant, body = await _request_body(request)
+    body = {k: body[k] for k in SUMMARISED if k in body}
+    model = body["model"]
+    candidates = rt.router.candidates(tenant, model)
+    # The bridge checks every item (a 400 names it) and reads Relay's earlier compactions.
+    history = to_chat(body).chat["messages"]
+    chat = summary_request(model, history)
+
+    def plan(candidate: Candidate) -> Attempt:
+        return Attempt(chat)
+
+    async with ModelCall(request, rt, tenant, "responses") as call:
+        await call.admit(candidates[0].model, chat["messages"], None, False)
+        answer = await call.dispatch(candidates, plan, False)
+        completion = answer.completion
+        assert completion is not None  # the chat path, not streamed
+        summary = summary_of(completion)
+        if not summary:
+            raise upstream_bad_response(answer.candidate.channel.name, "the model wrote no summary of the conversation")
+        usage = completion.get("usage")
+        out = compacted_response(compacted_output(body["input"], summary),
+                                 Usage.from_chat(usage if isinstance(usage, dict) else {}).responses(), int(time.time()))
+        return call.json(out, usage, answer.headers())
