@@ -22,6 +22,7 @@ from relay_adaptors.responses import (
     to_chat,
     validate_responses_request,
 )
+from relay_adaptors.responses.compact import readable_by_upstream
 from relay_adaptors.responses.request import convert_input
 from relay_adaptors.responses.tools import ToolNames
 from relay_config.schema import TenantConfig
@@ -70,7 +71,10 @@ class Turn:
 
     def plan(self, candidate: Candidate) -> Attempt:
         if candidate.adaptor.capabilities.native_responses:
-            return Attempt(self.body, "native_responses")
+            native = self.body
+            if (readable := readable_by_upstream(native.get("input"))) is not native.get("input"):
+                native = {**native, "input": readable}
+            return Attempt(native, "native_responses")
         chat = self.convert(candidate).chat
         return Attempt(chat, resume=self._resume(candidate, chat))
 

@@ -34,7 +34,7 @@ from .dispatch import Attempt
 from .httpio import json_response, read_json
 from .lifecycle import ModelCall
 from .router import Candidate, model_not_found
-from .stateful import expand_history
+from .stateful.chain import expand_history
 from .vkeys.appkeys import VIRTUAL_KEY
 
 # A count body may carry these (TokenCountsBody); generation settings do not change a count.

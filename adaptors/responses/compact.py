@@ -178,3 +178,16 @@ def compacted_response(output: list[dict[str, Any]], usage: dict[str, Any], crea
     """The spec's CompactResource; `usage` in the Responses shape (ResponseUsage)."""
     return {"id": new_id("resp_"), "object": "response.compaction", "output": output, "created_at": created_at,
             "usage": usage}
+
+
+def readable_by_upstream(raw_input: Any) -> Any:
+    """A Responses `input` for a native upstream: Relay's own compaction items (which only
+    Relay can read) become the user message they stand for; everything else is unchanged,
+    an upstream's own compaction items included."""
+    if not isinstance(raw_input, list) or not any(isinstance(i, dict) and i.get("type") == "compaction" for i in raw_input):
+        return raw_input
+    out = []
+    for item in raw_input:
+        summary = decode_summary(item.get("encrypted_content") or "") if isinstance(item, dict) and item.get("type") == "compaction" else None
+        out.append(item if summary is None else {"type": "message", **summary_message(summary)})
+    return out

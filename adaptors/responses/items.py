@@ -11,7 +11,7 @@ from typing import Any
 
 from ..kernel.ids import new_id
 
-_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
+_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_", "compaction": "cmp_"}
 # Fields Relay adds for listing that an upstream's input does not take on these items.
 _LISTING_ONLY = {"message": ("id", "status"), "function_call_output": ("id", "status")}
 

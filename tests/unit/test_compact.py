@@ -125,3 +125,16 @@ def test_the_summary_is_the_answer_text():
     assert summary_of({"choices": [{"message": {"content": "  notes \n"}}]}) == "notes"
     assert summary_of({"choices": [{"message": {"content": None, "tool_calls": []}}]}) == ""
     assert summary_of({}) == ""
+
+
+def test_a_native_upstream_reads_relays_compaction_as_the_summary_message():
+    from relay_adaptors.responses.compact import encode_summary, readable_by_upstream
+
+    theirs = {"type": "compaction", "encrypted_content": "gAAAA-opaque"}
+    ours = {"type": "compaction", "id": "cmp_1", "encrypted_content": encode_summary("We agreed on tea.")}
+    user = {"role": "user", "content": "and now?"}
+    got = readable_by_upstream([ours, theirs, user])
+    assert got[0]["type"] == "message" and got[0]["role"] == "user" and got[0]["content"].endswith("We agreed on tea.")
+    assert got[1:] == [theirs, user]
+    untouched = [user]
+    assert readable_by_upstream(untouched) is untouched and readable_by_upstream("hi") == "hi"
