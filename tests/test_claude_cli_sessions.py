@@ -22,7 +22,7 @@ from relay_adaptors.kernel.errors import RelayError
 from relay_config.loader import ConfigError, parse_config
 from relay_config.schema import ClaudeCliChannel
 
-from .support.cli import GERMAN, RecordingCli, private_tmp, sessions_cli_config
+from .support.cli import CLI_KEY, GERMAN, RecordingCli, eventually, private_tmp, sessions_cli_config, stand_in_config
 
 SYSTEM = {"role": "system", "content": "Answer in German."}
 FIRST = [SYSTEM, {"role": "user", "content": "first question"}]
@@ -105,6 +105,7 @@ async def test_a_first_run_reports_the_session_it_left_in_the_owner_s_directory(
     owner = sessions_dir / owner_dir_name("acme")
     assert run["config_dir"] == str(owner / "config") and run["cwd"] == str(owner / "work")
     assert "first question" in session_file(sessions_dir, "acme", sid).read_text()
+    assert not [p for p in sessions_dir.rglob("*") if p.is_file() and CLI_KEY in p.read_text(errors="replace")]
     # Private, and no tenant name in any path.
     for path in [sessions_dir, *sessions_dir.rglob("*")]:
         assert "acme" not in str(path.relative_to(sessions_dir.parent))
@@ -231,6 +232,19 @@ async def test_a_planted_link_turns_sessions_off_for_that_owner(fake_anthropic, 
     assert "--no-session-persistence" in run["argv"] and c.report.session_id is None
     assert not list(elsewhere.iterdir()) and "sessions directory is unusable" in caplog.text
     assert stat.S_IMODE(sessions_dir.stat().st_mode) == 0o700  # and the root was made private
+
+
+async def test_starting_a_process_sweeps_old_session_files(tmp_path, sessions_dir):
+    old = sessions_dir / owner_dir_name("someone") / "config" / "projects" / "p" / "old.jsonl"
+    old.parent.mkdir(parents=True)
+    old.write_text("{}\n")
+    os.utime(old, (1, 1))
+    config = stand_in_config(tmp_path, "argv", "sweep").replace(
+        "    models: [cli]", f"    sessions: true\n    sessions_dir: {sessions_dir}\n    models: [cli]")
+    a = ClaudeCliAdaptor(channel(config))
+    body = await a.complete(call(FIRST))
+    assert "first question" in body["choices"][0]["message"]["content"]
+    assert await eventually(lambda: not old.exists(), 5)
 
 
 # --- pure pieces -------------------------------------------------------------------------------
