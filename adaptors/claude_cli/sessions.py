@@ -6,7 +6,9 @@ The CLI stores a session as `$CLAUDE_CONFIG_DIR/projects/<its working directory,
 directory. Each owner therefore gets its own config directory and its own fixed, empty
 working directory; an id that is not in the owner's config directory cannot be resumed, so
 the request is replayed in full instead. Directory names are a hash of the owner: no
-tenant name ever becomes a path."""
+tenant name ever becomes a path. A follow-up resumes a fresh copy of its session (`fork`),
+so every stored answer stays a point a conversation can go on from, and a session is
+offered for resuming only once the CLI has saved its turn whole (`saved_answer`)."""
 from __future__ import annotations
 
 import contextlib
@@ -33,7 +35,7 @@ def valid_session_id(value: object) -> bool:
 
 
 def owner_dir_name(owner: str) -> str:
-    return hashlib.sha256(b"relay claude_cli session owner\x00" + owner.encode()).hexdigest()[:32]
+    return hashlib.sha256(b"relay claude_cli session owner\x00" + owner.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def default_root() -> str:
