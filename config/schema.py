@@ -192,6 +192,21 @@ class ClaudeCliChannel(ChannelBase):
     max_concurrent: int = Field(4, ge=1, le=256)  # processes at once for this channel
     queue_timeout: float = Field(30, ge=0)  # seconds a request may wait for a process slot, then 429
     extra_args: list[str] = []  # appended to the command line
+    # Keep the CLI's own session per tenant, so a stored response's follow-up resumes it
+    # (`--resume`) instead of replaying the transcript. Sessions live under sessions_dir
+    # (default: relay-cli-sessions-<uid> in the system temp dir), one 0700 directory per
+    # tenant named by a hash; files older than sessions_ttl seconds are swept.
+    sessions: bool = False
+    sessions_dir: str | None = None
+    sessions_ttl: float = Field(30 * 86400, gt=0)
+
+    @field_validator("sessions_dir")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        # Relative would mean "relative to wherever relay was started", which moves.
+        if value is not None and not value.startswith("/"):
+            raise ValueError("sessions_dir must be an absolute path")
+        return value
 
 
 class MockChannel(ChannelBase):

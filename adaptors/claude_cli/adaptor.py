@@ -26,24 +26,33 @@ from .framer import LineFramer, LineTooLong
 from .messages import Result, StreamEvent, parse_message
 from .process import CliProcess
 from .scrub import Scrubber
+from .sessions import Fork, OwnerDirs, SessionDirs, default_root, valid_session_id
 
 log = logging.getLogger("relay")
 # What the child may see of the gateway's environment: enough to find node, nothing secret.
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "HTTPS_PROXY", "NO_PROXY")
+# Seconds a CLI that has answered gets to save its session and exit before it is stopped.
+SESSION_SAVE_WAIT = 10.0
 # Spawn errors about this host and this request (the prompt file did not fit, no process or
 # file slots left), not about the channel.
 HOST_EXHAUSTED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
 
 
-class ClaudeCliAdaptor:
-    capabilities = Capabilities(client_tools=False, counts_processes=True, reports_cost=True)
+class _SessionGone(Exception):
+    """The CLI had no file for the session it was asked to resume (and asked the model nothing)."""
 
+
+class ClaudeCliAdaptor:
     def __init__(self, cfg: ClaudeCliChannel):
         self.name = cfg.name
         self.cfg = cfg
+        self.capabilities = Capabilities(client_tools=False, counts_processes=True, reports_cost=True,
+                                         resumes_sessions=cfg.sessions)
         self.slots = asyncio.Semaphore(cfg.max_concurrent)  # FIFO: waiters are served in order
         self.running = 0  # processes alive now (relay_cli_processes)
         self.scrub = Scrubber(cfg.api_key, urlsplit(cfg.base_url).password if cfg.base_url else None)
+        self.sessions = SessionDirs(cfg.sessions_dir or default_root(), cfg.sessions_ttl) if cfg.sessions else None
+        self._sweeping: asyncio.Task[None] | None = None
 
     async def complete(self, call: Call) -> dict[str, Any]:
         stream = await self.open_stream(call)
@@ -59,12 +68,84 @@ class ClaudeCliAdaptor:
         return accumulate(items, call.request.get("model", call.upstream_model))
 
     async def open_stream(self, call: Call) -> ChatStream:
+        dirs = self._owner_dirs(call.owner)
+        fork = await self._fork(call, dirs)
+        try:
+            inv = self._invocation(call, dirs, fork)
+            call.ignored_params.extend(inv.ignored)
+            if dirs is None or fork is None:
+                return await self._start(call, inv, dirs, fork=None)
+            try:
+                return await self._start(call, inv, dirs, fork=fork)
+            except _SessionGone:
+                log.info("channel %s: the CLI could not resume a copy of session %s; replaying the conversation",
+                         self.name, call.resume and call.resume.session_id)
+        except BaseException:
+            if dirs and fork:
+                dirs.discard(fork.session_id)
+            raise
+        dirs.discard(fork.session_id)
+        return await self._start(call, self._invocation(call, dirs, None), dirs, fork=None)
+
+    def _owner_dirs(self, owner: str) -> OwnerDirs | None:
+        """The owner's session directories, or None to run without a saved session (sessions
+        off, no owner, or a directory that is not safe to use: the request still runs)."""
+        if self.sessions is None or not owner:
+            return None
+        try:
+            dirs = self.sessions.for_owner(owner)
+        except OSError as e:
+            log.warning("channel %s: sessions are off for this request, the sessions directory is unusable: %s", self.name, e)
+            return None
+        if self.sessions.sweep_due() and (self._sweeping is None or self._sweeping.done()):
+            self._sweeping = asyncio.get_running_loop().create_task(self._sweep(self.sessions))
+        return dirs
+
+    async def _sweep(self, sessions: SessionDirs) -> None:
+        try:
+            removed = await asyncio.to_thread(sessions.sweep)
+        except Exception as e:  # a background chore: it must not take anything else down
+            log.warning("channel %s: sweeping old CLI sessions failed: %s", self.name, e)
+            return
+        if removed:
+            log.info("channel %s: removed %d CLI session files older than %gs", self.name, removed, sessions.ttl)
+
+    async def _fork(self, call: Call, dirs: OwnerDirs | None) -> Fork | None:
+        """The id of a fresh copy of the session to resume, when this owner has that session;
+        otherwise (None) the request is replayed in full, as on any other channel."""
+        if call.resume is None or dirs is None:
+            return None
+        sid, new_from = call.resume.session_id, call.resume.new_from
+        # The id comes from Relay's store, but only a UUID may reach argv or a path.
+        if not valid_session_id(sid):
+            why = "it is not a session id"
+        elif not prompt.resumable_from(call.request.get("messages") or [], new_from):
+            why = "the messages do not continue it"
+        else:
+            try:
+                fork = await asyncio.to_thread(dirs.fork, sid)
+            except OSError as e:
+                fork, why = None, f"it could not be copied: {e}"
+            else:
+                why = "this owner has no such session here"
+            if fork:
+                return fork
+        log.info("channel %s: not resuming CLI session %r (%s); replaying the conversation", self.name, sid[:64], why)
+        return None
+
+    def _invocation(self, call: Call, dirs: OwnerDirs | None, fork: Fork | None) -> prompt.Invocation:
         cfg = self.cfg
         base_env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-        inv = prompt.build(call.request, call.upstream_model, command=cfg.command, base_env=base_env, home="",
-                           extra_args=cfg.extra_args, api_key=cfg.api_key, base_url=cfg.base_url,
-                           first_byte=cfg.timeout.first_byte)
-        call.ignored_params.extend(inv.ignored)
+        session = None
+        if dirs is not None:
+            session = (prompt.Session(dirs.config, fork.session_id, call.resume.new_from) if fork and call.resume
+                       else prompt.Session(dirs.config))
+        return prompt.build(call.request, call.upstream_model, command=cfg.command, base_env=base_env, home="",
+                            extra_args=cfg.extra_args, api_key=cfg.api_key, base_url=cfg.base_url,
+                            first_byte=cfg.timeout.first_byte, session=session)
+
+    async def _start(self, call: Call, inv: prompt.Invocation, dirs: OwnerDirs | None, *, fork: Fork | None) -> ChatStream:
+        cfg = self.cfg
         try:
             await asyncio.wait_for(self.slots.acquire(), cfg.queue_timeout)
         except TimeoutError:
@@ -73,7 +154,7 @@ class ClaudeCliAdaptor:
                              f"{cfg.queue_timeout:g}s; retry shortly.", type="rate_limit_error", code="channel_busy",
                              headers={"retry-after": "2"}, local=True) from None
         try:
-            proc = await CliProcess.spawn(inv.argv, inv.env, inv.stdin, inv.files)
+            proc = await CliProcess.spawn(inv.argv, inv.env, inv.stdin, inv.files, cwd=dirs.work if dirs else None)
         except (OSError, ValueError) as e:
             self.slots.release()
             raise self._spawn_failed(e) from None
@@ -81,11 +162,13 @@ class ClaudeCliAdaptor:
             self.slots.release()
             raise
         self.running += 1
-        run = _Run(self, proc, call.request.get("model", call.upstream_model), call.report)
+        run = _Run(self, proc, call.request.get("model", call.upstream_model), call.report, dirs, fork)
         try:
             first = await run.until_first()
         except BaseException:
             await run.close()
+            if fork and run.result is not None and run.result.before_any_turn:
+                raise _SessionGone from None
             raise
         return _Stream(run, first)
 
@@ -135,8 +218,13 @@ class _Run:
     and errors from the result line. Every error it yields and every line it logs is
     scrubbed of the channel's secrets."""
 
-    def __init__(self, owner: ClaudeCliAdaptor, proc: CliProcess, model: str, report: CallReport):
+    def __init__(self, owner: ClaudeCliAdaptor, proc: CliProcess, model: str, report: CallReport,
+                 dirs: OwnerDirs | None = None, fork: Fork | None = None):
         self.owner = owner
+        self.dirs = dirs  # the CLI saves this run's session there: its id goes to the report
+        self.persists = dirs is not None
+        self.fork = fork  # the session copy this run resumes, removed unless the run saves to it
+        self.answered_session: str | None = None
         self.scrub = owner.scrub
         self.report = report  # the Call's: the cost goes there for the ledger
         self.proc = proc
@@ -220,6 +308,10 @@ class _Run:
             truncated = self.events.finished and self.events.stop_reason == "max_tokens" and not msg.api_error_status
             if msg.is_error and not truncated:
                 return [self._error(msg)]
+            if self.persists:
+                # A session is worth resuming once its turn is answered; it is reported when
+                # the CLI has saved it (see _shutdown).
+                self.answered_session = msg.session_id
             return [usage_chunk(self.events.id, self.model, self.events.created, Usage.from_anthropic(msg.usage).chat())]
         return []
 
@@ -232,6 +324,24 @@ class _Run:
         detail = text[:200] or "no detail"
         return RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI failed ({detail})",
                           type="api_error", code="upstream_error")
+
+    async def _until_saved(self, session_id: str) -> None:
+        """The CLI writes the session file after its result line, then exits: only a run that
+        exited on its own left a whole session, so only then is its id reported (a cut one
+        would resume a conversation with its last turn missing)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.proc.proc.wait(), SESSION_SAVE_WAIT)
+        if self.proc.proc.returncode != 0:
+            self._log(f"the CLI did not exit cleanly after answering (code {self.proc.proc.returncode}); "
+                      "its session will not be resumed")
+            return
+        assert self.dirs is not None
+        if await asyncio.to_thread(self.dirs.saved_answer, session_id, self.fork.users if self.fork else 0):
+            self.report.session_id = session_id
+            return
+        log.warning("channel %s: the CLI saved session %s without the whole turn; the next turn replays the "
+                    "conversation instead of resuming it", self.owner.name, session_id)
+        self.dirs.discard(session_id)
 
     def _died(self) -> RelayError:
         code = self.proc.proc.returncode
@@ -248,7 +358,11 @@ class _Run:
 
     async def _shutdown(self) -> None:
         try:
+            if self.answered_session:
+                await self._until_saved(self.answered_session)
             await self.proc.close()
+            if self.dirs and self.fork and self.report.session_id != self.fork.session_id:
+                self.dirs.discard(self.fork.session_id)
         finally:
             self.owner.running -= 1
             self.owner.slots.release()

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..kernel import jsonfast
+from .sessions import valid_session_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,10 @@ class Result:
     usage: dict[str, Any] = field(default_factory=dict)
     cost_usd: float | None = None
     stop_reason: str | None = None
+    session_id: str | None = None  # the CLI's session this run wrote (a UUID, else None)
+    # Whether the CLI failed before it asked the model anything (e.g. --resume of a session
+    # it has no file for): such a run cost nothing and may be started again.
+    before_any_turn: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,5 +55,12 @@ def parse_message(line: bytes) -> Message:
             usage=usage if isinstance(usage, dict) else {},
             cost_usd=obj.get("total_cost_usd") if isinstance(obj.get("total_cost_usd"), (int, float)) else None,
             stop_reason=obj.get("stop_reason"),
+            session_id=_session_id(obj),
+            before_any_turn=obj.get("subtype") == "error_during_execution" and obj.get("num_turns") == 0,
         )
     return Other(f"{kind}/{obj.get('subtype', '')}")
+
+
+def _session_id(obj: dict[str, Any]) -> str | None:
+    value = obj.get("session_id")
+    return value if valid_session_id(value) else None

@@ -16,6 +16,11 @@ KILL_GRACE = 2.0
 _GROUP_POLL = 0.05
 
 
+class PrivateFile(str):
+    """An argv item naming one of the `files` of the process's private directory: spawn puts
+    that file's absolute path there (the working directory may be elsewhere)."""
+
+
 class CliProcess:
     def __init__(self, proc: asyncio.subprocess.Process, workdir: str, stdin: bytes, grace: float = KILL_GRACE):
         self.proc = proc
@@ -30,17 +35,19 @@ class CliProcess:
 
     @classmethod
     async def spawn(cls, argv: list[str], env: dict[str, str], stdin: bytes, files: dict[str, bytes] | None = None,
-                    grace: float = KILL_GRACE) -> CliProcess:
-        """Starts the process in a fresh private directory (also its HOME and cwd) holding
-        `files`; raises OSError or ValueError, and leaves no directory behind on any failure."""
+                    grace: float = KILL_GRACE, cwd: str | None = None) -> CliProcess:
+        """Starts the process with a fresh private directory (its HOME and TMPDIR, and its
+        cwd unless `cwd` is given) holding `files`; raises OSError or ValueError, and leaves
+        no directory behind on any failure."""
         workdir = tempfile.mkdtemp(prefix="relay-cli-")  # mode 0700
         try:
             for name, data in (files or {}).items():
                 _write_private(os.path.join(workdir, name), data)
+            args = [os.path.join(workdir, a) if isinstance(a, PrivateFile) else a for a in argv]
             proc = await asyncio.create_subprocess_exec(
-                *argv, cwd=workdir, env={**env, "HOME": workdir, "TMPDIR": workdir}, start_new_session=True,
+                *args, cwd=cwd or workdir, env={**env, "HOME": workdir, "TMPDIR": workdir}, start_new_session=True,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                limit=1 << 20,
+                limit=1 << 20, umask=0o077,  # what the CLI writes (its sessions too) is private
             )
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -1,8 +1,8 @@
 """Chat request -> the CLI's command line, environment, stdin and private files (pure).
 
 Nothing the client sent reaches the command line: argv is the channel's configuration plus
-fixed flags, the system prompt goes in a file in the process's private directory
-(`--system-prompt-file`, read relative to its working directory) and the conversation goes
+fixed flags (and, when resuming, a session id of UUID shape), the system prompt goes in a
+file in the process's private directory (`--system-prompt-file`) and the conversation goes
 on stdin as one stream-json user message."""
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from ..kernel import jsonfast
 from ..kernel.chat import max_output_tokens
 from ..kernel.content import content_text
 from ..kernel.errors import bad_request
+from .process import PrivateFile
+from .sessions import valid_session_id
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 # Sampling and length parameters the CLI has no flag for: left out, and named in
@@ -22,7 +24,7 @@ IGNORED = ("temperature", "top_p", "stop", "seed", "frequency_penalty", "presenc
            "service_tier", "metadata", "user", "store", "parallel_tool_calls")
 EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 CHANNEL = "claude_cli channels"
-SYSTEM_PROMPT_FILE = "system-prompt.txt"  # in the process's own directory, which is its cwd
+SYSTEM_PROMPT_FILE = PrivateFile("system-prompt.txt")  # in the process's own directory
 # Prompt material per request (system prompt plus the stdin message, UTF-8, images as base64):
 # half of Anthropic's 32 MB request limit, so the CLI's own additions still fit.
 MAX_PROMPT_BYTES = 16 * 1024 * 1024
@@ -93,18 +95,21 @@ def _render_turn(msg: dict[str, Any]) -> str:
     return content_text(msg.get("content"))
 
 
-def user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+def user_message(messages: list[dict[str, Any]], start: int = 0) -> tuple[str, list[dict[str, Any]]]:
     """(system prompt, content blocks of the single user turn the CLI gets).
 
     One user turn goes as it is. A longer conversation is written out as a transcript in
-    order, followed by the last user turn; images of every user turn are kept as blocks."""
+    order, followed by the last user turn; images of every user turn are kept as blocks.
+    With `start` (a resumed session has seen the turns before it) only the turns from there
+    are sent; the system prompt is always the whole request's."""
     system = "\n\n".join(content_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
     turns = [(i, m) for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")]
     if not turns or turns[-1][1].get("role") != "user":
         raise bad_request(f"{CHANNEL} need the conversation to end with a user message.", param="messages")
+    turns = [(i, m) for i, m in turns if i >= start]
     blocks: list[dict[str, Any]] = []
     if len(turns) > 1:
-        lines = ["Conversation so far:"]
+        lines = ["Conversation so far:" if not start else "The conversation went on:"]
         for i, m in turns[:-1]:
             lines.append(f"<{m['role']}>\n{_render_turn(m)}\n</{m['role']}>")
             if m["role"] == "user" and not isinstance(m.get("content"), str):
@@ -116,12 +121,35 @@ def user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, An
     return system or DEFAULT_SYSTEM, blocks
 
 
+def resumable_from(messages: list[dict[str, Any]], new_from: int) -> bool:
+    """Whether a session that has seen messages[:new_from] can go on with the rest: it has
+    seen something, and the rest holds the turn to answer."""
+    turns = [i for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")]
+    return bool(turns) and 1 <= new_from <= turns[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """How a `sessions: true` run keeps its conversation: saved in `config_dir` (the CLI's
+    CLAUDE_CONFIG_DIR), and, with `resume`, continuing that saved session (a copy made for
+    this run) from message `new_from` on."""
+
+    config_dir: str
+    resume: str | None = None
+    new_from: int = 0
+
+    def __post_init__(self) -> None:
+        if self.resume is not None and (not valid_session_id(self.resume) or self.new_from < 1):
+            raise ValueError("a resumed session needs a UUID session id and new_from >= 1")
+
+
 def build(req: dict[str, Any], model: str, *, command: str, base_env: dict[str, str], home: str,
           extra_args: list[str], api_key: str | None, base_url: str | None, first_byte: float,
-          max_prompt_bytes: int = MAX_PROMPT_BYTES) -> Invocation:
+          max_prompt_bytes: int = MAX_PROMPT_BYTES, session: Session | None = None) -> Invocation:
     """Raises a 400 RelayError for what the CLI cannot take, before anything is started."""
     check(req)
-    system, blocks = user_message(req["messages"])
+    resume = session.resume if session else None
+    system, blocks = user_message(req["messages"], session.new_from if session and resume else 0)
     system_bytes = system.encode()
     line = jsonfast.dumps({"type": "user", "message": {"role": "user", "content": blocks}}) + b"\n"
     size = len(system_bytes) + len(line)
@@ -129,8 +157,11 @@ def build(req: dict[str, Any], model: str, *, command: str, base_env: dict[str, 
         raise bad_request(f"The prompt is {size} bytes; {CHANNEL} take at most {max_prompt_bytes} bytes "
                           "(system prompt and messages together, UTF-8).", param="messages", code="prompt_too_large")
     argv = [command, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
-            "--input-format", "stream-json", "--model", model, "--tools", "", "--system-prompt-file", SYSTEM_PROMPT_FILE,
-            "--no-session-persistence"]
+            "--input-format", "stream-json", "--model", model, "--tools", "", "--system-prompt-file", SYSTEM_PROMPT_FILE]
+    if session is None:
+        argv.append("--no-session-persistence")
+    elif resume:
+        argv += ["--resume", resume]
     if api_key:
         argv.append("--bare")  # API-key only: skips hooks, plugins, CLAUDE.md discovery and OAuth
     effort = req.get("reasoning_effort")
@@ -155,4 +186,6 @@ def build(req: dict[str, Any], model: str, *, command: str, base_env: dict[str, 
         env["ANTHROPIC_API_KEY"] = api_key
     if base_url:
         env["ANTHROPIC_BASE_URL"] = base_url
+    if session:
+        env["CLAUDE_CONFIG_DIR"] = session.config_dir
     return Invocation(argv, env, line, {SYSTEM_PROMPT_FILE: system_bytes}, [k for k in IGNORED if req.get(k) is not None])

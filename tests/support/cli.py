@@ -127,3 +127,50 @@ async def eventually(check: Callable[[], bool], within: float) -> bool:
             return True
         await asyncio.sleep(0.05)
     return check()
+
+
+class RecordingCli:
+    """A wrapper around the real CLI that records each run's argv, CLAUDE_CONFIG_DIR, working
+    directory and stdin (in a directory of its own per run), then runs the real binary on
+    that stdin (through a pipe: given a file, the CLI reads nothing): what the adaptor started, seen from the outside."""
+
+    def __init__(self, tmp_path: Path):
+        assert CLAUDE.exists(), f"the claude CLI is missing at {CLAUDE}; `make test` installs it"
+        self.log = tmp_path / "cli-runs"
+        self.log.mkdir()
+        self.command = tmp_path / "claude-recorded"
+        self.command.write_text(f"""#!/bin/sh
+d=$(mktemp -d {self.log}/run-XXXXXXXX)
+printf '%s\\0' "$@" > "$d/argv"
+printf '%s' "${{CLAUDE_CONFIG_DIR-}}" > "$d/config_dir"
+pwd > "$d/cwd"
+cat > "$d/stdin"
+cat "$d/stdin" | {CLAUDE} "$@"
+""")
+        self.command.chmod(0o755)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run so far, oldest first: argv (list), config_dir, cwd, stdin (the messages sent)."""
+        found = []
+        for d in sorted(self.log.iterdir(), key=lambda p: (p / "argv").stat().st_mtime_ns):
+            found.append({"argv": (d / "argv").read_bytes().decode().split("\0")[:-1],
+                          "config_dir": (d / "config_dir").read_text(), "cwd": (d / "cwd").read_text().strip(),
+                          "stdin": [json.loads(line) for line in (d / "stdin").read_text().splitlines() if line]})
+        return found
+
+
+def sessions_cli_config(anthropic_url: str, command: Path, sessions_dir: Path | None, *, sessions: bool = True,
+                        ttl: float | None = None) -> str:
+    """A claude_cli channel on the real CLI (through `command`) that keeps sessions per tenant."""
+    extra = f"\n    sessions_dir: {sessions_dir}" if sessions_dir else ""
+    extra += f"\n    sessions_ttl: {ttl}" if ttl else ""
+    return cli_config(f"""\
+  - name: cli
+    type: claude_cli
+    command: {command}
+    api_key: {CLI_KEY}
+    base_url: {anthropic_url}
+    timeout: {{first_byte: 20, idle: 5, total: 60}}
+    sessions: {str(sessions).lower()}{extra}
+    models: {{cli-text: text}}
+""")
