@@ -69,3 +69,37 @@ async def test_relay_usage_shows_the_bytes_each_tenant_has_stored(make_relay, fa
     assert rows["globex"] == 0 and len(first.output_text) < rows["acme"] < 20_000
     table = relay_cli("usage", "-c", str(tmp_path / "relay.yaml"), "--by", "stored", env={**os.environ, **ENV})
     assert table.stdout.splitlines()[-1].split() == ["TOTAL", str(rows["acme"])]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_previous_response_id_resumes_the_cli_session_with_only_the_new_turn(make_relay, fake_anthropic, tmp_path,
+                                                                                   monkeypatch, stream):
+    from relay.stateful.records import KEY
+
+    from .support import store_of
+    from .support.cli import RecordingCli, private_tmp, sessions_cli_config
+
+    private_tmp(tmp_path, monkeypatch)
+    cli = RecordingCli(tmp_path)
+    relay = await make_relay(sessions_cli_config(fake_anthropic.url, cli.command, tmp_path / "sessions"))
+    client = relay.client()
+
+    async def turn(**kw):
+        if not stream:
+            return await client.responses.create(model="cli-text", **kw)
+        async with client.responses.stream(model="cli-text", **kw) as s:
+            return await s.get_final_response()
+
+    for _ in range(5):  # the pinned CLI now and then exits without saving the turn: then no session is kept
+        first = await turn(input="first question")
+        record = json.loads(await store_of(relay).doc_get("acme", KEY + first.id))
+        if record["session"]:
+            break
+    assert record["session"] and record["channel"] == "cli"
+    await turn(input="second question", previous_response_id=first.id)
+    run = cli.runs()[-1]
+    assert run["argv"][run["argv"].index("--resume") + 1] != record["session"]  # a copy of it: the chain can fork
+    sent = json.dumps(run["stdin"], ensure_ascii=False)
+    assert "second question" in sent and "first question" not in sent  # only the new turn went on stdin
+    history = json.dumps(fake_anthropic.last.body["messages"], ensure_ascii=False)
+    assert "first question" in history and first.output_text in history and "second question" in history
