@@ -15,7 +15,7 @@ are tenant-scoped like every model endpoint (an unknown or forbidden model is a 
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
@@ -23,19 +23,33 @@ from relay_adaptors.anthropic.request import to_messages
 from relay_adaptors.kernel import jsonfast
 from relay_adaptors.kernel.base import Call, TokenCounter
 from relay_adaptors.kernel.errors import upstream_bad_response
+from relay_adaptors.kernel.ids import new_id
 from relay_adaptors.kernel.tokens import estimate_prompt, estimate_text
 from relay_adaptors.kernel.usage import Usage
 from relay_adaptors.responses import to_chat, validate_responses_request
-from relay_adaptors.responses.compact import compacted_output, compacted_response, summary_of, summary_request
+from relay_adaptors.responses.compact import (
+    compacted_output,
+    compacted_response,
+    encode_summary,
+    summary_of,
+    summary_request,
+)
+from relay_adaptors.responses.envelope import Envelope
 from relay_config.schema import TenantConfig
 
 from .appkeys import REQUEST_ID, RUNTIME
-from .dispatch import Attempt
+from .dispatch import Answer, Attempt
 from .httpio import json_response, read_json
 from .lifecycle import ModelCall
+from .responses_writer import write_events
 from .router import Candidate, model_not_found
+from .sse_out import SSE_HEADERS
 from .stateful.chain import expand_history
+from .stateful.replay import replay_events
 from .vkeys.appkeys import VIRTUAL_KEY
+
+if TYPE_CHECKING:
+    from .responses_api import Turn
 
 # A count body may carry these (TokenCountsBody); generation settings do not change a count.
 COUNTED = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "reasoning", "text",
@@ -99,28 +113,61 @@ async def input_tokens(request: web.Request) -> web.StreamResponse:
     return json_response({"object": "response.input_tokens", "input_tokens": count}, headers=headers)
 
 
-async def compact(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME].current
-    tenant, body = await _request_body(request)
-    body = {k: body[k] for k in SUMMARISED if k in body}
-    model = body["model"]
-    candidates = rt.router.candidates(tenant, model)
+async def _summarise(call: ModelCall, candidates: list[Candidate], body: dict[str, Any]) -> tuple[str, Answer]:
+    """The routed model's summary of the conversation in `body` (model, input, instructions)."""
     # The bridge checks every item (a 400 names it) and reads Relay's earlier compactions.
-    history = to_chat(body).chat["messages"]
-    chat = summary_request(model, history)
+    chat = summary_request(body["model"], to_chat(body).chat["messages"])
 
     def plan(candidate: Candidate) -> Attempt:
         return Attempt(chat)
 
+    await call.admit(candidates[0].model, chat["messages"], None, False)
+    answer = await call.dispatch(candidates, plan, False)
+    assert answer.completion is not None  # the chat path, not streamed
+    summary = summary_of(answer.completion)
+    if not summary:
+        raise upstream_bad_response(answer.candidate.channel.name, "the model wrote no summary of the conversation")
+    return summary, answer
+
+
+async def compact(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME].current
+    tenant, body = await _request_body(request)
+    body = {k: body[k] for k in SUMMARISED if k in body}
+    candidates = rt.router.candidates(tenant, body["model"])
     async with ModelCall(request, rt, tenant, "responses") as call:
-        await call.admit(candidates[0].model, chat["messages"], None, False)
-        answer = await call.dispatch(candidates, plan, False)
-        completion = answer.completion
-        assert completion is not None  # the chat path, not streamed
-        summary = summary_of(completion)
-        if not summary:
-            raise upstream_bad_response(answer.candidate.channel.name, "the model wrote no summary of the conversation")
-        usage = completion.get("usage")
+        summary, answer = await _summarise(call, candidates, body)
+        usage = answer.completion.get("usage") if answer.completion else None
         out = compacted_response(compacted_output(body["input"], summary),
                                  Usage.from_chat(usage if isinstance(usage, dict) else {}).responses(), int(time.time()))
         return call.json(out, usage, answer.headers())
+
+
+def ends_with_compaction_trigger(body: dict[str, Any]) -> bool:
+    raw = body.get("input")
+    return isinstance(raw, list) and bool(raw) and isinstance(raw[-1], dict) and raw[-1].get("type") == "compaction_trigger"
+
+
+async def compaction_turn(turn: Turn) -> web.StreamResponse:
+    """`POST /v1/responses` whose input ends with a `compaction_trigger` (how Codex asks for
+    server-side compaction): the answer is a Response whose one output item is the
+    compaction of everything before the trigger; the client keeps its user messages itself."""
+    body = {k: turn.body[k] for k in SUMMARISED if k in turn.body}
+    body["input"] = turn.body["input"][:-1]
+    async with ModelCall(turn.request, turn.rt, turn.tenant, "responses") as call:
+        summary, answer = await _summarise(call, turn.candidates, body)
+        usage = answer.completion.get("usage") if answer.completion else None
+        item = {"type": "compaction", "id": new_id("cmp_"), "encrypted_content": encode_summary(summary)}
+        echo = {**to_chat({**body, "input": body["input"] or ""}).echo, **turn.prepared.echo}
+        response = Envelope(turn.model, echo, turn.response_id).snapshot(
+            "completed", [item], Usage.from_chat(usage if isinstance(usage, dict) else {}).responses())
+        await turn.store(response, answer)
+        if turn.body.get("stream") is not True:
+            return call.json(response, usage, answer.headers())
+        # Streamed: the lifecycle and the one item, whole.
+        out = web.StreamResponse(headers={**SSE_HEADERS, **answer.headers(), **call.headers, "x-request-id": call.request_id})
+        await out.prepare(turn.request)
+        await write_events(out, replay_events(response))
+        await out.write_eof()
+        call.usage = usage if isinstance(usage, dict) else None
+        return out

@@ -244,3 +244,31 @@ async def test_an_upstream_that_writes_no_summary_is_a_502_and_failures_are_not_
     assert resp.status == 429
     statuses = [(r.model, r.status) for r in await ledger(claude_relay, 2)]
     assert statuses == [("gpt-tools", 502), ("broken-429", 429)]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_compaction_trigger_answers_one_compaction_item_the_next_turn_reads(relay, fake_openai, stream):
+    from .spec import validate_response_event
+    from .support import responses_events
+
+    history = [{"role": "user", "content": "Plan the trip."}, {"role": "assistant", "content": "Rome, then Naples."},
+               {"type": "compaction_trigger"}]
+    body = {"model": "gpt-4.1-mini", "input": history, "store": False, "stream": stream}
+    if stream:
+        resp, text = await relay.raw_stream("/v1/responses", body)
+        events = responses_events(text)
+        for ev in events:
+            validate_response_event(ev)
+        response = events[-1]["response"]
+        assert [e["type"] for e in events][-1] == "response.completed"
+    else:
+        resp, response = await relay.post_json("/v1/responses", body)
+    assert resp.status == 200
+    validate("Response", response)
+    [item] = response["output"]
+    assert item["type"] == "compaction" and item["encrypted_content"].startswith("relay-compaction-v1:")
+    summary_call = fake_openai.last.body
+    assert "Rome, then Naples." in json.dumps(summary_call["messages"], ensure_ascii=False)
+    await relay.client().responses.create(model="gpt-4.1-mini", input=[item, {"role": "user", "content": "And now?"}])
+    first = fake_openai.last.body["messages"][0]
+    assert first["role"] == "user" and "compacted" in first["content"]

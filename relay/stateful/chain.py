@@ -61,7 +61,8 @@ async def prepare(request: web.Request, tenant: TenantConfig, body: dict[str, An
     if raw is None and not history:
         raise bad_request("Missing required parameter: 'input'.", param="input")
     if isinstance(raw, list) and history:
-        convert_input(raw, ToolNames(), keep_reasoning=False)  # its own errors name its own indices
+        trigger = bool(raw) and isinstance(raw[-1], dict) and raw[-1].get("type") == "compaction_trigger"
+        convert_input(raw[:-1] if trigger else raw, ToolNames(), keep_reasoning=False)  # errors name its own indices
         check_call_outputs(raw, {i["call_id"] for i in history if i.get("type") == "function_call" and "call_id" in i})
     own = stored_input(raw if raw is not None else [])
     items = history + own
