@@ -32,11 +32,15 @@ channels:
 """
 
 
-async def serve(make_relay, aiohttp_server):
-    upstream = await serve_fake(CodexLoopUpstream(), aiohttp_server)
+async def serve(make_relay, aiohttp_server, upstream: CodexLoopUpstream | None = None):
+    upstream = await serve_fake(upstream or CodexLoopUpstream(), aiohttp_server)
     relay = await make_relay(loop_config(upstream.url))
     front = await serve_fake(ClientRecorder(relay.url), aiohttp_server)
     return upstream, relay, front
+
+
+def turn_metadata(call: ClientCall) -> dict:
+    return json.loads(call.headers["x-codex-turn-metadata"])
 
 
 def check_codex_calls(front: ClientRecorder, turns: int) -> list[ClientCall]:
@@ -99,3 +103,22 @@ async def test_codex_shell_tool_round_trip(make_relay, aiohttp_server, tmp_path:
     assert "Output:\nrelay-42" in tool_msg["content"]  # the shell computed it; no fake knows it
     assert [(r.model, r.channel, r.api, r.status) for r in store_of(relay).ledger] == [
         ("codex-chat", "chat-only", "responses", 200)] * 2
+
+
+async def test_codex_compacts_a_full_context_through_plain_responses(make_relay, aiohttp_server, tmp_path: Path):
+    """Codex's auto-compaction on a custom provider is one more POST /v1/responses (its
+    summary prompt as a user message), not /v1/responses/compact: Relay needs nothing else."""
+    upstream, relay, front = await serve(make_relay, aiohttp_server, CodexLoopUpstream(full_context=True))
+    run = await run_codex(tmp_path, front.url, front.url, ACME_KEY, "codex-chat",
+                          f"{RUN_MARKER} `echo relay-$((6*7))` and tell me what it printed.", "--json")
+    assert run.returncode == 0, run.stderr[-3000:]
+    first, compaction, resumed = check_codex_calls(front, 3)
+    assert "compaction" not in turn_metadata(first)
+    assert turn_metadata(compaction)["compaction"]["implementation"] == "responses"
+    summarize = compaction.body["input"][-1]
+    assert summarize["role"] == "user" and "COMPACTION" in summarize["content"][0]["text"]
+    assert compaction.body["input"][-2]["type"] == "function_call_output"  # the tool ran before compacting
+    # The resumed request carries the summary (the fake's text answer) instead of the old turns.
+    assert BONJOUR in resumed.body["input"][-1]["content"][0]["text"]
+    assert not any(i["type"].startswith("function_call") for i in resumed.body["input"])
+    assert len(upstream.requests) == 3 and len(store_of(relay).ledger) == 3

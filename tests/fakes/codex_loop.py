@@ -6,11 +6,15 @@
   `exec_command` with `echo relay-$((6*7))` (tests/fixtures/codex/chat-turn1-exec-command.sse);
 - anything else gets a plain text answer (tests/fixtures/openai/chat-text.sse).
 
+With `full_context`, the call turn reports a nearly full context (990,000 prompt tokens),
+which makes Codex compact its history before it sends the tool's result.
+
 It only streams, as Codex does; a non-streaming request is recorded and refused.
 """
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -34,8 +38,9 @@ def last_user_text(body: dict[str, Any]) -> str:
 
 
 class CodexLoopUpstream(FakeUpstream):
-    def __init__(self) -> None:
+    def __init__(self, *, full_context: bool = False) -> None:
         super().__init__(FIXTURES)
+        self.full_context = full_context
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -51,5 +56,8 @@ class CodexLoopUpstream(FakeUpstream):
             answer = self.fixture("tool-loop/chat-turn2-answer.sse")
             return await self.replay(request, answer.replace(b"{{TOOL_RESULT}}", json.dumps(shown_output(result))[1:-1].encode()))
         if RUN_MARKER in last_user_text(body):
-            return await self.replay(request, self.fixture("codex/chat-turn1-exec-command.sse"))
+            call = self.fixture("codex/chat-turn1-exec-command.sse")
+            if self.full_context:
+                call = re.sub(rb'"(prompt|total)_tokens":\d+', rb'"\1_tokens":990000', call)
+            return await self.replay(request, call)
         return await self.replay(request, self.fixture("openai/chat-text.sse"))
