@@ -14,22 +14,29 @@ from ..proc import ROOT
 
 CODEX = Path(os.environ.get("RELAY_TEST_CODEX", ROOT / ".tools" / "node_modules" / ".bin" / "codex"))
 KEY_ENV = "RELAY_API_KEY"
+BUILTIN_KEY_ENV = "CODEX_API_KEY"  # the API key `codex exec` uses on its built-in openai provider
 
 
-def codex_config(base_url: str, model: str) -> str:
-    """config.toml as a user writes it for Relay; everything else stays Codex's default
-    except what would phone home (analytics, feedback, the update check, the plugin sync)."""
-    return f"""\
-model = "{model}"
+def codex_config(base_url: str, model: str, *, builtin_openai: bool = False) -> str:
+    """config.toml as a user writes it for Relay: a custom Responses provider or, with
+    `builtin_openai`, Codex's own openai provider moved to Relay. Everything else stays
+    Codex's default except what would phone home (analytics, feedback, the update check,
+    the plugin sync)."""
+    provider = f"""\
+openai_base_url = "{base_url}/v1"
+""" if builtin_openai else f"""\
 model_provider = "relay"
-check_for_update_on_startup = false
 
 [model_providers.relay]
 name = "Relay"
 base_url = "{base_url}/v1"
 env_key = "{KEY_ENV}"
 wire_api = "responses"
-
+"""
+    return f"""\
+model = "{model}"
+check_for_update_on_startup = false
+{provider}
 [analytics]
 enabled = false
 
@@ -53,15 +60,15 @@ class CodexRun:
 
 
 async def run_codex(tmp_path: Path, base_url: str, proxy_url: str, key: str, model: str, prompt: str,
-                    *extra: str, timeout: float = 60) -> CodexRun:
+                    *extra: str, builtin_openai: bool = False, timeout: float = 60) -> CodexRun:
     assert CODEX.exists(), f"the codex CLI is missing at {CODEX}; `make test` installs it"
     home, work = tmp_path / "home", tmp_path / "work"
     (home / ".codex").mkdir(parents=True, exist_ok=True)
     work.mkdir(exist_ok=True)
-    (home / ".codex" / "config.toml").write_text(codex_config(base_url, model))
+    (home / ".codex" / "config.toml").write_text(codex_config(base_url, model, builtin_openai=builtin_openai))
     env = {
         "PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home / ".codex"), "TMPDIR": str(home),
-        KEY_ENV: key, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+        BUILTIN_KEY_ENV if builtin_openai else KEY_ENV: key, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
         **{name: proxy_url for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")},
     }
     # Codex's exec defaults: no approvals, a read-only sandbox; the work dir is not a git repo.
