@@ -13,7 +13,7 @@ if [ "${1:-}" = bench ]; then
   want nginx nginx; want wrk wrk; want taskset util-linux
 fi
 
-want npm npm                     # installs the claude CLI below
+want npm npm                     # installs the claude and codex CLIs below
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
@@ -25,4 +25,10 @@ fi
 CLAUDE_CODE_VERSION=2.1.197
 if [ "${1:-}" != bench ] && ! "$here/.tools/node_modules/.bin/claude" --version 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION "; then
   npm install --prefix "$here/.tools" --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >/dev/null
+fi
+
+# The real Codex CLI, pinned, for tests/test_codex_cli.py (a 172 MB download: its musl binary).
+CODEX_VERSION=0.171.0
+if [ "${1:-}" != bench ] && ! "$here/.tools/node_modules/.bin/codex" --version 2>/dev/null | grep -qx "codex-cli $CODEX_VERSION"; then
+  npm install --prefix "$here/.tools" --no-audit --no-fund --loglevel=error --save-exact "@openai/codex@$CODEX_VERSION" >/dev/null
 fi
