@@ -49,8 +49,8 @@ class CodexLoopUpstream(FakeUpstream):
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
-        if not body.get("stream"):
-            return web.json_response({"error": {"message": "stream only", "type": "invalid_request_error"}}, status=400)
+        if not body.get("stream"):  # Relay's summary call for a compaction: the recorded text answer
+            return web.Response(body=self.fixture("openai/chat-text.json"), content_type="application/json")
         result = chat_result(body)
         if result is not None:
             answer = self.fixture("tool-loop/chat-turn2-answer.sse")
