@@ -138,6 +138,7 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/responses", responses_api.responses)
+    app.router.add_get("/v1/responses", responses_api.no_websocket)
     app.router.add_post("/v1/responses/input_tokens", responses_extra.input_tokens)  # before any /v1/responses/{id}
     app.router.add_post("/v1/responses/compact", responses_extra.compact)
     app.router.add_get("/v1/responses/{response_id}", stored_responses.get_response)

@@ -157,6 +157,13 @@ class Turn:
         return make_tap, flush if self.keeps else None
 
 
+async def no_websocket(request: web.Request) -> web.StreamResponse:
+    """GET /v1/responses: the Responses WebSocket transport, which Relay does not serve. 426
+    tells a client to use plain HTTPS (Codex falls back at once instead of retrying)."""
+    raise RelayError(426, "Relay serves the Responses API over HTTPS only (POST /v1/responses); the WebSocket "
+                     "transport is not available.", code="websocket_not_supported")
+
+
 async def responses(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)

@@ -135,14 +135,15 @@ async def test_codex_compacts_a_full_context_through_plain_responses(make_relay,
 
 
 async def test_codex_builtin_openai_provider_falls_back_from_websockets(make_relay, aiohttp_server, tmp_path: Path):
-    """Relay has no Responses WebSocket: the upgrade GET is a 405 and Codex, after its
-    reconnect attempts (about 6 s of backoff), runs the turn over HTTPS."""
+    """Relay has no Responses WebSocket: the upgrade GET is a 426 and Codex, without retrying,
+    runs the turn over HTTPS."""
     upstream, relay, front = await serve(make_relay, aiohttp_server)
     run = await run_tool_loop(tmp_path, front, builtin_openai=True)
     items = [e["item"] for e in run.events() if e["type"] == "item.completed"]
     assert [i["text"] for i in items if i["type"] == "agent_message"] == ["The command printed relay-42."]
     upgrades = [c for c in front.calls if c.method == "GET"]
-    assert upgrades and all(c.path == "/v1/responses" and c.status == 405 and c.headers["Upgrade"] == "websocket"
+    assert len(upgrades) == 1, upgrades  # 426: Codex falls back to HTTPS at once, no retries
+    assert all(c.path == "/v1/responses" and c.status == 426 and c.headers["Upgrade"] == "websocket"
                             and c.headers["OpenAI-Beta"].startswith("responses_websockets=") for c in upgrades)
     assert front.calls.index(upgrades[-1]) < front.calls.index(check_codex_calls(front, 2)[0])  # WebSocket first
     assert len(upstream.requests) == 2

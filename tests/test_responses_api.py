@@ -317,3 +317,11 @@ async def test_responses_need_a_key_and_an_allowed_model(relay):
     from .support import GLOBEX_KEY
 
     assert (await relay.post("/v1/responses", {"model": "demo", "input": "x"}, key=GLOBEX_KEY)).status == 404
+
+
+async def test_the_websocket_transport_is_a_426_pointing_at_https(relay):
+    _, err = await relay.get_json("/v1/responses")
+    validate_error(err)
+    assert err["error"]["code"] == "websocket_not_supported"
+    resp, _ = await relay.get_json("/v1/responses")
+    assert resp.status == 426
