@@ -328,3 +328,19 @@ async def test_a_response_in_a_conversation_reads_and_extends_it(relay, fake_ope
     with pytest.raises(openai.NotFoundError) as e:
         await client.responses.create(model="gpt-4.1-mini", input="x", conversation=conv.id)
     assert e.value.param == "conversation"
+
+
+async def test_a_cancelled_background_response_replays_as_a_valid_stream(make_relay, fake_openai):
+    from .spec import validate_response_event
+    from .support import responses_events
+
+    channel = f"- name: watched\n  type: openai\n  base_url: {fake_openai.url}/v1\n  models: {{gpt-watched: hang-watched}}\n"
+    relay = await make_relay(base_config(fake_openai.url, extra_channels=channel))
+    queued = await relay.client().responses.create(model="gpt-watched", input="one", background=True)
+    await relay.client().responses.cancel(queued.id)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{relay.url}/v1/responses/{queued.id}?stream=true", headers={"authorization": f"Bearer {ACME_KEY}"}) as r:
+            events = responses_events((await r.read()).decode())
+    for ev in events:
+        validate_response_event(ev)
+    assert events[-1]["response"]["status"] == "cancelled"
