@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from .redis_server import RedisServer
-from .support import ENV, base_config, relay_cli
+from .support import ENV, base_config, relay_cli, respond
 from .support.cli import real_cli_config
 
 
@@ -38,10 +38,7 @@ async def test_a_chain_on_the_claude_cli_channel_replays_the_transcript(make_rel
     client = relay.client()
 
     async def turn(**kw):
-        if not stream:
-            return await client.responses.create(model="cli-text", **kw)
-        async with client.responses.stream(model="cli-text", **kw) as s:
-            return await s.get_final_response()
+        return await respond(client, stream, model="cli-text", **kw)
 
     first = await turn(input="one")
     second = await turn(input="two", previous_response_id=first.id)
@@ -85,10 +82,7 @@ async def test_previous_response_id_resumes_the_cli_session_with_only_the_new_tu
     client = relay.client()
 
     async def turn(**kw):
-        if not stream:
-            return await client.responses.create(model="cli-text", **kw)
-        async with client.responses.stream(model="cli-text", **kw) as s:
-            return await s.get_final_response()
+        return await respond(client, stream, model="cli-text", **kw)
 
     for _ in range(5):  # the pinned CLI now and then exits without saving the turn: then no session is kept
         first = await turn(input="first question")

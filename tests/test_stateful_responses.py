@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from .spec import validate, validate_error
-from .support import ACME_KEY, GLOBEX_KEY, anthropic_channel, base_config
+from .support import ACME_KEY, GLOBEX_KEY, anthropic_channel, base_config, respond
 
 TOOL = [{"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}]
 GLOBEX_TOO = "- name: acme-b\n  keys: [sk-other]\n  models: ['*']\n"
@@ -23,15 +23,6 @@ async def relay(make_relay, fake_openai, fake_anthropic):
                             .replace('"broken-*", "slow-*"]', '"broken-*", "slow-*", "claude-*"]'))
 
 
-async def create(client, stream: bool, **kw):
-    if not stream:
-        return await client.responses.create(**kw)
-    async with client.responses.stream(**kw) as s:
-        async for _ in s:
-            pass
-        return await s.get_final_response()
-
-
 def chat_turns(messages):
     """(role, text) of a forwarded chat request."""
     return [(m["role"], m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])) for m in messages]
@@ -41,9 +32,9 @@ def chat_turns(messages):
 @pytest.mark.parametrize("model, upstream", [("gpt-4.1-mini", "openai"), ("claude-text", "anthropic")])
 async def test_a_three_turn_chain_sends_the_whole_history_in_order(relay, fake_openai, fake_anthropic, stream, model, upstream):
     client = relay.client()
-    first = await create(client, stream, model=model, input="one", instructions="Be brief.")
-    second = await create(client, stream, model=model, input="two", previous_response_id=first.id)
-    third = await create(client, stream, model=model, input=[{"role": "user", "content": "three"}], previous_response_id=second.id)
+    first = await respond(client, stream, model=model, input="one", instructions="Be brief.")
+    second = await respond(client, stream, model=model, input="two", previous_response_id=first.id)
+    third = await respond(client, stream, model=model, input=[{"role": "user", "content": "three"}], previous_response_id=second.id)
     assert third.previous_response_id == second.id and third.status == "completed"
     fake = fake_openai if upstream == "openai" else fake_anthropic
     sent = fake.last.body
@@ -315,9 +306,9 @@ async def test_background_runs_are_capped_per_tenant(make_relay, fake_openai):
 async def test_a_response_in_a_conversation_reads_and_extends_it(relay, fake_openai, stream):
     client = relay.client()
     conv = await client.conversations.create(items=[{"type": "message", "role": "user", "content": "My name is Ada."}])
-    first = await create(client, stream, model="gpt-4.1-mini", input="Hello?", conversation=conv.id)
+    first = await respond(client, stream, model="gpt-4.1-mini", input="Hello?", conversation=conv.id)
     assert first.conversation.id == conv.id
-    await create(client, stream, model="gpt-4.1-mini", input="Again.", conversation={"id": conv.id}, store=False)
+    await respond(client, stream, model="gpt-4.1-mini", input="Again.", conversation={"id": conv.id}, store=False)
     assert [m["content"] for m in fake_openai.last.body["messages"]] == ["My name is Ada.", "Hello?", first.output_text, "Again."]
     items = [i async for i in client.conversations.items.list(conv.id, order="asc")]
     assert [(i.type, i.role) for i in items] == [("message", "user"), ("message", "user"), ("message", "assistant"),

@@ -310,3 +310,11 @@ def relay_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = 
     """The `relay` command, run as a user runs it."""
     return subprocess.run([sys.executable, "-m", "relay", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=60)
+
+
+async def respond(client: openai.AsyncOpenAI, stream: bool, **kw: Any) -> Any:
+    """`client.responses.create(**kw)`, or the same request streamed: its final Response."""
+    if not stream:
+        return await client.responses.create(**kw)
+    async with client.responses.stream(**kw) as s:
+        return await s.get_final_response()
