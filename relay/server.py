@@ -17,17 +17,18 @@ from .app import create_app
 from .connections import ClientLimits, GuardedRunner
 from .ops import OPS_SPLIT, ops_app
 from .vkeys.wiring import KeyConflict
+from .workers import supervised
 
 log = logging.getLogger("relay")
 
 
-async def start_ops_listener(app: web.Application, ops_listen: str, limits: ClientLimits) -> web.AppRunner:
-    """/metrics, /admin/* and the probes on their own address. reuse_port: with --workers N
+async def start_ops_listener(app: web.Application, ops_listen: str, limits: ClientLimits, shared: bool) -> web.AppRunner:
+    """/metrics, /admin/* and the probes on their own address. `shared`: with --workers N
     every worker binds it; any one answers (metrics are summed, reload reaches all)."""
     host, port = split_host_port(ops_listen)
     runner = GuardedRunner(ops_app(app), limits, access_log=None, shutdown_timeout=1)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True).start()
+    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=shared).start()
     return runner
 
 
@@ -61,11 +62,19 @@ async def serve(config: RelayConfig, host: str, port: int, config_path: Path | N
     except KeyConflict as e:  # a key both in the YAML and the key store (relay.vkeys)
         log.error("cannot start: %s", e)
         raise SystemExit(1) from None
-    # reuse_port: several worker processes may listen on the same port (relay/workers.py).
-    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True, backlog=4096)
-    await site.start()
+    # Only the workers of one supervisor share a port (SO_REUSEPORT, relay/workers.py; the
+    # supervisor checked it was free). A lone instance binds it alone, so a second `relay serve`
+    # on the same port fails instead of silently taking half of its connections.
+    shared = supervised()
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=shared, backlog=4096)
     try:
-        ops = await start_ops_listener(app, ops_listen, limits) if ops_listen else None
+        await site.start()
+    except OSError as e:
+        log.error("cannot listen on %s:%s: %s", host, port, e.strerror)
+        await runner.cleanup()
+        raise SystemExit(1) from None
+    try:
+        ops = await start_ops_listener(app, ops_listen, limits, shared) if ops_listen else None
     except OSError as e:  # e.g. the default 127.0.0.1:9091 taken by another program
         log.error("cannot listen on the operations address %s (server.ops_listen / --ops-listen): %s", ops_listen, e.strerror)
         await runner.cleanup()

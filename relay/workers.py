@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,32 @@ log = logging.getLogger("relay")
 SUPERVISOR_ENV = "RELAY_SUPERVISOR_PID"
 
 
+def supervised() -> bool:
+    """Whether this process is a worker of `relay serve --workers N`."""
+    return bool(os.environ.get(SUPERVISOR_ENV))
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be ours alone (another program listens there), or None. The
+    workers share the port with SO_REUSEPORT, which would let them join anyone's: so the
+    supervisor binds it once without, first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            return e.strerror or str(e)
+    return None
+
+
 def supervise(config_path: Path, host: str, port: int, workers: int, drain_seconds: float, ops_listen: str | None = None) -> int:
+    from relay_config.schema import split_host_port
+
+    for addr, number in ((host, port), *([split_host_port(ops_listen)] if ops_listen else [])):
+        if (why := port_taken(addr, number)) is not None:
+            log.error("cannot listen on %s:%s: %s", addr, number, why)
+            return 1
     metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, SUPERVISOR_ENV: str(os.getpid())}
     argv = [sys.executable, "-m", "relay", "serve", "-c", str(config_path), "--host", host, "--port", str(port), "--workers", "1"]

@@ -84,3 +84,19 @@ async def _all_up(url: str) -> bool:
                 return r.status == 200
     except aiohttp.ClientError:
         return False
+
+
+def test_a_second_instance_on_a_taken_port_fails_instead_of_sharing_it(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "relay.yaml"
+    config.write_text(CONFIG)
+    first = RelayProcess(config)
+    try:
+        for workers in ("1", "2"):
+            second = subprocess.run([sys.executable, "-m", "relay", "serve", "-c", str(config), "--port", str(first.port),
+                                     "--workers", workers], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+            assert second.returncode == 1 and f"cannot listen on 127.0.0.1:{first.port}" in second.stderr, second.stderr
+    finally:
+        first.stop()
