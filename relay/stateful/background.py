@@ -29,7 +29,7 @@ from ..lifecycle import ModelCall
 from ..store import Store, StoreError
 from .appkeys import RECORDS, RUNS
 from .eventlog import EventLog
-from .records import not_found
+from .records import not_found, unavailable
 
 if TYPE_CHECKING:
     from ..responses_api import Turn
@@ -40,6 +40,8 @@ STALE_AFTER = 15.0  # a run whose beat is older than this has lost its instance
 RUNNING = ("queued", "in_progress")
 LOST = {"code": "server_error", "message": "The gateway instance running this background response stopped before it "
         "finished (it was restarted or crashed); create the response again."}
+UNSTORED = {"code": "server_error", "message": "The response finished but could not be stored: with its history it "
+            "exceeds the gateway's responses.max_stored_bytes, or the store did not answer. Create it again."}
 
 
 @dataclass(slots=True)
@@ -68,7 +70,11 @@ async def start(turn: Turn) -> web.StreamResponse:
                          "(responses.max_background); wait for one to finish.", type="rate_limit_error",
                          code="too_many_background_responses", headers={"retry-after": "5"})
     call = await admitted(turn)
-    queued = await _store_queued(turn)
+    try:
+        queued = await _store_queued(turn)
+    except BaseException as e:  # refused (too large) or the store is down: the call's limits go back
+        await call.__aexit__(type(e), e, e.__traceback__)
+        raise
     if turn.body.get("stream") is True:
         from .background_stream import run_streaming, stream_to_client
 
@@ -99,8 +105,11 @@ def envelope_of(turn: Turn) -> Envelope:
 
 async def _store_queued(turn: Turn) -> dict[str, Any]:
     queued = envelope_of(turn).snapshot("queued", [])
-    await beat(turn.request.app[STORE], turn.tenant.name, turn.response_id)
-    await turn.records.put(turn.tenant.name, {"response": queued, "items": turn.prepared.items, "model": turn.model})
+    try:
+        await beat(turn.request.app[STORE], turn.tenant.name, turn.response_id)
+        await turn.records.put(turn.tenant.name, {"response": queued, "items": turn.prepared.items, "model": turn.model})
+    except StoreError as e:
+        raise unavailable() from e
     return queued
 
 
@@ -139,6 +148,7 @@ async def _run(turn: Turn, call: ModelCall, work: Work) -> None:
             if await cancel_requested(store, tenant, rid):
                 response = {**response, "status": "cancelled"}
             await turn.store(response, turn.answered)
+        await _unless_stored(turn)
     except asyncio.CancelledError:
         by_client = rid in runs.cancelled
         await _finish(turn, "cancelled" if by_client else "failed",
@@ -167,6 +177,17 @@ async def _answer(turn: Turn, call: ModelCall) -> dict[str, Any]:
         call.json(response, answer.completion.get("usage"), {})  # for the ledger; nobody reads the body
     turn.answered = answer
     return response
+
+
+async def _unless_stored(turn: Turn) -> None:
+    """A run whose final response could not be stored (Turn.store logs why) ends `failed` now,
+    not `in_progress` until its beat goes stale."""
+    try:
+        record = await turn.records.get(turn.tenant.name, turn.response_id)
+    except RelayError:
+        return  # the store is down: nothing can be written either
+    if record is not None and record["response"].get("status") in RUNNING:
+        await _finish(turn, "failed", UNSTORED)
 
 
 async def _set_status(turn: Turn, status: str, error: dict[str, Any] | None = None) -> None:
@@ -228,10 +249,16 @@ async def current(request: web.Request, tenant: str, record: dict[str, Any],
     rid = response["id"]
     if response.get("status") not in RUNNING or rid in request.app[RUNS].tasks:
         return response
-    if not lost(await request.app[STORE].doc_get(tenant, _beat_key(rid)), now()):
-        return response
+    try:
+        if not lost(await request.app[STORE].doc_get(tenant, _beat_key(rid)), now()):
+            return response
+    except StoreError as e:
+        raise unavailable() from e
     response = {**response, "status": "failed", "error": LOST}
-    await request.app[RECORDS].put(tenant, {**record, "response": response})
+    try:
+        await request.app[RECORDS].put(tenant, {**record, "response": response})
+    except StoreError as e:  # answered as it stands; written by the next reader
+        log.warning("could not store that background response %s was lost: %s", rid, e)
     return response
 
 
@@ -254,7 +281,10 @@ async def cancel(request: web.Request) -> web.StreamResponse:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     else:  # another instance runs it: it reads this on its next beat
-        await request.app[STORE].doc_put(tenant, _cancel_key(rid), "1", STALE_AFTER * 4)
+        try:
+            await request.app[STORE].doc_put(tenant, _cancel_key(rid), "1", STALE_AFTER * 4)
+        except StoreError as e:
+            raise unavailable() from e
     record = await records.get(tenant, rid)
     response = record["response"] if record is not None else response
     if response.get("status") in RUNNING:

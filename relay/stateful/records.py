@@ -34,17 +34,24 @@ class ResponseRecords:
     async def get(self, tenant: str, response_id: str) -> dict[str, Any] | None:
         if not _plausible(response_id):
             return None
-        raw = await self.store.doc_get(tenant, KEY + response_id)
+        try:
+            raw = await self.store.doc_get(tenant, KEY + response_id)
+        except StoreError as e:
+            raise unavailable() from e
         return json.loads(raw) if raw is not None else None
 
     async def put(self, tenant: str, record: dict[str, Any]) -> None:
+        """Raises StoreError when the store does not answer: callers that answer anyway log it."""
         raw = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
         if len(raw.encode()) > self.max_bytes:
             raise too_large(self.max_bytes)
         await self.store.doc_put(tenant, KEY + record["response"]["id"], raw, self.retention)
 
     async def delete(self, tenant: str, response_id: str) -> bool:
-        return _plausible(response_id) and await self.store.doc_delete(tenant, KEY + response_id)
+        try:
+            return _plausible(response_id) and await self.store.doc_delete(tenant, KEY + response_id)
+        except StoreError as e:
+            raise unavailable() from e
 
     def fits(self, items: list[dict[str, Any]]) -> None:
         """Refuses, before any upstream call, a request whose stored history alone would not fit."""
@@ -61,6 +68,12 @@ def too_large(limit: int) -> RelayError:
     return RelayError(413, f"This response cannot be stored: with its history it would exceed the gateway's "
                       f"{limit} bytes per stored response (responses.max_stored_bytes). Send it with "
                       "'store': false, or start a new chain.", param="input", code="stored_response_too_large")
+
+
+def unavailable() -> RelayError:
+    """A store that does not answer: the client may retry (a 503, never a 500)."""
+    return RelayError(503, "The gateway's response store is unavailable; retry shortly.", type="api_error",
+                      code="store_unavailable", headers={"retry-after": "1"})
 
 
 def not_found(response_id: str, param: str | None = None) -> RelayError:

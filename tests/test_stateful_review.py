@@ -1,0 +1,68 @@
+"""Regressions found reviewing the stateful Responses work: limits released on every path of a
+background response, a store that does not answer is a 503 (never a 500), and a background
+response that cannot be stored ends `failed` at once."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from .spec import validate, validate_error
+from .support import ACME_KEY, ADMIN, base_config
+
+
+def limited(upstream: str, extra: str = "", store: str = "memory://") -> str:
+    config = base_config(upstream).replace('    models: ["gpt-*", "demo", "fast", "broken-*", "slow-*"]',
+                                           '    models: ["gpt-*", "demo", "fast", "broken-*", "slow-*"]\n'
+                                           '    limits:\n      max_concurrent: 1\n')
+    return config.replace("url: memory://", f"url: {store}").replace("server:\n", f"server:\n  admin_key: {ADMIN}\n") + extra
+
+
+async def test_a_background_request_refused_at_storing_releases_its_concurrency_slot(make_relay, fake_openai):
+    # The history fits the cap, the queued response (which repeats the instructions) does not.
+    relay = await make_relay(limited(fake_openai.url, "responses:\n  max_stored_bytes: 4096\n"))
+    resp = await relay.post("/v1/responses", {"model": "gpt-4.1-mini", "input": "x" * 2500, "instructions": "y" * 2500,
+                                              "background": True})
+    err = json.loads(await resp.read())
+    assert resp.status == 413 and err["error"]["code"] == "stored_response_too_large"
+    validate_error(err)
+    resp = await relay.post("/v1/responses", {"model": "gpt-4.1-mini", "input": "hi"})
+    assert resp.status == 200, await resp.read()  # the refused call's slot was freed
+
+
+async def test_a_background_response_too_big_to_store_when_done_is_failed_at_once(make_relay, fake_openai):
+    # The queued record takes ~650 bytes, the completed one ~1250.
+    relay = await make_relay(base_config(fake_openai.url) + "responses:\n  max_stored_bytes: 1024\n")
+    _, queued = await relay.post_json("/v1/responses", {"model": "gpt-4.1-mini", "input": "x", "background": True})
+    assert queued["status"] == "queued"
+    for _ in range(300):
+        _, got = await relay.get_json(f"/v1/responses/{queued['id']}")
+        if got["status"] not in ("queued", "in_progress"):
+            break
+        await asyncio.sleep(0.01)
+    assert got["status"] == "failed", got
+    assert "max_stored_bytes" in got["error"]["message"]
+    validate("Response", got)
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/v1/responses/resp_abc123", None),
+    ("GET", "/v1/responses/resp_abc123/input_items", None),
+    ("DELETE", "/v1/responses/resp_abc123", None),
+    ("POST", "/v1/responses/resp_abc123/cancel", None),
+    ("POST", "/v1/responses", {"model": "gpt-4.1-mini", "input": "x", "previous_response_id": "resp_abc123"}),
+    ("POST", "/v1/responses", {"model": "gpt-4.1-mini", "input": "x", "background": True}),
+])
+async def test_an_unreachable_store_is_a_503_on_every_stored_response_path(make_relay, fake_openai, method, path, body):
+    import aiohttp
+
+    from .proc import free_port
+
+    relay = await make_relay(base_config(fake_openai.url).replace("url: memory://", f"url: redis://127.0.0.1:{free_port()}/0"))
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, relay.url + path, json=body, headers={"authorization": f"Bearer {ACME_KEY}"}) as r:
+            err = json.loads(await r.read())
+            assert r.status == 503, err
+    assert err["error"]["code"] == "store_unavailable"
+    validate_error(err)
