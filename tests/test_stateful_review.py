@@ -66,3 +66,23 @@ async def test_an_unreachable_store_is_a_503_on_every_stored_response_path(make_
             assert r.status == 503, err
     assert err["error"]["code"] == "store_unavailable"
     validate_error(err)
+
+
+async def test_a_cancel_noted_by_another_instance_ends_cancelled_not_failed(make_relay, fake_openai, monkeypatch):
+    from relay.stateful import background
+
+    from .support import store_of
+
+    monkeypatch.setattr(background, "BEAT_EVERY", 0.01)
+    channel = f"- name: watched\n  type: openai\n  base_url: {fake_openai.url}/v1\n  models: {{gpt-watched: hang-watched}}\n"
+    relay = await make_relay(base_config(fake_openai.url, extra_channels=channel))
+    _, queued = await relay.post_json("/v1/responses", {"model": "gpt-watched", "input": "one", "background": True})
+    # What POST /cancel on an instance that does not run it leaves for the one that does:
+    await store_of(relay).doc_put("acme", "cancel:" + queued["id"], "1", 60)
+    for _ in range(300):
+        _, got = await relay.get_json(f"/v1/responses/{queued['id']}")
+        if got["status"] not in ("queued", "in_progress"):
+            break
+        await asyncio.sleep(0.01)
+    assert got["status"] == "cancelled", got
+    validate("Response", got)

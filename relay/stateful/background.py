@@ -139,7 +139,7 @@ async def _run(turn: Turn, call: ModelCall, work: Work) -> None:
     runs: Runs = turn.request.app[RUNS]
     me = asyncio.current_task()
     assert me is not None
-    beating = asyncio.get_running_loop().create_task(_beat_loop(store, tenant, rid, me))
+    beating = asyncio.get_running_loop().create_task(_beat_loop(store, tenant, rid, me, runs))
     try:
         async with call:
             await _set_status(turn, "in_progress")
@@ -222,11 +222,12 @@ async def cancel_requested(store: Store, tenant: str, rid: str) -> bool:
     return await store.doc_get(tenant, _cancel_key(rid)) is not None
 
 
-async def _beat_loop(store: Store, tenant: str, rid: str, run: asyncio.Task[None]) -> None:
+async def _beat_loop(store: Store, tenant: str, rid: str, run: asyncio.Task[None], runs: Runs) -> None:
     while True:
         await asyncio.sleep(BEAT_EVERY)
         try:
             if await cancel_requested(store, tenant, rid):
+                runs.cancelled.add(rid)  # by a client (on another instance), not by a shutdown
                 run.cancel()
                 return
             await beat(store, tenant, rid)
