@@ -86,3 +86,12 @@ async def test_a_cancel_noted_by_another_instance_ends_cancelled_not_failed(make
         await asyncio.sleep(0.01)
     assert got["status"] == "cancelled", got
     validate("Response", got)
+
+
+async def test_background_runs_started_at_once_still_respect_the_cap(make_relay, fake_openai, tmp_path):
+    channel = f"- name: watched\n  type: openai\n  base_url: {fake_openai.url}/v1\n  models: {{gpt-watched: hang-watched}}\n"
+    config = base_config(fake_openai.url, extra_channels=channel).replace("url: memory://", f"url: sqlite:///{tmp_path}/r.db")
+    relay = await make_relay(config + "responses:\n  max_background: 2\n")
+    body = {"model": "gpt-watched", "input": "x", "background": True}
+    answers = await asyncio.gather(*(relay.post("/v1/responses", body) for _ in range(6)))
+    assert sorted(r.status for r in answers) == [200, 200, 429, 429, 429, 429]

@@ -69,11 +69,16 @@ async def start(turn: Turn) -> web.StreamResponse:
         raise RelayError(429, f"This tenant already has {cap} background responses running on this instance "
                          "(responses.max_background); wait for one to finish.", type="rate_limit_error",
                          code="too_many_background_responses", headers={"retry-after": "5"})
-    call = await admitted(turn)
+    runs.owners[turn.response_id] = turn.tenant.name  # counted from now: requests arriving meanwhile see it
     try:
-        queued = await _store_queued(turn)
-    except BaseException as e:  # refused (too large) or the store is down: the call's limits go back
-        await call.__aexit__(type(e), e, e.__traceback__)
+        call = await admitted(turn)
+        try:
+            queued = await _store_queued(turn)
+        except BaseException as e:  # refused (too large) or the store is down: the call's limits go back
+            await call.__aexit__(type(e), e, e.__traceback__)
+            raise
+    except BaseException:
+        runs.owners.pop(turn.response_id, None)
         raise
     if turn.body.get("stream") is True:
         from .background_stream import run_streaming, stream_to_client
