@@ -95,3 +95,17 @@ async def test_background_runs_started_at_once_still_respect_the_cap(make_relay,
     body = {"model": "gpt-watched", "input": "x", "background": True}
     answers = await asyncio.gather(*(relay.post("/v1/responses", body) for _ in range(6)))
     assert sorted(r.status for r in answers) == [200, 200, 429, 429, 429, 429]
+
+
+async def test_a_stored_compaction_turn_can_be_continued(make_relay, fake_openai):
+    relay = await make_relay(base_config(fake_openai.url))
+    history = [{"role": "user", "content": "Plan the trip."}, {"role": "assistant", "content": "Rome, then Naples."},
+               {"type": "compaction_trigger"}]
+    resp, compacted = await relay.post_json("/v1/responses", {"model": "gpt-4.1-mini", "input": history})
+    assert resp.status == 200 and compacted["output"][0]["type"] == "compaction"
+    resp, body = await relay.post_json("/v1/responses", {"model": "gpt-4.1-mini", "input": "And now?",
+                                                         "previous_response_id": compacted["id"]})
+    assert resp.status == 200, body
+    assert fake_openai.last.body["messages"][-1] == {"role": "user", "content": "And now?"}
+    _, listed = await relay.get_json(f"/v1/responses/{compacted['id']}/input_items")
+    assert all(i["type"] != "compaction_trigger" for i in listed["data"])  # a request marker, not an item

@@ -58,11 +58,14 @@ async def prepare(request: web.Request, tenant: TenantConfig, body: dict[str, An
     if conv_id is not None:
         history = await conversations_of(request).items(tenant.name, conv_id)
     raw = body.get("input")
+    # A trailing compaction_trigger asks for this turn's kind of answer: it is no item to store or replay.
+    marker: list[Any] = []
+    if isinstance(raw, list) and raw and isinstance(raw[-1], dict) and raw[-1].get("type") == "compaction_trigger":
+        raw, marker = raw[:-1], raw[-1:]
     if raw is None and not history:
         raise bad_request("Missing required parameter: 'input'.", param="input")
     if isinstance(raw, list) and history:
-        trigger = bool(raw) and isinstance(raw[-1], dict) and raw[-1].get("type") == "compaction_trigger"
-        convert_input(raw[:-1] if trigger else raw, ToolNames(), keep_reasoning=False)  # errors name its own indices
+        convert_input(raw, ToolNames(), keep_reasoning=False)  # errors name its own indices
         check_call_outputs(raw, {i["call_id"] for i in history if i.get("type") == "function_call" and "call_id" in i})
     own = stored_input(raw if raw is not None else [])
     items = history + own
@@ -70,7 +73,7 @@ async def prepare(request: web.Request, tenant: TenantConfig, body: dict[str, An
         records.fits(items)
     out = {k: v for k, v in body.items() if k not in STATE_FIELDS}
     if history:
-        out["input"] = replayed(items)
+        out["input"] = replayed(items) + marker
     echo: dict[str, Any] = {"previous_response_id": prev_id, "background": background, "store": store}
     if conv_id is not None:
         echo["conversation"] = {"id": conv_id}
