@@ -109,3 +109,27 @@ async def test_a_stored_compaction_turn_can_be_continued(make_relay, fake_openai
     assert fake_openai.last.body["messages"][-1] == {"role": "user", "content": "And now?"}
     _, listed = await relay.get_json(f"/v1/responses/{compacted['id']}/input_items")
     assert all(i["type"] != "compaction_trigger" for i in listed["data"])  # a request marker, not an item
+
+
+async def test_a_background_response_deleted_while_it_runs_stays_deleted(make_relay, fake_openai):
+    import aiohttp
+
+    channel = f"- name: paced\n  type: openai\n  base_url: {fake_openai.url}/v1\n  models: {{gpt-paced: paced-50}}\n"
+    relay = await make_relay(base_config(fake_openai.url, extra_channels=channel))
+    headers = {"authorization": f"Bearer {ACME_KEY}"}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(relay.url + "/v1/responses", headers=headers,
+                          json={"model": "gpt-paced", "input": "x", "background": True, "stream": True}) as r:
+            first = json.loads((await r.content.readuntil(b"\n\n")).decode().split("data: ", 1)[1])
+            rid = first["response"]["id"]
+            async with s.delete(f"{relay.url}/v1/responses/{rid}", headers=headers) as d:
+                assert d.status == 200
+            await r.read()  # the run ends
+    from relay.stateful.appkeys import RUNS
+
+    for _ in range(300):
+        if rid not in relay.server.app[RUNS].tasks:
+            break
+        await asyncio.sleep(0.01)
+    resp, _ = await relay.get_json(f"/v1/responses/{rid}")
+    assert resp.status == 404

@@ -268,19 +268,9 @@ async def current(request: web.Request, tenant: str, record: dict[str, Any],
     return response
 
 
-async def cancel(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME].current
-    tenant = rt.keys.authenticate(request).name
-    rid = request.match_info["response_id"]
-    records, runs = request.app[RECORDS], request.app[RUNS]
-    record = await records.get(tenant, rid)
-    if record is None:
-        raise not_found(rid)
-    if not record["response"].get("background"):
-        raise RelayError(400, "Only background responses can be cancelled.", param="response_id", code="not_background")
-    response = await current(request, tenant, record)
-    if response.get("status") not in RUNNING:
-        return json_response(response)
+async def stop(request: web.Request, tenant: str, rid: str) -> None:
+    """Stops a running background response as its client asked (cancel, or delete)."""
+    runs: Runs = request.app[RUNS]
     task = runs.tasks.get(rid)
     if task is not None:
         runs.cancelled.add(rid)
@@ -291,6 +281,22 @@ async def cancel(request: web.Request) -> web.StreamResponse:
             await request.app[STORE].doc_put(tenant, _cancel_key(rid), "1", STALE_AFTER * 4)
         except StoreError as e:
             raise unavailable() from e
+
+
+async def cancel(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME].current
+    tenant = rt.keys.authenticate(request).name
+    rid = request.match_info["response_id"]
+    records = request.app[RECORDS]
+    record = await records.get(tenant, rid)
+    if record is None:
+        raise not_found(rid)
+    if not record["response"].get("background"):
+        raise RelayError(400, "Only background responses can be cancelled.", param="response_id", code="not_background")
+    response = await current(request, tenant, record)
+    if response.get("status") not in RUNNING:
+        return json_response(response)
+    await stop(request, tenant, rid)
     record = await records.get(tenant, rid)
     response = record["response"] if record is not None else response
     if response.get("status") in RUNNING:

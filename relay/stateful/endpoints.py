@@ -10,7 +10,7 @@ from ..appkeys import RUNTIME
 from ..httpio import json_response
 from ..responses_writer import write_events
 from .appkeys import RECORDS, RUNS
-from .background import current
+from .background import RUNNING, current, stop
 from .background_stream import stream_to_client
 from .eventlog import EventLog
 from .pages import page
@@ -43,10 +43,10 @@ async def get_response(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_response(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME].current
-    tenant = rt.keys.authenticate(request)
-    response_id = request.match_info["response_id"]
-    if not await request.app[RECORDS].delete(tenant.name, response_id):
+    tenant, response_id, record = await _record(request)
+    if record["response"].get("status") in RUNNING:  # else its run would store it again when it ends
+        await stop(request, tenant, response_id)
+    if not await request.app[RECORDS].delete(tenant, response_id):
         raise not_found(response_id)
     return json_response({"id": response_id, "object": "response", "deleted": True})
 
