@@ -133,3 +133,12 @@ async def test_a_background_response_deleted_while_it_runs_stays_deleted(make_re
         await asyncio.sleep(0.01)
     resp, _ = await relay.get_json(f"/v1/responses/{rid}")
     assert resp.status == 404
+
+
+async def test_an_odd_limit_is_a_400_naming_it(make_relay, fake_openai):
+    relay = await make_relay(base_config(fake_openai.url))
+    _, done = await relay.post_json("/v1/responses", {"model": "gpt-4.1-mini", "input": "x"})
+    for limit in ("%C2%B2", "%E2%91%A0", "-1", "1e3", "9" * 5000):  # '²' and '①' are digits to str.isdigit, not to int()
+        resp, err = await relay.get_json(f"/v1/responses/{done['id']}/input_items?limit={limit}")
+        assert resp.status == 400 and err["error"]["param"] == "limit", (limit, err)
+        validate_error(err)

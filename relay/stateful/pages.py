@@ -16,7 +16,8 @@ def page(items: list[dict[str, Any]], query: Mapping[str, str], default_order: s
     if order not in ("asc", "desc"):
         raise bad_request(f"Invalid value for 'order': {order[:20]!r} (expected 'asc' or 'desc').", param="order")
     raw_limit = query.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    # int() refuses "²" (a digit to isdigit) and more than 4300 digits
+    if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 6) or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise bad_request(f"Invalid value for 'limit': expected an integer from 1 to {MAX_LIMIT}.", param="limit")
     limit = int(raw_limit)
     ordered = items if order == "asc" else items[::-1]
