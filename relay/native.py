@@ -75,11 +75,12 @@ class ResponsesTap:
     """Watches relayed Responses bytes (an event stream or one JSON body)."""
 
     def __init__(self, streaming: bool, outcome: StreamOutcome, model: str, response_id: str | None = None,
-                 hold_final: bool = False):
+                 hold_final: bool = False, echo: dict[str, Any] | None = None):
         self.frames = FrameSplitter() if streaming else None
         self.outcome = outcome
         self.model = model
         self.response_id = response_id  # Relay's id for the response (stored responses), else the upstream's
+        self.echo = echo or {}  # the request fields Relay resolved itself (previous_response_id, store, ...)
         # Stored responses: the terminal event (or the whole body) is held back until the
         # response is stored, so a client that continues at once finds it.
         self.hold_final = hold_final
@@ -133,6 +134,7 @@ class ResponsesTap:
         if not isinstance(response, dict):
             return frame
         response["model"] = self.model
+        response.update(self.echo)
         if self.response_id is not None:
             response["id"] = self.response_id
         frame = encode_event(event.decode(), jsonfast.dumps(payload))
@@ -166,6 +168,7 @@ class ResponsesTap:
         if "model" not in payload or payload.get("object") != "response":
             return body  # an error body, or something else: as the upstream sent it
         payload["model"] = self.model
+        payload.update(self.echo)
         if self.response_id is not None:
             payload["id"] = self.response_id
         out = jsonfast.dumps(payload)

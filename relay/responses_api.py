@@ -133,11 +133,17 @@ class Turn:
         """Whether the answer is kept (stored, or added to a conversation) before its end goes out."""
         return self.prepared.store or self.prepared.conversation is not None
 
+    @property
+    def resolved(self) -> dict[str, Any]:
+        """The stored state Relay resolved instead of the upstream (which never saw it), for a
+        native answer to repeat; nothing when there was none, so a stateless answer is relayed as sent."""
+        return {k: v for k, v in self.prepared.echo.items() if k != "store" and v}
+
     def native_tap(self, streaming: bool, outcome: StreamOutcome, hold: bool | None = None) -> ResponsesTap:
         """A native channel's bytes, renamed to Relay's id; a stored answer's end is held back
         until it is stored (unless `hold` says otherwise)."""
         return ResponsesTap(streaming, outcome, self.model, self.response_id,
-                            hold_final=self.keeps if hold is None else hold)
+                            hold_final=self.keeps if hold is None else hold, echo=self.resolved)
 
     def stored_passthrough(self, answer: Answer) -> tuple[TapFactory, Flush | None]:
         """The tap for a native answer, and the flush that stores its final response before

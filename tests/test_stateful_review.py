@@ -142,3 +142,15 @@ async def test_an_odd_limit_is_a_400_naming_it(make_relay, fake_openai):
         resp, err = await relay.get_json(f"/v1/responses/{done['id']}/input_items?limit={limit}")
         assert resp.status == 400 and err["error"]["param"] == "limit", (limit, err)
         validate_error(err)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_native_channel_answer_repeats_the_stored_state_it_continued(make_relay, fake_openai, stream):
+    from .support import respond
+
+    relay = await make_relay(base_config(fake_openai.url))
+    client = relay.client()
+    first = await respond(client, stream, model="gpt-native", input="one")
+    second = await respond(client, stream, model="gpt-native", input="two", previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    assert (await client.responses.retrieve(second.id)).previous_response_id == first.id
