@@ -64,17 +64,17 @@ def main() -> None:
             if args.profile and PY_SPY:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 svg = args.profile / (name.replace(",", "").replace(" ", "_").replace("(", "").replace(")", "").replace(":", "") + ".txt")
-                spy = subprocess.Popen([str(PY_SPY), "record", "--native", "-r", "250", "-f", "raw", "-o", str(svg), "--pid", str(relay.pid),
+                spy = subprocess.Popen([str(PY_SPY), "record", "-r", "400", "-f", "raw", "-o", str(svg), "--pid", str(relay.pid),
                                         "-d", str(args.seconds + 2)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             # Alternating rounds, the least of each side: other load on the core only ever adds.
+            if spy is not None:  # its own run: sampling slows the process it samples
+                per_request(relay.pid, f"http://127.0.0.1:{port}{path}", body, args.seconds, args.connections)
+                spy.wait()
             relay_runs, bare_runs = [], []
-            for i in range(args.rounds):
+            for _ in range(args.rounds):
                 relay_runs.append(per_request(relay.pid, f"http://127.0.0.1:{port}{path}", body, args.seconds, args.connections))
-                if spy is not None and i == 0:
-                    spy.wait()
-                    relay_runs.pop()
                 bare_runs.append(per_request(bare.pid, f"http://127.0.0.1:{bare_port}{path}", body, args.seconds, args.connections))
-            (relay_us, relay_rps), (bare_us, bare_rps) = min(relay_runs or [(0.0, 0.0)]), min(bare_runs)
+            (relay_us, relay_rps), (bare_us, bare_rps) = min(relay_runs), min(bare_runs)
             out.append((name, relay_us, bare_us))
             print(f"{name}: relay {relay_us:.0f} us/req ({relay_rps:.0f} rps), bare {bare_us:.0f} us/req ({bare_rps:.0f} rps), "
                   f"bare/relay {bare_us / relay_us:.2f}", flush=True)
