@@ -4,7 +4,10 @@ fixed load by wrk and its process's user+system time is read from /proc before a
 
     python -m tests.bench.cpu [SUBSTRING ...] [--seconds N] [--profile DIR]
 
-SUBSTRING picks rows by name; --profile records a py-spy flame graph of Relay per row.
+SUBSTRING picks rows by name; --profile records py-spy samples (raw, collapsed stacks) of
+Relay per row; --baseline DIR also runs Relay from DIR (relay, relay_adaptors and
+relay_config packages of another commit, e.g. from `git archive`) in the same rounds: a
+before/after on the same load.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", type=Path)
+    ap.add_argument("--baseline", type=Path)
     args = ap.parse_args()
     rows = [r for r in ROWS if not args.rows or any(s in r[0] for s in args.rows)]
     tmp = Path(tempfile.mkdtemp(prefix="relay-cpu-"))
@@ -55,6 +59,11 @@ def main() -> None:
                              f"http://127.0.0.1:{nginx_port}", json.dumps(routes)], cwd=ROOT)
     wait_port(bare_port)
     relay = start_relay(config, port, "0")
+    base = base_port = None
+    if args.baseline:
+        (tmp / "base").mkdir()
+        base_port = free_port()
+        base = start_relay(relay_config(tmp / "base", nginx_port, free_port()), base_port, "0", code=args.baseline)
     out = []
     try:
         for name, path, model, stream, _upstream in rows:
@@ -70,21 +79,26 @@ def main() -> None:
             if spy is not None:  # its own run: sampling slows the process it samples
                 per_request(relay.pid, f"http://127.0.0.1:{port}{path}", body, args.seconds, args.connections)
                 spy.wait()
-            relay_runs, bare_runs = [], []
+            relay_runs, bare_runs, base_runs = [], [], []
             for _ in range(args.rounds):
                 relay_runs.append(per_request(relay.pid, f"http://127.0.0.1:{port}{path}", body, args.seconds, args.connections))
+                if base is not None:
+                    base_runs.append(per_request(base.pid, f"http://127.0.0.1:{base_port}{path}", body, args.seconds, args.connections))
                 bare_runs.append(per_request(bare.pid, f"http://127.0.0.1:{bare_port}{path}", body, args.seconds, args.connections))
             (relay_us, relay_rps), (bare_us, bare_rps) = min(relay_runs), min(bare_runs)
-            out.append((name, relay_us, bare_us))
+            base_us = min(base_runs)[0] if base_runs else None
+            out.append((name, relay_us, bare_us, base_us))
             print(f"{name}: relay {relay_us:.0f} us/req ({relay_rps:.0f} rps), bare {bare_us:.0f} us/req ({bare_rps:.0f} rps), "
-                  f"bare/relay {bare_us / relay_us:.2f}", flush=True)
+                  f"bare/relay {bare_us / relay_us:.2f}" + (f", baseline relay {base_us:.0f} us/req" if base_us else ""), flush=True)
     finally:
         stop(relay)
+        if base is not None:
+            stop(base)
         stop(bare)
         stop(nginx)
-    print("\n| scenario | Relay CPU µs/request | bare CPU µs/request | bare / Relay |\n|---|---|---|---|")
-    for name, r, b in out:
-        print(f"| {name} | {r:.0f} | {b:.0f} | {b / r:.2f} |")
+    print("\n| scenario | Relay CPU µs/request | bare CPU µs/request | bare / Relay | baseline Relay µs/request |\n|---|---|---|---|---|")
+    for name, r, b, before in out:
+        print(f"| {name} | {r:.0f} | {b:.0f} | {b / r:.2f} | {f'{before:.0f}' if before else ''} |")
 
 
 if __name__ == "__main__":

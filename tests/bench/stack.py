@@ -12,6 +12,9 @@ from ..proc import free_port
 from . import bodies
 
 KEY = "sk-bench"
+# A tenant with every kind of limit, set high enough never to refuse: what checking and
+# settling them costs, on the store in use.
+LIMITED_KEY = "sk-bench-limited"
 ROWS = [
     # name, api path, model, stream, upstream path
     ("chat, openai passthrough, non-stream", "/v1/chat/completions", "oa-json", False, "/oa-json/v1/chat/completions"),
@@ -86,7 +89,7 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def relay_config(tmp: Path, nginx: int, paced: int) -> Path:
+def relay_config(tmp: Path, nginx: int, paced: int, store: str | None = None) -> Path:
     channels = []
     for prefix in bodies.UPSTREAMS:
         kind = "anthropic" if prefix.startswith("an-") else "openai"
@@ -99,20 +102,26 @@ def relay_config(tmp: Path, nginx: int, paced: int) -> Path:
                         f"    timeout: {{first_byte: 60, idle: 60, total: 600}}")
     path = tmp / "relay.yaml"
     path.write_text(f"""\
-server: {{log_level: warning}}
-store: {{url: "sqlite:///{tmp}/bench.db"}}
+server: {{log_level: warning, max_connections: 12000}}
+store: {{url: "{store or f'sqlite:///{tmp}/bench.db'}"}}
 tenants:
   - name: bench
     keys: [{KEY}]
+  - name: limited
+    keys: [{LIMITED_KEY}]
+    limits: {{rpm: 100000000, tpm: 1000000000000, max_concurrent: 100000, budget: {{tokens: 1000000000000000, period: month}}}}
 channels:
 """ + "\n".join(channels) + "\n")
     return path
 
 
-def start_relay(config: Path, port: int, cpus: str, workers: int = 1) -> subprocess.Popen:
+def start_relay(config: Path, port: int, cpus: str, workers: int = 1, code: Path | None = None) -> subprocess.Popen:
+    """`code`: a directory holding other relay / relay_adaptors / relay_config packages to run
+    instead of the installed ones (an A/B comparison against another commit)."""
     log = open(config.parent / f"relay-{workers}.log", "w")
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
     proc = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", "relay", "serve", "-c", str(config), "--port", str(port),
-                             "--workers", str(workers)], cwd=config.parent, stderr=log)
+                             "--workers", str(workers)], cwd=config.parent, stderr=log, env=env)
     wait_port(port)
     time.sleep(0.5)
     return proc
