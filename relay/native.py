@@ -98,7 +98,7 @@ class ResponsesTap:
                 return held
             self.body.append(data)
             return b""
-        return b"".join(self._frame(f) for f in self.frames.push(data))
+        return b"".join([self._frame(f) for f in self.frames.push(data)])
 
     def _frame(self, frame: bytes) -> bytes:
         event = _event_name(frame)
