@@ -36,9 +36,13 @@ class KeepaliveWriter:
     def _due(self) -> None:
         if self._done:
             return
-        if self._loop.time() - self.last >= self.interval and self._task is None:
+        now = self._loop.time()
+        if now - self.last < self.interval:  # something was written meanwhile
+            self._timer = self._loop.call_at(self.last + self.interval, self._due)
+            return
+        if self._task is None:  # not while the last ping is still being written
             self._task = self._loop.create_task(self._ping())
-        self._timer = self._loop.call_at(self.last + self.interval, self._due)
+        self._timer = self._loop.call_at(now + self.interval, self._due)
 
     async def _ping(self) -> None:
         try:
