@@ -55,6 +55,12 @@ class SSEDecoder:
 def _event(frame: bytes, need_data: bool = False) -> SSEEvent | None:
     """One event from its lines (no blank line inside but perhaps a leading one); None for a
     frame of comments only (or, with `need_data`, one without a data line)."""
+    # The two shapes LLM APIs send, read without a line loop: `data: X` and `event: E\ndata: X`.
+    if frame[:6] == b"data: " and b"\n" not in frame:
+        return SSEEvent(None, frame[6:].decode("utf-8", errors="replace"))
+    if frame[:7] == b"event: " and (nl := frame.find(b"\n")) > 0 and frame[nl + 1:nl + 7] == b"data: " \
+            and frame.find(b"\n", nl + 1) < 0:
+        return SSEEvent(frame[7:nl].decode("utf-8", errors="replace"), frame[nl + 7:].decode("utf-8", errors="replace"))
     event: str | None = None
     data: list[str] = []
     for line in frame.decode("utf-8", errors="replace").split("\n"):
