@@ -18,7 +18,7 @@ import aiohttp
 
 from ..proc import ROOT, free_port
 from ..redis_server import RedisServer
-from . import wrk
+from . import chain, wrk
 from .stack import (
     KEY,
     LIMITED_KEY,
@@ -133,6 +133,8 @@ def main() -> None:
         t_direct = asyncio.run(ttft(f"http://127.0.0.1:{paced_port}/paced/v1/chat/completions", chat))
         extra = {"ttft_relay_p50_ms": round(t_relay, 2), "ttft_direct_p50_ms": round(t_direct, 2), "added_ttft_p50_ms": round(t_relay - t_direct, 2)}
         print(f"TTFT p50: relay {t_relay:.2f} ms, direct {t_direct:.2f} ms", flush=True)
+        extra.update(chain.measure(relay_url, KEY, max(2, SECONDS // 2)))
+        print(chain.line(extra), flush=True)
         first = ROWS[0]
         extra["limits_sqlite"] = limited_vs_unlimited(relay_url + first[1], body_for(first[1], first[2], first[3]))
         print(f"limits on SQLite: {extra['limits_sqlite']}", flush=True)
@@ -198,6 +200,7 @@ def table(res: dict) -> str:
         lim = res[f"limits_{store}"]
         lines.append(f"Tenant with rpm/tpm/concurrency/budget limits on {store.capitalize() if store == 'redis' else 'SQLite'}, non-stream passthrough: "
                      f"{lim['limited_rps']:.0f} RPS against {lim['unlimited_rps']:.0f} unlimited ({lim['ratio']:.2f}×), {lim['errors']} errors.")
+    lines.append(chain.line(res))
     one = res["limits_sqlite"]["unlimited_rps"]
     two = res["rows"][0].get("rps_c32_2_workers")
     if two and one:

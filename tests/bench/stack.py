@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..proc import free_port
-from . import bodies
+from . import bodies, chain
 
 KEY = "sk-bench"
 # A tenant with every kind of limit, set high enough never to refuse: what checking and
@@ -33,8 +33,8 @@ ROWS = [
 def body_for(path: str, model: str, stream: bool) -> dict:
     if path == "/v1/messages":
         return {"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": "Say something."}], "stream": stream}
-    if path == "/v1/responses":
-        return {"model": model, "input": "Say something.", "stream": stream}
+    if path == "/v1/responses":  # not stored: the cost of state is the stored-chain row's (chain.py)
+        return {"model": model, "input": "Say something.", "stream": stream, "store": False}
     return {"model": model, "messages": [{"role": "user", "content": "Say something."}], "stream": stream}
 
 
@@ -97,6 +97,7 @@ def relay_config(tmp: Path, nginx: int, paced: int, store: str | None = None) ->
         extra = "\n    api_key: sk-ant-bench" if kind == "anthropic" else ("\n    responses: native" if prefix == "na-sse" else "")
         extra += "\n    api: responses" if prefix == "ro-sse" else ""
         channels.append(f"  - name: {prefix}\n    type: {kind}\n    base_url: {base}{extra}\n    models: [{prefix}]")
+    channels.append(chain.CHANNEL)
     for name in ("paced", "slow"):
         channels.append(f"  - name: {name}\n    type: openai\n    base_url: http://127.0.0.1:{paced}/{name}/v1\n    models: [{name}]\n"
                         f"    timeout: {{first_byte: 60, idle: 60, total: 600}}")
