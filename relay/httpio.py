@@ -41,11 +41,14 @@ def _too_large(limit: int) -> RelayError:
 async def read_json(request: web.Request, limit: int, timeout: float | None = None) -> Any:
     """The body as JSON: at most `limit` bytes, received within `timeout` seconds (default:
     the live config's server.body_read_timeout), nested at most MAX_JSON_DEPTH deep."""
-    if timeout is None:
-        timeout = _body_timeout(request)
     try:
-        async with asyncio.timeout(timeout):
-            raw = await _read_body(request, limit)
+        if request.content.is_eof() and request.content_length is not None:
+            raw = await _read_body(request, limit)  # all of it is here already: no timer to arm
+        else:
+            if timeout is None:
+                timeout = _body_timeout(request)
+            async with asyncio.timeout(timeout):
+                raw = await _read_body(request, limit)
     except TimeoutError:
         request[CLOSE_AFTER] = True
         raise RelayError(408, f"The request body did not arrive within {timeout:g} seconds.", code="request_timeout",

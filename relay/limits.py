@@ -49,8 +49,10 @@ def plan(tenant: TenantConfig, model: str, prompt_tokens: Callable[[], int], max
     a budget needs it. Token rates are charged prompt + max_out; a budget reserves prompt +
     max_out, or BUDGET_OUTPUT_RESERVE for the answer when max_out is not given. Both are
     settled to the real usage when the request ends."""
-    prompt_tokens = functools.cache(prompt_tokens)  # asked for at most once
     lim = tenant.limits
+    if not (lim.rpm or lim.tpm or lim.max_concurrent or lim.budget is not None or (lim.models and model in lim.models)):
+        return Plan(AdmitRequest(lease=lease, lease_ttl=LEASE_TTL))  # nothing to count: the common case, kept cheap
+    prompt_tokens = functools.cache(prompt_tokens)  # asked for at most once
     scopes: list[tuple[tuple[str, ...], ModelLimits]] = [((), lim)]
     per_model = lim.models.get(model)
     if per_model is not None:

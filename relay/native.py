@@ -37,17 +37,24 @@ class FrameSplitter:
         self.buf = b""
 
     def push(self, data: bytes) -> list[bytes]:
-        buf = self.buf + data
+        buf = self.buf + data if self.buf else data
         frames: list[bytes] = []
         start = 0
-        while True:
-            lf, crlf = buf.find(b"\n\n", start), buf.find(b"\r\n\r\n", start)
-            ends = [i + 2 for i in (lf,) if i >= 0] + [i + 4 for i in (crlf,) if i >= 0]
-            if not ends:
-                break
-            end = min(ends)
-            frames.append(buf[start:end])
-            start = end
+        if b"\r" not in buf:  # the usual case: one search per frame, never past the next end
+            while (end := buf.find(b"\n\n", start)) >= 0:
+                frames.append(buf[start:end + 2])
+                start = end + 2
+        else:
+            # Each search runs again only once its last hit was consumed (no rescans of the rest).
+            lf, crlf = buf.find(b"\n\n"), buf.find(b"\r\n\r\n")
+            while lf >= 0 or crlf >= 0:
+                end = lf + 2 if crlf < 0 or 0 <= lf < crlf else crlf + 4
+                frames.append(buf[start:end])
+                start = end
+                if 0 <= lf < start:
+                    lf = buf.find(b"\n\n", start)
+                if 0 <= crlf < start:
+                    crlf = buf.find(b"\r\n\r\n", start)
         self.buf = buf[start:]
         return frames
 
@@ -107,7 +114,7 @@ class ResponsesTap:
             self.body.append(data)
             return b""
         if not self.hold_final:
-            return b"".join(self._frame(f) for f in self.frames.push(data))
+            return b"".join([self._frame(f) for f in self.frames.push(data)])
         out: list[bytes] = []
         for f in self.frames.push(data):
             frame = self._frame(f)

@@ -20,9 +20,9 @@ import pytest
 from relay.appkeys import BREAKERS
 from relay_adaptors.claude_cli import ClaudeCliAdaptor
 from relay_adaptors.claude_cli.process import KILL_GRACE, STDERR_TAIL, CliProcess
-from relay_adaptors.claude_cli.scrub import Scrubber
 from relay_adaptors.kernel.base import Call
 from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.kernel.redaction import Redactor
 from relay_config.loader import parse_config
 from relay_config.schema import ClaudeCliChannel
 
@@ -206,7 +206,7 @@ async def test_the_stderr_tail_is_cut_after_scrubbing(cli_tmp: Path) -> None:
             pass
     finally:
         await proc.close()
-    tail = proc.stderr_tail(Scrubber(LEAKY_KEY).text)
+    tail = proc.stderr_tail(Redactor([LEAKY_KEY]))
     assert tail.endswith("B" * 100) and not any(LEAKY_KEY[-i:] in tail for i in range(6, len(LEAKY_KEY)))
 
 

@@ -335,3 +335,17 @@ async def test_a_cancelled_background_response_replays_as_a_valid_stream(make_re
     for ev in events:
         validate_response_event(ev)
     assert events[-1]["response"]["status"] == "cancelled"
+
+
+async def test_an_item_reference_to_the_chain_is_the_item_itself(relay, fake_openai):
+    client = relay.client()
+    first = await client.responses.create(model="gpt-4.1-mini", input="Remember: blue.")
+    items = [i async for i in client.responses.input_items.list(first.id)]
+    await client.responses.create(model="gpt-4.1-mini", previous_response_id=first.id,
+                                  input=[{"type": "item_reference", "id": items[0].id}, {"role": "user", "content": "Colour?"}])
+    assert [m["content"] for m in fake_openai.last.body["messages"]] == ["Remember: blue.", first.output_text,
+                                                                          "Remember: blue.", "Colour?"]
+    resp = await relay.post("/v1/responses", {"model": "gpt-4.1-mini", "previous_response_id": first.id,
+                                              "input": [{"type": "item_reference", "id": "msg_unknown"}]})
+    err = json.loads(await resp.read())
+    assert resp.status == 400 and err["error"]["param"] == "input[0].type"

@@ -19,13 +19,13 @@ from ..kernel.accumulate import accumulate
 from ..kernel.base import Call, CallReport, Capabilities, ChatStream, StreamItem
 from ..kernel.chunks import usage_chunk
 from ..kernel.deadline import Deadline
-from ..kernel.errors import RelayError, upstream_bad_response, upstream_timeout
+from ..kernel.errors import RelayError, scrubbed, upstream_bad_response, upstream_timeout
+from ..kernel.redaction import Redactor
 from ..kernel.usage import Usage
 from . import prompt
 from .framer import LineFramer, LineTooLong
 from .messages import Result, StreamEvent, parse_message
 from .process import CliProcess
-from .scrub import Scrubber
 from .sessions import Fork, OwnerDirs, SessionDirs, default_root, valid_session_id
 
 log = logging.getLogger("relay")
@@ -50,7 +50,9 @@ class ClaudeCliAdaptor:
                                          resumes_sessions=cfg.sessions)
         self.slots = asyncio.Semaphore(cfg.max_concurrent)  # FIFO: waiters are served in order
         self.running = 0  # processes alive now (relay_cli_processes)
-        self.scrub = Scrubber(cfg.api_key, urlsplit(cfg.base_url).password if cfg.base_url else None)
+        # The CLI's output, stderr and error text may quote the key it was given: nothing of
+        # it reaches a client or a log line unscrubbed, whatever logging filter is set up.
+        self.scrub = Redactor(s for s in (cfg.api_key, urlsplit(cfg.base_url).password if cfg.base_url else None) if s)
         self.sessions = SessionDirs(cfg.sessions_dir or default_root(), cfg.sessions_ttl) if cfg.sessions else None
         self._sweeping: asyncio.Task[None] | None = None
 
@@ -175,7 +177,7 @@ class ClaudeCliAdaptor:
     def _spawn_failed(self, e: OSError | ValueError) -> RelayError:
         # The path and the OS error go to the log only.
         log.warning("channel %s: cannot start %r: %s", self.name, self.cfg.command,
-                    self.scrub.text(f"{type(e).__name__}: {e}"))
+                    self.scrub(f"{type(e).__name__}: {e}"))
         return spawn_error(self.name, e)
 
 
@@ -262,7 +264,7 @@ class _Run:
 
     async def _batches(self) -> AsyncIterator[list[StreamItem]]:
         async for batch in self._raw_batches():
-            yield [self.scrub.error(i) if isinstance(i, RelayError) else i for i in batch]
+            yield [scrubbed(i, self.scrub) if isinstance(i, RelayError) else i for i in batch]
 
     async def _raw_batches(self) -> AsyncIterator[list[StreamItem]]:
         """Chat items per stdout chunk, ending with the result (or the error that replaced it)."""
@@ -293,7 +295,7 @@ class _Run:
 
     def _log(self, what: str) -> None:
         """A warning about this run with the stderr tail, both scrubbed."""
-        log.warning("channel %s: %s; stderr: %s", self.owner.name, self.scrub.text(what), self.proc.stderr_tail(self.scrub.text))
+        log.warning("channel %s: %s; stderr: %s", self.owner.name, self.scrub(what), self.proc.stderr_tail(self.scrub))
 
     def _convert(self, msg: Any) -> list[StreamItem]:
         if isinstance(msg, StreamEvent):
@@ -319,7 +321,7 @@ class _Run:
         if res.api_error_status:
             return map_error(self.owner.name, res.api_error_status, {}, {"error": {"message": res.text}})
         # Scrubbed before it is cut, so a cut cannot leave part of a secret behind.
-        text = self.scrub.text(res.text)
+        text = self.scrub(res.text)
         self._log(f"the CLI reported an error: {text[:500]}")
         detail = text[:200] or "no detail"
         return RelayError(502, f"upstream channel {self.owner.name!r}: the claude CLI failed ({detail})",

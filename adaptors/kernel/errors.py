@@ -57,14 +57,21 @@ class RelayError(Exception):
         return f"RelayError({self.status}, {self.message!r}, code={self.code!r}, param={self.param!r})"
 
 
+def scrubbed(err: RelayError, scrub: Redactor) -> RelayError:
+    """`err` with `scrub` applied to every field a client sees: message, type, code, param
+    and headers (in place)."""
+    err.message = scrub(err.message)
+    err.args = (err.message,)
+    err.type, err.code, err.param = scrub(err.type), scrub.optional(err.code), scrub.optional(err.param)
+    err.headers = {k: scrub(v) for k, v in err.headers.items()}
+    return err
+
+
 def redact(err: RelayError, secret: str | None) -> RelayError:
     """Removes a channel's own key from every field of an upstream error (some upstreams quote
     the key they rejected). Serialization redacts every configured secret again (`body`);
     this early pass also keeps the key out of logs written before that."""
-    scrub = Redactor([secret] if secret else [])
-    err.message, err.type = scrub(err.message), scrub(err.type)
-    err.code, err.param = scrub.optional(err.code), scrub.optional(err.param)
-    return err
+    return scrubbed(err, Redactor([secret] if secret else []))
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> RelayError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,13 +125,18 @@ class HttpAdaptor:
         except TimeoutError:
             raise upstream_timeout(self.name, what) from None
 
-    async def _next_chunk(self, chunks: AsyncIterator[bytes], deadline: Deadline) -> bytes | None:
-        """The next body chunk within the first-byte/idle/total limits; None at the end."""
-        left, what = deadline.next_wait()
+    async def _next_chunk(self, content: aiohttp.StreamReader, deadline: Deadline) -> bytes | None:
+        """The next body chunk within the first-byte/idle/total limits; None at the end. Bytes
+        already received are taken without arming a timer (there is nothing to wait for)."""
         try:
-            data: bytes = await self._within(anext(chunks), left, what)
-        except StopAsyncIteration:
-            return None
+            data = content.read_nowait()
+            if not data:
+                if content.at_eof():
+                    return None
+                left, what = deadline.next_wait()
+                data = await self._within(content.readany(), left, what)
+                if not data:
+                    return None
         except aiohttp.ClientError as e:
             raise upstream_unreachable(self.name, f"connection lost mid-stream ({type(e).__name__})") from None
         deadline.got_first = True
@@ -140,10 +145,9 @@ class HttpAdaptor:
     async def _relay_stream(
         self, resp: aiohttp.ClientResponse, conv: StreamConverter, deadline: Deadline
     ) -> ChatStream:
-        chunks = resp.content.iter_any()
         finished = False
         try:
-            while (data := await self._next_chunk(chunks, deadline)) is not None:
+            while (data := await self._next_chunk(resp.content, deadline)) is not None:
                 if batch := conv.feed(data):
                     yield batch
             if batch := conv.close():
@@ -164,10 +168,9 @@ class HttpAdaptor:
         return RawUpstream(resp.status, resp.headers.get("Content-Type", "application/json"), self._raw_chunks(resp, deadline))
 
     async def _raw_chunks(self, resp: aiohttp.ClientResponse, deadline: Deadline) -> AsyncGenerator[bytes, None]:
-        chunks = resp.content.iter_any()
         finished = False
         try:
-            while (data := await self._next_chunk(chunks, deadline)) is not None:
+            while (data := await self._next_chunk(resp.content, deadline)) is not None:
                 yield data
             finished = True
         except RelayError as e:

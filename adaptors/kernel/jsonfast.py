@@ -16,9 +16,15 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def loads_event(data: str) -> Any:
-    """A stream event's payload; ValueError (which stream readers turn into a 502) if it is not JSON."""
+def loads_event(data: bytes | str) -> Any:
+    """A stream event's payload; ValueError (which stream readers turn into a 502) if it is not JSON.
+    Bytes that are not UTF-8 are read as the SSE decoder reads them (invalid bytes replaced)."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
+        if isinstance(data, bytes):
+            try:
+                return orjson.loads(data.decode("utf-8", errors="replace"))
+            except orjson.JSONDecodeError:
+                pass
         raise ValueError("a stream event is not JSON") from None

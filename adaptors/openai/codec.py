@@ -6,7 +6,7 @@ from typing import Any
 from ..kernel import jsonfast
 from ..kernel.base import StreamItem
 from ..kernel.errors import RelayError, upstream_auth, upstream_bad_response, upstream_json_object
-from ..kernel.sse import SSEDecoder
+from ..kernel.sse import DataDecoder
 
 
 def upstream_body(request: dict[str, Any], upstream_model: str, stream: bool) -> bytes:
@@ -60,7 +60,7 @@ class ChatStreamConverter:
 
     def __init__(self, channel: str):
         self.channel = channel
-        self._sse = SSEDecoder()
+        self._sse = DataDecoder()  # chat streams carry everything in `data`
         self.done = False
 
     def feed(self, data: bytes) -> list[StreamItem]:
@@ -72,15 +72,15 @@ class ChatStreamConverter:
             items.append(upstream_bad_response(self.channel, "the stream ended before [DONE]"))
         return items
 
-    def _convert(self, events: list[Any]) -> list[StreamItem]:
+    def _convert(self, payloads: list[bytes]) -> list[StreamItem]:
         out: list[StreamItem] = []
-        for ev in events:
-            if ev.data == "[DONE]":
+        for data in payloads:
+            if data == b"[DONE]":
                 self.done = True
                 continue
-            if not ev.data:
+            if not data:
                 continue
-            obj = jsonfast.loads_event(ev.data)
+            obj = jsonfast.loads_event(data)
             if isinstance(obj, dict) and "error" in obj:
                 err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
                 out.append(RelayError(502, str(err.get("message") or "upstream stream error"), type=str(err.get("type") or "api_error"), code=err.get("code") if isinstance(err.get("code"), str) else "upstream_error"))

@@ -65,6 +65,7 @@ async def prepare(request: web.Request, tenant: TenantConfig, body: dict[str, An
     if raw is None and not history:
         raise bad_request("Missing required parameter: 'input'.", param="input")
     if isinstance(raw, list) and history:
+        raw = resolve_references(raw, history)
         convert_input(raw, ToolNames(), keep_reasoning=False)  # errors name its own indices
         check_call_outputs(raw, {i["call_id"] for i in history if i.get("type") == "function_call" and "call_id" in i})
     own = stored_input(raw if raw is not None else [])
@@ -72,6 +73,8 @@ async def prepare(request: web.Request, tenant: TenantConfig, body: dict[str, An
     if store:
         records.fits(items)
     out = {k: v for k, v in body.items() if k not in STATE_FIELDS}
+    if raw is not None and raw is not body.get("input"):
+        out["input"] = raw + marker
     if history:
         out["input"] = replayed(items) + marker
     echo: dict[str, Any] = {"previous_response_id": prev_id, "background": background, "store": store}
@@ -93,3 +96,17 @@ def _conversation_id(conversation: Any) -> str | None:
     if not isinstance(conv_id, str) or not conv_id:
         raise bad_request("Invalid value for 'conversation': expected a conversation id or {\"id\": ...}.", param="conversation")
     return conv_id
+
+
+def resolve_references(raw: list[Any], history: list[dict[str, Any]]) -> list[Any]:
+    """`item_reference` items that name an item of the stored history, replaced by it (the
+    rest are left for the bridge, which names them in a 400)."""
+    if not any(isinstance(i, dict) and i.get("type") == "item_reference" for i in raw):
+        return raw
+    by_id = {i["id"]: i for i in history if isinstance(i.get("id"), str)}
+
+    def resolved(item: Any) -> Any:
+        found = by_id.get(item.get("id")) if isinstance(item, dict) and item.get("type") == "item_reference" else None
+        return item if found is None else {k: v for k, v in found.items() if k != "id"}  # a new item: ids stay unique
+
+    return [resolved(i) for i in raw]

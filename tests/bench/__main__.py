@@ -17,122 +17,41 @@ from pathlib import Path
 import aiohttp
 
 from ..proc import ROOT, free_port
-from . import bodies, wrk
+from ..redis_server import RedisServer
+from . import chain, wrk
+from .stack import (
+    KEY,
+    LIMITED_KEY,
+    ROWS,
+    body_for,
+    cpu_seconds,
+    relay_config,
+    rss_kb,
+    start_nginx,
+    start_relay,
+    stop,
+    upstream_body,
+    wait_port,
+)
 
-KEY = "sk-bench"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
-ROWS = [
-    # name, api path, model, stream, upstream path
-    ("chat, openai passthrough, non-stream", "/v1/chat/completions", "oa-json", False, "/oa-json/v1/chat/completions"),
-    ("chat, openai passthrough, stream", "/v1/chat/completions", "oa-sse", True, "/oa-sse/v1/chat/completions"),
-    ("chat via anthropic, non-stream", "/v1/chat/completions", "an-json", False, "/an-json/v1/messages"),
-    ("chat via anthropic, stream", "/v1/chat/completions", "an-sse", True, "/an-sse/v1/messages"),
-    ("responses via anthropic, non-stream", "/v1/responses", "an-json", False, "/an-json/v1/messages"),
-    ("responses via anthropic, stream", "/v1/responses", "an-sse", True, "/an-sse/v1/messages"),
-    ("responses via openai native, stream", "/v1/responses", "na-sse", True, "/na-sse/v1/responses"),
-    ("chat via openai responses-only (api: responses), stream", "/v1/chat/completions", "ro-sse", True, "/ro-sse/v1/responses"),
-    ("messages, anthropic passthrough, stream", "/v1/messages", "an-sse", True, "/an-sse/v1/messages"),
-    ("messages via openai, stream", "/v1/messages", "oa-sse", True, "/oa-sse/v1/chat/completions"),
-]
+STREAMS = int(os.environ.get("BENCH_STREAMS", "10000"))
 
 
-def body_for(path: str, model: str, stream: bool) -> dict:
-    if path == "/v1/messages":
-        return {"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": "Say something."}], "stream": stream}
-    if path == "/v1/responses":
-        return {"model": model, "input": "Say something.", "stream": stream}
-    return {"model": model, "messages": [{"role": "user", "content": "Say something."}], "stream": stream}
+def measured(pid: int, url: str, body: dict, key: str = KEY) -> tuple[wrk.WrkResult, float]:
+    """A c=32 run and the CPU microseconds per request the process `pid` spent on it."""
+    before = cpu_seconds(pid)
+    r = wrk.run(url, body, connections=32, seconds=SECONDS, cpu="1", key=key)
+    return r, (cpu_seconds(pid) - before) / max(1, r.requests) * 1e6
 
 
-def upstream_body(upstream: str, model: str, stream: bool) -> dict:
-    if upstream.endswith("/messages"):
-        return {"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": "Say something."}], "stream": stream}
-    return body_for("/v1/responses" if upstream.endswith("/responses") else "/v1/chat/completions", model, stream)
-
-
-def start_nginx(tmp: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    root = tmp / "www"
-    for prefix, (name, _ctype, make) in bodies.UPSTREAMS.items():
-        f = root / prefix / "v1" / name
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(make())
-    locations = "\n".join(
-        f"    location /{prefix}/ {{ root {root}; default_type {ctype}; error_page 405 =200 $uri; }}"
-        for prefix, (_, ctype, _) in bodies.UPSTREAMS.items()
-    )
-    conf = tmp / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log;
-events {{ worker_connections 16384; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/body;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port} backlog=8192;
-{locations}
-  }}
-}}
-""")
-    proc = subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", str(conf), "-g", "daemon off;"])
-    wait_port(port)
-    return proc, port
-
-
-def wait_port(port: int, timeout: float = 20) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def relay_config(tmp: Path, nginx: int, paced: int) -> Path:
-    channels = []
-    for prefix in bodies.UPSTREAMS:
-        kind = "anthropic" if prefix.startswith("an-") else "openai"
-        base = f"http://127.0.0.1:{nginx}/{prefix}" + ("" if kind == "anthropic" else "/v1")
-        extra = "\n    api_key: sk-ant-bench" if kind == "anthropic" else ("\n    responses: native" if prefix == "na-sse" else "")
-        extra += "\n    api: responses" if prefix == "ro-sse" else ""
-        channels.append(f"  - name: {prefix}\n    type: {kind}\n    base_url: {base}{extra}\n    models: [{prefix}]")
-    for name in ("paced", "slow"):
-        channels.append(f"  - name: {name}\n    type: openai\n    base_url: http://127.0.0.1:{paced}/{name}/v1\n    models: [{name}]\n"
-                        f"    timeout: {{first_byte: 60, idle: 60, total: 600}}")
-    path = tmp / "relay.yaml"
-    path.write_text(f"""\
-server: {{log_level: warning}}
-store: {{url: "sqlite:///{tmp}/bench.db"}}
-tenants:
-  - name: bench
-    keys: [{KEY}]
-channels:
-""" + "\n".join(channels) + "\n")
-    return path
-
-
-def start_relay(config: Path, port: int, cpus: str, workers: int = 1) -> subprocess.Popen:
-    log = open(config.parent / f"relay-{workers}.log", "w")
-    proc = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", "relay", "serve", "-c", str(config), "--port", str(port),
-                             "--workers", str(workers)], cwd=config.parent, stderr=log)
-    wait_port(port)
-    time.sleep(0.5)
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def limited_vs_unlimited(url: str, body: dict) -> dict:
+    """The same row for the unlimited tenant and the one with every limit, back to back."""
+    wrk.run(url, body, connections=8, seconds=1, cpu="1", key=LIMITED_KEY)  # warm-up
+    free = wrk.run(url, body, connections=32, seconds=SECONDS, cpu="1", key=KEY)
+    limited = wrk.run(url, body, connections=32, seconds=SECONDS, cpu="1", key=LIMITED_KEY)
+    return {"unlimited_rps": free.rps, "limited_rps": limited.rps, "ratio": round(limited.rps / free.rps, 2) if free.rps else None,
+            "errors": free.errors + limited.errors}
 
 
 def median_run(url: str, body: dict) -> wrk.WrkResult:
@@ -169,15 +88,6 @@ async def ttft(url: str, body: dict, samples: int = 20) -> float:
     return times[len(times) // 2] * 1000
 
 
-def rss_kb(pid: int) -> tuple[int, int]:
-    status = Path(f"/proc/{pid}/status").read_text()
-
-    def get(key: str) -> int:
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith(key)))
-
-    return get("VmRSS:"), get("VmHWM:")
-
-
 def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -199,37 +109,57 @@ def main() -> None:
     relay_url, direct_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{nginx_port}"
     rows = []
     try:
-        for name, path, model, stream, upstream in ROWS:
+        picked = os.environ.get("BENCH_ROWS")  # a substring: run only those rows (a quick check of the bench itself)
+        for name, path, model, stream, upstream in [r for r in ROWS if not picked or picked in r[0]]:
             body, ubody = body_for(path, model, stream), upstream_body(upstream, model, stream)
             asyncio.run(check(relay_url + path, body))
             wrk.run(relay_url + path, body, connections=8, seconds=1, cpu="1", key=KEY)  # warm-up
-            r32 = wrk.run(relay_url + path, body, connections=32, seconds=SECONDS, cpu="1", key=KEY)
+            r32, r_cpu = measured(relay.pid, relay_url + path, body)
             d32 = wrk.run(direct_url + upstream, ubody, connections=32, seconds=SECONDS, cpu="1", key=KEY)
             wrk.run(bare_url + path, body, connections=8, seconds=1, cpu="1", key=KEY)  # warm-up
-            b32 = wrk.run(bare_url + path, body, connections=32, seconds=SECONDS, cpu="1", key=KEY)
+            b32, b_cpu = measured(bare.pid, bare_url + path, body)
             # c=1 latency is the noisiest figure on a shared VM: the median of three runs each.
             r1 = median_run(relay_url + path, body)
             d1 = median_run(direct_url + upstream, ubody)
             rows.append({"scenario": name, "rps_c32": r32.rps, "p50_ms_c32": r32.p50_ms, "p99_ms_c32": r32.p99_ms,
                          "errors": r32.errors + r1.errors, "direct_rps_c32": d32.rps, "bare_rps_c32": b32.rps,
                          "relay_over_bare": round(r32.rps / b32.rps, 2) if b32.rps else None,
+                         "relay_cpu_us": round(r_cpu), "bare_cpu_us": round(b_cpu), "bare_over_relay_cpu": round(b_cpu / r_cpu, 2) if r_cpu else None,
                          "added_p50_ms_c1": round(r1.p50_ms - d1.p50_ms, 3), "relay_p50_ms_c1": r1.p50_ms, "direct_p50_ms_c1": d1.p50_ms})
-            print(f"{name}: {r32.rps:.0f} rps (bare proxy {b32.rps:.0f}, direct {d32.rps:.0f}), p50 {r32.p50_ms:.2f} ms, added c=1 {r1.p50_ms - d1.p50_ms:.3f} ms", flush=True)
+            print(f"{name}: {r32.rps:.0f} rps (bare proxy {b32.rps:.0f}, direct {d32.rps:.0f}), p50 {r32.p50_ms:.2f} ms, "
+                  f"added c=1 {r1.p50_ms - d1.p50_ms:.3f} ms, CPU/request {r_cpu:.0f} us (bare {b_cpu:.0f} us)", flush=True)
         chat = body_for("/v1/chat/completions", "paced", True)
         t_relay = asyncio.run(ttft(relay_url + "/v1/chat/completions", chat))
         t_direct = asyncio.run(ttft(f"http://127.0.0.1:{paced_port}/paced/v1/chat/completions", chat))
         extra = {"ttft_relay_p50_ms": round(t_relay, 2), "ttft_direct_p50_ms": round(t_direct, 2), "added_ttft_p50_ms": round(t_relay - t_direct, 2)}
         print(f"TTFT p50: relay {t_relay:.2f} ms, direct {t_direct:.2f} ms", flush=True)
-        hold = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "tests.bench.hold", relay_url + "/v1/chat/completions", "5000", KEY, "3"],
+        extra.update(chain.measure(relay_url, KEY, max(2, SECONDS // 2)))
+        print(chain.line(extra), flush=True)
+        first = ROWS[0]
+        extra["limits_sqlite"] = limited_vs_unlimited(relay_url + first[1], body_for(first[1], first[2], first[3]))
+        print(f"limits on SQLite: {extra['limits_sqlite']}", flush=True)
+        hold = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "tests.bench.hold", relay_url + "/v1/chat/completions", str(STREAMS), KEY, "3"],
                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
         held = json.loads(hold.stdout.readline())
         rss, hwm = rss_kb(relay.pid)
         hold.wait(timeout=120)
-        extra.update({"streams_open": held["open"], "stream_errors": held["errors"], "rss_mb_5000_streams": round(rss / 1024, 1),
+        extra.update({"streams": STREAMS, "streams_open": held["open"], "stream_errors": held["errors"], "rss_mb_streams": round(rss / 1024, 1),
                       "peak_rss_mb": round(hwm / 1024, 1)})
-        print(f"5000 streams: {held}, RSS {rss / 1024:.0f} MB, peak {hwm / 1024:.0f} MB", flush=True)
+        print(f"{STREAMS} streams: {held}, RSS {rss / 1024:.0f} MB, peak {hwm / 1024:.0f} MB", flush=True)
     finally:
         stop(relay)
+    redis = RedisServer()
+    # An outside service like nginx: on the helpers' core, not competing with Relay's.
+    subprocess.run(["taskset", "-pc", "1", str(redis.proc.pid)], check=True, stdout=subprocess.DEVNULL)
+    (tmp / "redis").mkdir()
+    relay_r = start_relay(relay_config(tmp / "redis", nginx_port, paced_port, store=redis.url), port, "0")
+    try:
+        first = ROWS[0]
+        extra["limits_redis"] = limited_vs_unlimited(relay_url + first[1], body_for(first[1], first[2], first[3]))
+        print(f"limits on Redis: {extra['limits_redis']}", flush=True)
+    finally:
+        stop(relay_r)
+        redis.stop()
     relay2 = start_relay(config, port, "0,1", workers=2)
     try:
         for row, (_name, path, model, stream, _upstream) in zip(rows, ROWS[:2], strict=False):
@@ -251,19 +181,30 @@ def main() -> None:
 
 
 def table(res: dict) -> str:
-    lines = ["| scenario | RPS (c=32) | bare proxy RPS | Relay / bare | direct RPS | p50 / p99 ms (c=32) | added p50 ms at c=1 | RPS, 2 workers | errors |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | RPS (c=32) | bare proxy RPS | Relay / bare | CPU µs/request: Relay / bare | bare / Relay CPU | direct RPS | "
+             "p50 / p99 ms (c=32) | added p50 ms at c=1 | RPS, 2 workers | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         two = f"{r['rps_c32_2_workers']:.0f}" if "rps_c32_2_workers" in r else ""
         ratio = f"{r['relay_over_bare']:.2f}" if r.get("relay_over_bare") is not None else ""
-        lines.append(f"| {r['scenario']} | {r['rps_c32']:.0f} | {r['bare_rps_c32']:.0f} | {ratio} | {r['direct_rps_c32']:.0f} | "
+        lines.append(f"| {r['scenario']} | {r['rps_c32']:.0f} | {r['bare_rps_c32']:.0f} | {ratio} | {r['relay_cpu_us']} / {r['bare_cpu_us']} | "
+                     f"{r['bare_over_relay_cpu']:.2f} | {r['direct_rps_c32']:.0f} | "
                      f"{r['p50_ms_c32']:.2f} / {r['p99_ms_c32']:.2f} | "
                      f"{r['added_p50_ms_c1']:.3f} | {two} | {r['errors']} |")
     lines.append("")
     lines.append(f"Added TTFT p50 (paced upstream: first chunk at 200 ms, then every 20 ms): {res['added_ttft_p50_ms']:.2f} ms "
                  f"(relay {res['ttft_relay_p50_ms']:.2f} ms, direct {res['ttft_direct_p50_ms']:.2f} ms).")
-    lines.append(f"5,000 concurrent streams on a slow upstream: {res['streams_open']} open, {res['stream_errors']} errors, "
-                 f"RSS {res['rss_mb_5000_streams']:.0f} MB (peak {res['peak_rss_mb']:.0f} MB).")
+    lines.append(f"{res['streams']:,} concurrent streams on a slow upstream: {res['streams_open']} open, {res['stream_errors']} errors, "
+                 f"RSS {res['rss_mb_streams']:.0f} MB (peak {res['peak_rss_mb']:.0f} MB).")
+    for store in ("sqlite", "redis"):
+        lim = res[f"limits_{store}"]
+        lines.append(f"Tenant with rpm/tpm/concurrency/budget limits on {store.capitalize() if store == 'redis' else 'SQLite'}, non-stream passthrough: "
+                     f"{lim['limited_rps']:.0f} RPS against {lim['unlimited_rps']:.0f} unlimited ({lim['ratio']:.2f}×), {lim['errors']} errors.")
+    lines.append(chain.line(res))
+    one = res["limits_sqlite"]["unlimited_rps"]
+    two = res["rows"][0].get("rps_c32_2_workers")
+    if two and one:
+        lines.append(f"`--workers 2`, non-stream passthrough: {two:.0f} RPS against {one:.0f} for one worker ({two / one:.2f}×).")
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """A paced chat-SSE upstream for the benchmark (run as its own process):
 `/paced/v1/chat/completions`: first chunk after 200 ms, then one every 20 ms (TTFT);
-`/slow/v1/chat/completions`: a chunk every second for a minute (thousands of open streams)."""
+`/slow/v1/chat/completions`: a chunk every 5 seconds for five minutes (thousands of streams held
+open at once: each stays open long after the last one opened, and costs little while it waits)."""
 from __future__ import annotations
 
 import asyncio
@@ -37,7 +38,7 @@ def main() -> None:
     port = int(sys.argv[1])
     app = web.Application()
     app.router.add_post("/paced/v1/chat/completions", lambda r: stream(r, 0.2, 0.02, 20))
-    app.router.add_post("/slow/v1/chat/completions", lambda r: stream(r, 0.05, 1.0, 60))
+    app.router.add_post("/slow/v1/chat/completions", lambda r: stream(r, 0.05, 5.0, 60))
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=8192)
 
 
