@@ -11,8 +11,8 @@ import pytest
 
 from relay_adaptors.claude_cli import prompt
 from relay_adaptors.claude_cli.adaptor import spawn_error
-from relay_adaptors.claude_cli.scrub import Scrubber
-from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.kernel.errors import RelayError, scrubbed
+from relay_adaptors.kernel.redaction import Redactor
 
 SYS = "SYSTEM-MARKER-" + "s" * 50
 USER = "USER-MARKER-" + "u" * 50
@@ -118,11 +118,11 @@ def test_spawn_errors_name_no_server_detail_and_only_host_exhaustion_is_local(er
 
 def test_the_scrubber_cleans_every_client_visible_field() -> None:
     err = RelayError(502, f"bad key {KEY}!", type=f"t-{KEY}", code=KEY, param=f"p.{KEY}", headers={"x-k": KEY})
-    out = Scrubber(KEY, None, "").error(err)
+    out = scrubbed(err, Redactor([KEY]))
     assert KEY not in json.dumps(out.body()) + json.dumps(out.headers) + str(out)
     assert out.message == "bad key [redacted]!"
 
 
 def test_the_scrubber_removes_the_longest_secret_first_and_leaves_tiny_ones() -> None:
-    s = Scrubber("abcd", "abcdefgh", "ab")
-    assert s.text("xx abcdefgh ab abcd") == "xx [redacted] ab [redacted]"
+    s = Redactor(["abcdefgh", "abcdefghijkl", "abcd"])
+    assert s("xx abcdefghijkl abcd abcdefgh") == "xx [redacted] abcd [redacted]"
