@@ -24,8 +24,9 @@ def _parts(content: Any, assistant: bool) -> Any:
     return [{"type": "input_text", "text": content}]
 
 
-def stored_item(item: dict[str, Any]) -> dict[str, Any]:
-    """One input item (already checked by the bridge) in its listed shape, with an id."""
+def stored_item(item: dict[str, Any], taken: set[str] | None = None) -> dict[str, Any]:
+    """One input item (already checked by the bridge) in its listed shape, with an id: its
+    own, unless that is in `taken` (ids already listed: a cursor must name one item)."""
     kind = item.get("type", "message" if "role" in item else None)
     out = {**item, "type": kind}
     if kind == "message":
@@ -36,18 +37,25 @@ def stored_item(item: dict[str, Any]) -> dict[str, Any]:
                               if p.get("type") == "input_text" else p for p in out["content"]]
     elif kind == "reasoning":
         out.setdefault("summary", [])
-    if not isinstance(out.get("id"), str) or not out["id"]:
+    if not isinstance(out.get("id"), str) or not out["id"] or (taken is not None and out["id"] in taken):
         out["id"] = new_id(_PREFIX.get(str(kind), "item_"))
     if kind in ("message", "function_call", "function_call_output"):
         out.setdefault("status", "completed")
     return out
 
 
-def stored_input(raw: Any) -> list[dict[str, Any]]:
-    """A request's `input` (a string or items) as listed items."""
+def stored_input(raw: Any, taken: set[str] | None = None) -> list[dict[str, Any]]:
+    """A request's `input` (a string or items) as listed items, every id distinct from the
+    others and from `taken` (the history's)."""
     if isinstance(raw, str):
         return [stored_item({"type": "message", "role": "user", "content": raw})]
-    return [stored_item(item) for item in raw if isinstance(item, dict)]
+    seen = set(taken or ())
+    out = []
+    for item in raw:
+        if isinstance(item, dict):
+            out.append(stored_item(item, seen))
+            seen.add(out[-1]["id"])
+    return out
 
 
 def replayed(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

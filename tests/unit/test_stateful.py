@@ -80,3 +80,17 @@ def test_walking_the_pages_yields_every_item_once_in_order(n, limit, order):
         assert listing["data"], "has_more with an empty page would never end"
         query = {**query, "after": listing["last_id"]}
     assert seen == [i["id"] for i in (items if order == "asc" else items[::-1])]
+
+
+def test_listed_ids_are_distinct_so_a_cursor_names_one_item():
+    got = stored_input([{"role": "user", "content": "a", "id": "x"}, {"role": "user", "content": "b", "id": "x"},
+                        {"role": "user", "content": "c", "id": "h"}], taken={"h"})
+    assert got[0]["id"] == "x" and len({i["id"] for i in got} | {"h"}) == 4
+    walked, query = [], {"order": "asc", "limit": "1"}
+    while True:  # the walk ends: every cursor is one item
+        listing = page(got, query)
+        walked += ids(listing)
+        if not listing["has_more"]:
+            break
+        query = {**query, "after": listing["last_id"]}
+    assert walked == [i["id"] for i in got]
