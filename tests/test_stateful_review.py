@@ -154,3 +154,31 @@ async def test_a_native_channel_answer_repeats_the_stored_state_it_continued(mak
     second = await respond(client, stream, model="gpt-native", input="two", previous_response_id=first.id)
     assert second.previous_response_id == first.id
     assert (await client.responses.retrieve(second.id)).previous_response_id == first.id
+
+
+async def test_a_background_run_cut_before_it_began_still_ends_its_call(make_relay, fake_openai):
+    """A shutdown landing in the same loop turn as the spawn: the run's body never starts, yet
+    its model call must end (ledger row written, concurrency slot freed)."""
+    from relay.stateful.appkeys import RUNS
+
+    from .support import base_config, store_of
+
+    limited = "- name: solo\n  keys: [sk-solo-0123456789]\n  models: ['*']\n  limits: {max_concurrent: 1}\n"
+    relay = await make_relay(base_config(fake_openai.url, extra_tenants=limited))
+    runs = relay.server.app[RUNS]
+    client = relay.client("sk-solo-0123456789")
+
+    class CancelledOnArrival(dict):  # the spawned task is cancelled before its first step
+        def __setitem__(self, rid, task):
+            super().__setitem__(rid, task)
+            task.cancel()
+
+    runs.tasks = CancelledOnArrival()
+    await client.responses.create(model="gpt-4.1-mini", input="one", background=True)
+    runs.tasks = {}
+    for _ in range(100):
+        if any(r.tenant == "solo" for r in store_of(relay).ledger):
+            break
+        await asyncio.sleep(0.01)
+    assert [r.status for r in store_of(relay).ledger if r.tenant == "solo"] == [499]
+    assert (await client.responses.create(model="gpt-4.1-mini", input="two")).status == "completed"  # the slot is free

@@ -123,7 +123,8 @@ Work = Callable[[], Awaitable[dict[str, Any] | None]]  # the final response, or 
 
 def spawn(turn: Turn, call: ModelCall, work: Work, events: EventLog | None = None) -> None:
     runs: Runs = turn.request.app[RUNS]
-    task = asyncio.get_running_loop().create_task(_run(turn, call, work))
+    started: list[bool] = []  # a task cancelled before its first step never runs its body
+    task = asyncio.get_running_loop().create_task(_run(turn, call, work, started))
     runs.tasks[turn.response_id] = task
     runs.owners[turn.response_id] = turn.tenant.name
     if events is not None:
@@ -135,11 +136,16 @@ def spawn(turn: Turn, call: ModelCall, work: Work, events: EventLog | None = Non
         runs.logs.pop(turn.response_id, None)
         if events is not None:
             events.close()
+        if not started:  # cut before it began (a shutdown at once): the call still ends, once
+            ending = asyncio.ensure_future(call.__aexit__(asyncio.CancelledError, asyncio.CancelledError(), None))
+            call.tasks.add(ending)
+            ending.add_done_callback(call.tasks.discard)
 
     task.add_done_callback(done)
 
 
-async def _run(turn: Turn, call: ModelCall, work: Work) -> None:
+async def _run(turn: Turn, call: ModelCall, work: Work, started: list[bool]) -> None:
+    started.append(True)
     store, tenant, rid = turn.request.app[STORE], turn.tenant.name, turn.response_id
     runs: Runs = turn.request.app[RUNS]
     me = asyncio.current_task()
