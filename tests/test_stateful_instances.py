@@ -84,7 +84,7 @@ async def test_previous_response_id_resumes_the_cli_session_with_only_the_new_tu
     async def turn(**kw):
         return await respond(client, stream, model="cli-text", **kw)
 
-    for _ in range(5):  # the pinned CLI now and then exits without saving the turn: then no session is kept
+    for _ in range(12):  # the pinned CLI now and then exits without saving the turn: then no session is kept
         first = await turn(input="first question")
         record = json.loads(await store_of(relay).doc_get("acme", KEY + first.id))
         if record["session"]:
