@@ -349,3 +349,31 @@ async def test_an_item_reference_to_the_chain_is_the_item_itself(relay, fake_ope
                                               "input": [{"type": "item_reference", "id": "msg_unknown"}]})
     err = json.loads(await resp.read())
     assert resp.status == 400 and err["error"]["param"] == "input[0].type"
+
+
+async def test_a_tool_round_trip_on_an_anthropic_channel_continues_with_only_the_call_output(relay, fake_anthropic):
+    client = relay.client()
+    tools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    first = await client.responses.create(model="claude-tool", input="Weather in SF?", tools=tools)
+    call = next(i for i in first.output if i.type == "function_call")
+    await client.responses.create(model="claude-text", previous_response_id=first.id, tools=tools,
+                                  input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18°C"}])
+    messages = fake_anthropic.last.body["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    use = next(b for b in messages[1]["content"] if b["type"] == "tool_use")
+    result = next(b for b in messages[2]["content"] if b["type"] == "tool_result")
+    assert use["id"] == call.call_id == result["tool_use_id"] and "18°C" in json.dumps(result, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_three_turn_chain_on_the_mock_channel(relay, stream):
+    client = relay.client()
+    first = await respond(client, stream, model="demo", input="one two three four five six seven eight")
+    second = await respond(client, stream, model="demo", input="again", previous_response_id=first.id)
+    third = await respond(client, stream, model="demo", input="and again", previous_response_id=second.id)
+    items = [i async for i in client.responses.input_items.list(third.id, order="asc")]
+    assert [(i.role, i.content[0].text) for i in items] == [
+        ("user", "one two three four five six seven eight"), ("assistant", first.output_text), ("user", "again"),
+        ("assistant", second.output_text), ("user", "and again")]
+    # the whole history went upstream: the mock's prompt estimate grows with it
+    assert third.usage.input_tokens > second.usage.input_tokens > first.usage.input_tokens
