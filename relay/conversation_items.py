@@ -312,21 +312,21 @@ def _need(cond: bool, message: str, param: str, code: str) -> None:
 def presented(item: dict[str, Any], include: Collection[str]) -> dict[str, Any]:
     """A stored item as the endpoints show it: large or sensitive parts only when asked for
     with `include` (OpenAI's rule), everything else as stored."""
-    kind = item["type"]
+    kind = item.get("type")
     if kind == "reasoning" and "reasoning.encrypted_content" not in include and "encrypted_content" in item:
         item = {k: v for k, v in item.items() if k != "encrypted_content"}
     elif kind == "message":
         logprobs = "message.output_text.logprobs" in include
         images = "message.input_image.image_url" in include
-        if not (logprobs and images):
+        if not (logprobs and images) and isinstance(item.get("content"), list):
             item = {**item, "content": [_trimmed(part, logprobs, images) for part in item["content"]]}
     return item
 
 
 def _trimmed(part: dict[str, Any], logprobs: bool, images: bool) -> dict[str, Any]:
-    if part["type"] == "output_text" and not logprobs and part["logprobs"]:
+    if part.get("type") == "output_text" and not logprobs and part.get("logprobs"):
         return {**part, "logprobs": []}
-    if part["type"] == "input_image" and not images:
+    if part.get("type") == "input_image" and not images:
         return {**part, "image_url": None}
     return part
 

@@ -368,3 +368,17 @@ async def test_a_three_turn_chain_on_the_mock_channel(relay, stream):
         ("assistant", second.output_text), ("user", "and again")]
     # the whole history went upstream: the mock's prompt estimate grows with it
     assert third.usage.input_tokens > second.usage.input_tokens > first.usage.input_tokens
+
+
+async def test_input_items_show_reasoning_encrypted_content_only_when_included(relay):
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque-blob"}
+    first = await relay.client().responses.create(model="gpt-4.1-mini", input=[{"role": "user", "content": "hi"}, reasoning,
+                                                                                {"role": "assistant", "content": "hello"},
+                                                                                {"role": "user", "content": "again"}])
+    _, plain = await relay.get_json(f"/v1/responses/{first.id}/input_items?order=asc")
+    _, full = await relay.get_json(f"/v1/responses/{first.id}/input_items?order=asc&include=reasoning.encrypted_content")
+    for listing in (plain, full):
+        validate("ResponseItemList", listing)
+    assert "encrypted_content" not in plain["data"][1] and full["data"][1]["encrypted_content"] == "opaque-blob"
+    bad, err = await relay.get_json(f"/v1/responses/{first.id}/input_items?include=everything")
+    assert bad.status == 400 and err["error"]["param"] == "include"

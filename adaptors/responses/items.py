@@ -20,7 +20,7 @@ def _parts(content: Any, assistant: bool) -> Any:
     if not isinstance(content, str):
         return content
     if assistant:
-        return [{"type": "output_text", "text": content, "annotations": []}]
+        return [{"type": "output_text", "text": content, "annotations": [], "logprobs": []}]
     return [{"type": "input_text", "text": content}]
 
 
@@ -33,8 +33,9 @@ def stored_item(item: dict[str, Any], taken: set[str] | None = None) -> dict[str
         assistant = item.get("role") == "assistant"
         out["content"] = _parts(item.get("content"), assistant)
         if assistant and isinstance(out["content"], list):
-            out["content"] = [{**p, "type": "output_text", "annotations": p.get("annotations", [])}
-                              if p.get("type") == "input_text" else p for p in out["content"]]
+            # Listed as the spec's output message: output_text parts with annotations and logprobs.
+            out["content"] = [{**p, "type": "output_text", "annotations": p.get("annotations", []), "logprobs": p.get("logprobs", [])}
+                              if p.get("type") in ("input_text", "output_text") else p for p in out["content"]]
     elif kind == "reasoning":
         out.setdefault("summary", [])
     if not isinstance(out.get("id"), str) or not out["id"] or (taken is not None and out["id"] in taken):

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..appkeys import RUNTIME
+from ..conversation_items import check_include, presented
 from ..httpio import json_response
 from ..responses_writer import write_events
 from .appkeys import RECORDS, RUNS
@@ -52,5 +53,9 @@ async def delete_response(request: web.Request) -> web.StreamResponse:
 
 
 async def input_items(request: web.Request) -> web.StreamResponse:
+    """The items are stored whole; `include` says which large or sensitive parts are shown
+    (reasoning `encrypted_content`, logprobs, image URLs), as for conversation items."""
+    include = check_include([*request.query.getall("include", []), *request.query.getall("include[]", [])])
     _, _, record = await _record(request)
-    return json_response(page(record["items"], request.query))
+    listing = page(record["items"], request.query)
+    return json_response({**listing, "data": [presented(item, include) for item in listing["data"]]})

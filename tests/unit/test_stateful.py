@@ -28,7 +28,7 @@ def test_items_keep_their_ids_and_an_assistant_string_becomes_output_text():
     got = stored_input([{"role": "assistant", "content": "ok"}, {"type": "function_call", "call_id": "c", "name": "f",
                         "arguments": "{}", "id": "fc_1"}, {"type": "function_call_output", "call_id": "c", "output": "x"},
                         {"type": "reasoning", "encrypted_content": "e"}])
-    assert got[0]["content"] == [{"type": "output_text", "text": "ok", "annotations": []}]
+    assert got[0]["content"] == [{"type": "output_text", "text": "ok", "annotations": [], "logprobs": []}]
     assert got[1]["id"] == "fc_1" and got[2]["id"].startswith("fco_") and got[3]["id"].startswith("rs_")
     assert got[3]["summary"] == []
     back = replayed(got)
