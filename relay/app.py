@@ -14,7 +14,7 @@ from aiohttp import web
 from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import RelayConfig
 
-from . import admin, handlers, messages, responses_api, responses_extra
+from . import handlers, messages, responses_api, responses_extra
 from .appkeys import ACCOUNTED, BACKGROUND, BREAKERS, CONFIG_PATH, METRICS, REQUEST_ID, RUNTIME, SESSION, STORE, THINKING, RuntimeHolder
 from .breaker import Breakers
 from .conversations import ROUTES as CONVERSATION_ROUTES
@@ -22,7 +22,7 @@ from .conversations import context as conversations_context
 from .httpio import error_response, request_id
 from .logs import log_request
 from .metrics import Metrics
-from .ops import OPS_SPLIT
+from .ops import OPS_SPLIT, add_ops_routes
 from .runtime import build_runtime
 from .stateful import endpoints as stored_responses
 from .stateful.appkeys import RECORDS, RUNS
@@ -155,11 +155,6 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
     app.router.add_get("/", messages.root)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model}", handlers.get_model)
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", handlers.readyz)
-    app.router.add_get("/metrics", handlers.metrics)
-    app.router.add_post("/admin/reload", admin.reload)
-    app.router.add_get("/admin/channels", admin.channels)
-    app.router.add_get("/admin/usage", admin.usage)
+    add_ops_routes(app.router)
     virtual_keys.install(app, config)
     return app

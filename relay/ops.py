@@ -25,7 +25,6 @@ def require_ops_surface(request: web.Request) -> None:
 
 def ops_app(gateway: web.Application) -> web.Application:
     """The ops application for a started gateway app."""
-    from . import admin, handlers
     from .app import errors_middleware
     from .appkeys import RUNTIME
     from .vkeys.admin_api import add_routes as add_key_routes
@@ -36,11 +35,19 @@ def ops_app(gateway: web.Application) -> web.Application:
     for key in gateway:  # the same objects: a reload or a metric seen here is the gateway's own
         app[key] = gateway[key]
     app[OPS_SURFACE] = True
-    app.router.add_get("/metrics", handlers.metrics)
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", handlers.readyz)
-    app.router.add_post("/admin/reload", admin.reload)
-    app.router.add_get("/admin/channels", admin.channels)
-    app.router.add_get("/admin/usage", admin.usage)
+    add_ops_routes(app.router)
     add_key_routes(app.router)
     return app
+
+
+def add_ops_routes(router: web.UrlDispatcher) -> None:
+    """The probes, /metrics and /admin/*: on the ops listener, and on the public one too (where
+    `require_ops_surface` hides the ops endpoints unless no ops listener runs)."""
+    from . import admin, handlers
+
+    router.add_get("/healthz", handlers.healthz)
+    router.add_get("/readyz", handlers.readyz)
+    router.add_get("/metrics", handlers.metrics)
+    router.add_post("/admin/reload", admin.reload)
+    router.add_get("/admin/channels", admin.channels)
+    router.add_get("/admin/usage", admin.usage)
