@@ -140,10 +140,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def cmd_usage(args: argparse.Namespace) -> int:
     """Per tenant, model and day totals from the configured store's ledger."""
-    import asyncio
-
-    from .store import StoreError, open_store
-    from .usage_report import render
+    from .store import open_store
+    from .usage_report import print_report
 
     config = _load(args.config)
     if config is None:
@@ -157,24 +155,14 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
         return render_usage(config.store.url, args.tenant, args.since, args.format)
 
-    async def fetch() -> list[dict[str, Any]]:
-        store = open_store(config.store.url)
-        await store.start()
-        try:
-            if args.by == "stored":  # stored responses and conversations, now
-                tenants = [t.name for t in config.tenants if args.tenant in (None, t.name)]
-                return [{"tenant": t, "stored_bytes": n} for t, n in (await store.doc_bytes(tenants)).items()]
-            return await store.usage(args.tenant, args.since)
-        finally:
-            await store.close()
+    if args.by == "stored":  # stored responses and conversations, now
+        tenants = [t.name for t in config.tenants if args.tenant in (None, t.name)]
 
-    try:
-        rows = asyncio.run(fetch())
-    except StoreError as e:
-        print(str(e), file=sys.stderr)
-        return 1
-    print(render(rows, args.format, ("tenant", "stored_bytes") if args.by == "stored" else None), end="")
-    return 0
+        async def stored(store: Any) -> list[dict[str, Any]]:
+            return [{"tenant": t, "stored_bytes": n} for t, n in (await store.doc_bytes(tenants)).items()]
+
+        return print_report(lambda: open_store(config.store.url), stored, args.format, ("tenant", "stored_bytes"))
+    return print_report(lambda: open_store(config.store.url), lambda store: store.usage(args.tenant, args.since), args.format)
 
 
 def cmd_health(args: argparse.Namespace) -> int:

@@ -1,15 +1,18 @@
 """Usage aggregates as a table, JSON or CSV (the `relay usage` command and /admin/usage)."""
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import re
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
-from .store.base import AGGREGATE_FIELDS
+from .store.base import AGGREGATE_FIELDS, StoreError
 
 COLUMNS = ("day", "tenant", "model", *AGGREGATE_FIELDS)
 SPAN = re.compile(r"^(\d+)([dh])$")
@@ -59,3 +62,25 @@ def render(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] | None
              .rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"
+
+
+def print_report(open_store: Callable[[], Any], query: Callable[[Any], Awaitable[list[dict[str, Any]]]], fmt: str,
+                 columns: tuple[str, ...] | None = None) -> int:
+    """`relay usage`: opens the store, asks `query` of it, prints the rows; the exit status
+    (1 with the store's message when it cannot be read)."""
+
+    async def fetch() -> list[dict[str, Any]]:
+        store = open_store()
+        await store.start()
+        try:
+            return await query(store)
+        finally:
+            await store.close()
+
+    try:
+        rows = asyncio.run(fetch())
+    except StoreError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    print(render(rows, fmt, columns), end="")
+    return 0

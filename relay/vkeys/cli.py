@@ -173,21 +173,7 @@ def add_parser(sub: Any, load: Callable[[str], Any]) -> None:
 
 def render_usage(url: str, tenant: str | None, since: str | None, fmt: str) -> int:
     """`relay usage --by key`: per day, tenant, key and model, from the key store's aggregates."""
-    from ..usage_report import render
+    from ..usage_report import print_report
     from .store import KEY_USAGE_COLUMNS
 
-    async def fetch() -> list[dict[str, Any]]:
-        store = open_key_store(url)
-        await store.start()
-        try:
-            return await store.usage(tenant, None, since)
-        finally:
-            await store.close()
-
-    try:
-        rows = asyncio.run(fetch())
-    except StoreError as e:
-        print(str(e), file=sys.stderr)
-        return 1
-    print(render(rows, fmt, KEY_USAGE_COLUMNS), end="")
-    return 0
+    return print_report(lambda: open_key_store(url), lambda store: store.usage(tenant, None, since), fmt, KEY_USAGE_COLUMNS)
