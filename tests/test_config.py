@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from relay_config.loader import ConfigError, parse_config
+
+from .support import relay_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,12 +149,8 @@ def test_list_of_models_means_same_name():
     assert cfg.channels[0].models == {"a": "a", "b": "b"}
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
-
-
 def test_check_config_accepts_the_example():
-    r = run_cli("check-config", "config.example.yaml")
+    r = relay_cli("check-config", "config.example.yaml")
     assert r.returncode == 0, r.stderr
     assert "OK" in r.stdout.splitlines()[0]
 
@@ -162,7 +158,7 @@ def test_check_config_accepts_the_example():
 def test_check_config_rejects_a_broken_file_with_every_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("type: openai", "type: opneai").replace("name: acme", "name: acme\n    bogus: 1"))
-    r = run_cli("check-config", str(bad), env={"PATH": "/usr/bin:/bin", "UP_KEY": "sk-secret-xyz"})
+    r = relay_cli("check-config", str(bad), env={"PATH": "/usr/bin:/bin", "UP_KEY": "sk-secret-xyz"})
     assert r.returncode == 1
     assert f"{bad}:4 tenants[0].keys[0]: environment variable ACME_KEY is not set" in r.stderr
     assert f"{bad}:3 tenants[0].bogus: unknown key" in r.stderr
@@ -172,16 +168,16 @@ def test_check_config_rejects_a_broken_file_with_every_error(tmp_path):
 
 def test_check_config_takes_dash_c_and_the_positional_form():
     for args in (["-c", "config.example.yaml"], ["--config", "config.example.yaml"], ["config.example.yaml"]):
-        r = run_cli("check-config", *args)
+        r = relay_cli("check-config", *args)
         assert r.returncode == 0 and "config.example.yaml: OK" in r.stdout, r.stderr
-    r = run_cli("check-config")
+    r = relay_cli("check-config")
     assert r.returncode == 2 and "check-config takes one config file" in r.stderr
 
 
 def test_check_config_reports_cross_entry_errors_with_file_and_line(tmp_path):
     bad = tmp_path / "dup.yaml"
     bad.write_text(CROSS)
-    r = run_cli("check-config", "-c", str(bad))
+    r = relay_cli("check-config", "-c", str(bad))
     assert r.returncode == 1
     assert f"{bad}:18 channels[1].name: duplicate channel name 'a'" in r.stderr
     assert f"{bad}:7 tenants[1].keys[1]: tenants 'acme' and 'globex' share an API key" in r.stderr
@@ -190,7 +186,7 @@ def test_check_config_reports_cross_entry_errors_with_file_and_line(tmp_path):
 
 @pytest.mark.parametrize("since", ["yesterday", "2026-13-01", "20261101", "7w", ""])
 def test_usage_since_must_be_a_date_or_a_span(since):
-    r = run_cli("usage", "-c", "config.example.yaml", "--since", since)
+    r = relay_cli("usage", "-c", "config.example.yaml", "--since", since)
     assert r.returncode == 2 and "argument --since" in r.stderr and "YYYY-MM-DD" in r.stderr and "7d, 24h" in r.stderr
 
 
@@ -211,5 +207,5 @@ def test_ops_listener_needs_its_own_port(tmp_path):
         "(or ops_listen: null to serve both on one listener)"]
     cfg = tmp_path / "c.yaml"
     cfg.write_text(base)
-    r = run_cli("serve", "-c", str(cfg), "--port", "9555", "--ops-listen", "127.0.0.1:9555")
+    r = relay_cli("serve", "-c", str(cfg), "--port", "9555", "--ops-listen", "127.0.0.1:9555")
     assert r.returncode == 2 and "on the public port 9555" in r.stderr

@@ -4,8 +4,6 @@ Redis (two instances: a key made on one works on the other, a revocation reaches
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +22,7 @@ from relay_config.loader import parse_config
 
 from .proc import RelayProcess
 from .redis_server import RedisClusterServers, RedisServer
-from .support import ACME_KEY, ADMIN, ENV, Clock, Relay
+from .support import ACME_KEY, ADMIN, ENV, Clock, Relay, relay_cli
 
 CONFIG = f"""\
 server:
@@ -44,10 +42,6 @@ channels:
 def write_config(path: Path, store: str, extra_key: str | None = None) -> Path:
     path.write_text(CONFIG % {"store": store, "extra_key": f', "{extra_key}"' if extra_key else ""})
     return path
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def http(method: str, url: str, body: Any = None, key: str = ADMIN) -> tuple[int, Any]:
@@ -76,7 +70,7 @@ def refused(url: str, key: str) -> bool:
 def test_sqlite_cli_and_server_share_keys_across_restarts(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'relay.db'}"
     config = write_config(tmp_path / "relay.yaml", store)
-    made = cli("keys", "create", "-c", str(config), "--tenant", "acme", "--name", "ci", "--rpm", "100", "--format", "json", cwd=tmp_path)
+    made = relay_cli("keys", "create", "-c", str(config), "--tenant", "acme", "--name", "ci", "--rpm", "100", "--format", "json", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     first = json.loads(made.stdout)
     by_cli, by_cli_id = first["secret"], first["data"][0]["id"]
@@ -88,14 +82,14 @@ def test_sqlite_cli_and_server_share_keys_across_restarts(tmp_path: Path) -> Non
         status, by_api = http("POST", server.ops_url + "/admin/keys", {"tenant": "acme", "name": "api"})
         assert status == 201
         assert chat(server.url, by_api["secret"])
-        listed = cli("keys", "list", "-c", str(config), "--format", "json", cwd=tmp_path)
+        listed = relay_cli("keys", "list", "-c", str(config), "--format", "json", cwd=tmp_path)
         assert listed.returncode == 0 and by_api["secret"] not in listed.stdout and by_cli not in listed.stdout
         assert {k["id"] for k in json.loads(listed.stdout)["data"]} == {by_cli_id, by_api["id"]}
-        table = cli("keys", "list", "-c", str(config), cwd=tmp_path).stdout
+        table = relay_cli("keys", "list", "-c", str(config), cwd=tmp_path).stdout
         assert by_cli_id in table and "hint" in table.splitlines()[0]
 
         # Revoked by the CLI: the running server refuses it within its 1 s cache.
-        assert cli("keys", "revoke", "-c", str(config), by_cli_id, cwd=tmp_path).returncode == 0
+        assert relay_cli("keys", "revoke", "-c", str(config), by_cli_id, cwd=tmp_path).returncode == 0
         deadline = time.monotonic() + 3
         while not refused(server.url, by_cli):
             assert time.monotonic() < deadline, "the revoked key still works"
@@ -127,26 +121,26 @@ def test_sqlite_cli_and_server_share_keys_across_restarts(tmp_path: Path) -> Non
         assert refused(again.url, by_cli)
     finally:
         again.stop()
-    usage = cli("usage", "-c", str(config), "--by", "key", "--format", "json", cwd=tmp_path)
+    usage = relay_cli("usage", "-c", str(config), "--by", "key", "--format", "json", cwd=tmp_path)
     assert usage.returncode == 0, usage.stderr
     rows = json.loads(usage.stdout)["data"]
     assert {(r["key_id"], r["requests"]) for r in rows} == {(by_cli_id, 1), (by_api["id"], 2)}
-    shown = cli("keys", "show", "-c", str(config), by_api["id"], "--format", "json", cwd=tmp_path)
+    shown = relay_cli("keys", "show", "-c", str(config), by_api["id"], "--format", "json", cwd=tmp_path)
     assert json.loads(shown.stdout)["data"][0]["last_used_at"] is not None
 
 
 def test_cli_validation_and_unknown_ids(tmp_path: Path) -> None:
     config = write_config(tmp_path / "relay.yaml", f"sqlite:///{tmp_path / 'relay.db'}")
-    bad = cli("keys", "create", "-c", str(config), "--tenant", "nobody", cwd=tmp_path)
+    bad = relay_cli("keys", "create", "-c", str(config), "--tenant", "nobody", cwd=tmp_path)
     assert bad.returncode == 2 and "param: tenant" in bad.stderr
-    missing = cli("keys", "revoke", "-c", str(config), "key_nope", cwd=tmp_path)
+    missing = relay_cli("keys", "revoke", "-c", str(config), "key_nope", cwd=tmp_path)
     assert missing.returncode == 1 and "key_nope" in missing.stderr
-    made = json.loads(cli("keys", "create", "-c", str(config), "--tenant", "acme", "--format", "json", cwd=tmp_path).stdout)
+    made = json.loads(relay_cli("keys", "create", "-c", str(config), "--tenant", "acme", "--format", "json", cwd=tmp_path).stdout)
     key_id = made["data"][0]["id"]
-    upd = cli("keys", "update", "-c", str(config), key_id, "--tpm", "500", "--models", "demo", "--disable", "--format", "json", cwd=tmp_path)
+    upd = relay_cli("keys", "update", "-c", str(config), key_id, "--tpm", "500", "--models", "demo", "--disable", "--format", "json", cwd=tmp_path)
     data = json.loads(upd.stdout)["data"][0]
     assert data["limits"] == {"tpm": 500} and data["models"] == ["demo"] and data["disabled"] is True
-    rot = json.loads(cli("keys", "rotate", "-c", str(config), key_id, "--grace", "30", "--format", "json", cwd=tmp_path).stdout)
+    rot = json.loads(relay_cli("keys", "rotate", "-c", str(config), key_id, "--grace", "30", "--format", "json", cwd=tmp_path).stdout)
     assert rot["secret"] != made["secret"] and rot["data"][0]["previous_valid_until"] is not None
     import sqlite3
     with sqlite3.connect(tmp_path / "relay.db") as con:

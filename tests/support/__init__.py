@@ -21,6 +21,8 @@ import openai
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..proc import ROOT
+
 ACME_KEY = "sk-acme-0123456789"
 GLOBEX_KEY = "sk-globex-9876543210"
 UPSTREAM_KEY = "sk-upstream-secret-DO-NOT-LEAK"
@@ -306,8 +308,8 @@ def store_of(relay: Relay) -> Any:
     return relay.server.app[STORE]
 
 
-def relay_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The `relay` command, run as a user runs it."""
+def relay_cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The `relay` command, run as a user runs it (from the repository unless `cwd` says otherwise)."""
     return subprocess.run([sys.executable, "-m", "relay", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=60)
 
