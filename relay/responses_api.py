@@ -92,6 +92,14 @@ class Turn:
         system = 1 if chat["messages"] and self.body.get("instructions") is not None else 0
         return Resume(prev["session"], seen + system)
 
+    async def admit(self, call: ModelCall) -> None:
+        """Takes the tenant's limits for this request (a request the bridge cannot take is a
+        400 first, before any upstream call)."""
+        messages = self.admission_messages()
+        max_out = self.body.get("max_output_tokens")
+        await call.admit(self.candidates[0].model, messages, max_out if isinstance(max_out, int) else None,
+                         self.body.get("stream") is True)
+
     def admission_messages(self) -> list[dict[str, Any]]:
         bridged = [c for c in self.candidates if not c.adaptor.capabilities.native_responses]
         if bridged:
@@ -99,7 +107,7 @@ class Turn:
             return messages
         return [{"content": self.body["input"] if isinstance(self.body.get("input"), str) else str(self.body.get("input"))}]
 
-    async def store(self, response: dict[str, Any], answer: Answer | None, extra: dict[str, Any] | None = None) -> None:
+    async def store(self, response: dict[str, Any], answer: Answer | None) -> None:
         """Stores the response (unless `store` is false). A store that fails to answer costs
         the client the stored copy, never the answer itself: logged and counted."""
         if self.prepared.conversation is not None and response.get("status") in ("completed", "incomplete"):
@@ -108,7 +116,7 @@ class Turn:
             return
         record = {"response": response, "items": self.prepared.items, "model": self.model,
                   "channel": answer.candidate.channel.name if answer is not None else None,
-                  "session": answer.report.session_id if answer is not None else None, **(extra or {})}
+                  "session": answer.report.session_id if answer is not None else None}
         try:
             await self.records.put(self.tenant.name, record)
         except StoreError as e:
@@ -188,12 +196,9 @@ async def responses(request: web.Request) -> web.StreamResponse:
 
 async def answer_now(turn: Turn) -> web.StreamResponse:
     request, body, model = turn.request, turn.body, turn.model
-    # A request the bridge cannot take is a 400 here, before any upstream call.
-    messages = turn.admission_messages()
     stream = body.get("stream") is True
     async with ModelCall(request, turn.rt, turn.tenant, "responses") as call:
-        max_out = body.get("max_output_tokens")
-        await call.admit(turn.candidates[0].model, messages, max_out if isinstance(max_out, int) else None, stream)
+        await turn.admit(call)
         answer = await call.dispatch(turn.candidates, turn.plan, stream)
         headers = answer.headers()
         if answer.raw is not None:

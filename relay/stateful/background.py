@@ -93,10 +93,8 @@ async def start(turn: Turn) -> web.StreamResponse:
 async def admitted(turn: Turn) -> ModelCall:
     """A model call whose limits are taken (a refusal is this request's 429 / 503)."""
     call = ModelCall(turn.request, turn.rt, turn.tenant, "responses")
-    max_out = turn.body.get("max_output_tokens")
     try:
-        await call.admit(turn.candidates[0].model, turn.admission_messages(), max_out if isinstance(max_out, int) else None,
-                         turn.body.get("stream") is True)
+        await turn.admit(call)
     except BaseException as e:
         await call.__aexit__(type(e), e, e.__traceback__)
         raise
@@ -125,8 +123,7 @@ def spawn(turn: Turn, call: ModelCall, work: Work, events: EventLog | None = Non
     runs: Runs = turn.request.app[RUNS]
     started: list[bool] = []  # a task cancelled before its first step never runs its body
     task = asyncio.get_running_loop().create_task(_run(turn, call, work, started))
-    runs.tasks[turn.response_id] = task
-    runs.owners[turn.response_id] = turn.tenant.name
+    runs.tasks[turn.response_id] = task  # its owner is counted since `start`
     if events is not None:
         runs.logs[turn.response_id] = events
 
