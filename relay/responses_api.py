@@ -34,7 +34,7 @@ from .httpio import read_json
 from .lifecycle import Flush, ModelCall, TapFactory
 from .native import ResponsesTap
 from .outcome import StreamOutcome
-from .responses_extra import compaction_turn, ends_with_compaction_trigger
+from .responses_extra import compaction_turn
 from .responses_writer import write_events, write_responses_stream
 from .router import Candidate
 from .runtime import Runtime
@@ -185,7 +185,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     body = validate_responses_request(await read_json(request, rt.config.server.max_body_bytes))
     prepared = await prepare(request, tenant, body)
     turn = Turn(request, rt, tenant, prepared)
-    if ends_with_compaction_trigger(prepared.body):
+    if prepared.compaction:
         return await compaction_turn(turn)
     if prepared.background:
         from .stateful.background import start

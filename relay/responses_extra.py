@@ -143,11 +143,6 @@ async def compact(request: web.Request) -> web.StreamResponse:
         return call.json(out, usage, answer.headers())
 
 
-def ends_with_compaction_trigger(body: dict[str, Any]) -> bool:
-    raw = body.get("input")
-    return isinstance(raw, list) and bool(raw) and isinstance(raw[-1], dict) and raw[-1].get("type") == "compaction_trigger"
-
-
 async def compaction_turn(turn: Turn) -> web.StreamResponse:
     """`POST /v1/responses` whose input ends with a `compaction_trigger` (how Codex asks for
     server-side compaction): the answer is a Response whose one output item is the

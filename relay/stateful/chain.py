@@ -33,6 +33,7 @@ class Prepared:
     echo: dict[str, Any] = field(default_factory=dict)  # what the Response repeats of it
     previous: dict[str, Any] | None = None  # the record continued, if any
     conversation: str | None = None
+    compaction: bool = False  # the input ended with a compaction_trigger: the answer is the compaction
 
 
 async def prepare(request: web.Request, tenant: TenantConfig, body: dict[str, Any]) -> Prepared:
@@ -80,7 +81,7 @@ async def prepare(request: web.Request, tenant: TenantConfig, body: dict[str, An
     echo: dict[str, Any] = {"previous_response_id": prev_id, "background": background, "store": store}
     if conv_id is not None:
         echo["conversation"] = {"id": conv_id}
-    return Prepared(out, items, len(history), store, background, echo, previous, conv_id)
+    return Prepared(out, items, len(history), store, background, echo, previous, conv_id, bool(marker))
 
 
 async def expand_history(request: web.Request, tenant: TenantConfig, body: dict[str, Any]) -> dict[str, Any]:
