@@ -26,7 +26,7 @@ from relay_adaptors.kernel.errors import upstream_bad_response
 from relay_adaptors.kernel.ids import new_id
 from relay_adaptors.kernel.tokens import estimate_prompt, estimate_text
 from relay_adaptors.kernel.usage import Usage
-from relay_adaptors.responses import to_chat, validate_responses_request
+from relay_adaptors.responses import ChatConversion, to_chat, validate_responses_request
 from relay_adaptors.responses.compact import (
     compacted_output,
     compacted_response,
@@ -113,10 +113,12 @@ async def input_tokens(request: web.Request) -> web.StreamResponse:
     return json_response({"object": "response.input_tokens", "input_tokens": count}, headers=headers)
 
 
-async def _summarise(call: ModelCall, candidates: list[Candidate], body: dict[str, Any]) -> tuple[str, Answer]:
-    """The routed model's summary of the conversation in `body` (model, input, instructions)."""
+async def _summarise(call: ModelCall, candidates: list[Candidate], body: dict[str, Any]) -> tuple[str, Answer, ChatConversion]:
+    """The routed model's summary of the conversation in `body` (model, input, instructions),
+    the answer it came in, and the conversation's chat form."""
     # The bridge checks every item (a 400 names it) and reads Relay's earlier compactions.
-    chat = summary_request(body["model"], to_chat(body).chat["messages"])
+    conv = to_chat(body)
+    chat = summary_request(body["model"], conv.chat["messages"])
 
     def plan(candidate: Candidate) -> Attempt:
         return Attempt(chat)
@@ -127,7 +129,7 @@ async def _summarise(call: ModelCall, candidates: list[Candidate], body: dict[st
     summary = summary_of(answer.completion)
     if not summary:
         raise upstream_bad_response(answer.candidate.channel.name, "the model wrote no summary of the conversation")
-    return summary, answer
+    return summary, answer, conv
 
 
 async def compact(request: web.Request) -> web.StreamResponse:
@@ -136,7 +138,7 @@ async def compact(request: web.Request) -> web.StreamResponse:
     body = {k: body[k] for k in SUMMARISED if k in body}
     candidates = rt.router.candidates(tenant, body["model"])
     async with ModelCall(request, rt, tenant, "responses") as call:
-        summary, answer = await _summarise(call, candidates, body)
+        summary, answer, _ = await _summarise(call, candidates, body)
         usage = answer.completion.get("usage") if answer.completion else None
         out = compacted_response(compacted_output(body["input"], summary),
                                  Usage.from_chat(usage if isinstance(usage, dict) else {}).responses(), int(time.time()))
@@ -150,10 +152,10 @@ async def compaction_turn(turn: Turn) -> web.StreamResponse:
     body = {k: turn.body[k] for k in SUMMARISED if k in turn.body}
     body["input"] = turn.body["input"][:-1]
     async with ModelCall(turn.request, turn.rt, turn.tenant, "responses") as call:
-        summary, answer = await _summarise(call, turn.candidates, body)
+        summary, answer, conv = await _summarise(call, turn.candidates, body)
         usage = answer.completion.get("usage") if answer.completion else None
         item = {"type": "compaction", "id": new_id("cmp_"), "encrypted_content": encode_summary(summary)}
-        echo = {**to_chat({**body, "input": body["input"] or ""}).echo, **turn.prepared.echo}
+        echo = {**conv.echo, **turn.prepared.echo}
         response = Envelope(turn.model, echo, turn.response_id).snapshot(
             "completed", [item], Usage.from_chat(usage if isinstance(usage, dict) else {}).responses())
         await turn.store(response, answer)
