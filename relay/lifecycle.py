@@ -21,7 +21,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -204,16 +204,7 @@ class ModelCall:
                 "x-request-id": self.request_id,
                 **({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"} if streaming else {})})
             await resp.prepare(self.request)
-            async for data in upstream.chunks:
-                if out := tap.feed(data):
-                    await resp.write(out)
-                if flush is not None and (held := await flush()):
-                    await resp.write(held)
-            tail = tap.end()
-            if flush is not None:
-                tail += await flush()
-            if tail:
-                await resp.write(tail)
+            await _pump(upstream.chunks, tap, resp, flush)
             await resp.write_eof()
             outcome.finished = True
             return resp
@@ -229,9 +220,7 @@ class ModelCall:
         outcome = self.outcome = StreamOutcome()
         tap = make_tap(upstream.content_type.startswith("text/event-stream"), outcome)
         try:
-            async for data in upstream.chunks:
-                await sink.write(tap.feed(data) + (await flush() if flush is not None else b""))
-            await sink.write(tap.end() + (await flush() if flush is not None else b""))
+            await _pump(upstream.chunks, tap, sink, flush)
             outcome.finished = True
         finally:
             tap.end()
@@ -333,3 +322,18 @@ class ModelCall:
                 "reasoning_tokens": rec.reasoning_tokens, "estimated": rec.estimated, "cost_usd": rec.cost_usd,
                 "attempts": self.attempts, "client": self.request.remote,
             })
+
+
+async def _pump(chunks: AsyncIterator[bytes], tap: Tap, sink: Sink, flush: Flush | None) -> None:
+    """A passthrough's bytes through its tap into `sink`; after each read, `flush` writes what
+    the tap held back until its work was done."""
+    async for data in chunks:
+        if out := tap.feed(data):
+            await sink.write(out)
+        if flush is not None and (held := await flush()):
+            await sink.write(held)
+    tail = tap.end()
+    if flush is not None:
+        tail += await flush()
+    if tail:
+        await sink.write(tail)
