@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 
-from relay_adaptors.kernel.base import Call, TokenCounter
 from relay_adaptors.kernel.errors import RelayError, bad_request
 from relay_adaptors.messages import (
     MessagesConversion,
@@ -35,9 +34,9 @@ from .httpio import json_response, read_json
 from .lifecycle import ModelCall
 from .messages_stream import PING, MessagesTap, write_messages_stream
 from .outcome import StreamOutcome
-from .router import Candidate, model_not_found
+from .responses_extra import count_upstream, counting_channel
+from .router import Candidate
 from .sse_out import KeepaliveWriter
-from .vkeys.appkeys import VIRTUAL_KEY
 from .vkeys.limits import visible_models
 
 log = logging.getLogger("relay")
@@ -133,15 +132,11 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
     tenant = rt.keys.authenticate(request)
     body = validate_request(await read_json(request, rt.config.server.max_body_bytes), need_max_tokens=False)
-    first = rt.router.candidates(tenant, body["model"])[0]
-    key = request.get(VIRTUAL_KEY)
-    if key is not None and not key.may_use(first.model):  # as for every model call: outside the key's allowlist is unknown
-        raise model_not_found(body["model"])
+    first = counting_channel(request, tenant, body["model"])
     rid = request[REQUEST_ID]
     headers = {"x-relay-channel": first.channel.name}
     if first.adaptor.capabilities.counts_tokens:
-        call = Call(body, first.upstream_model, rid, _client_headers(request, rid))
-        count = await cast(TokenCounter, first.adaptor).count_tokens(call)
+        count = await count_upstream(request, tenant, first, body, _client_headers(request, rid))
     else:
         count, headers["x-relay-estimate"] = estimate_input_tokens(body), "true"
     return json_response({"input_tokens": count}, headers=headers)
