@@ -8,15 +8,19 @@ from relay_adaptors.anthropic.errors import stream_error
 from relay_adaptors.kernel import jsonfast
 from relay_adaptors.kernel.base import ChatStream
 from relay_adaptors.kernel.errors import RelayError, upstream_bad_response
-from relay_adaptors.kernel.sse import SSEDecoder, encode_event
+from relay_adaptors.kernel.sse import encode_event
 from relay_adaptors.kernel.usage import Usage
 from relay_adaptors.messages import MessagesStream, error_body
 
 from .outcome import Sink, StreamOutcome
 from .responses_writer import write_events
+from .sse_scan import EventScanner, frame_data
 
 # Anthropic's own keepalive, sent while the upstream is silent (clients skip it).
 PING = encode_event("ping", b'{"type":"ping"}')
+_READ = (b"message_start", b"message_delta", b"message_stop", b"error")  # the frames the tap reads
+_DELTAS = (b"content_block_delta",)  # counted only: about a token each
+CHARS_PER_DELTA = 4
 
 
 async def write_messages_stream(resp: Sink, stream: ChatStream, machine: MessagesStream, outcome: StreamOutcome,
@@ -53,7 +57,7 @@ class MessagesTap:
     send: an `error` event when the upstream stopped before message_stop."""
 
     def __init__(self, streaming: bool, outcome: StreamOutcome, channel: str, request_id: str | None = None):
-        self.sse = SSEDecoder() if streaming else None
+        self.sse = EventScanner(_READ, _DELTAS) if streaming else None
         self.outcome = outcome
         self.channel = channel
         self.request_id = request_id
@@ -63,30 +67,31 @@ class MessagesTap:
         self.ended = False
 
     def feed(self, data: bytes) -> bytes:
+        """The whole frames of `data` (a partial one waits for its end), as they came."""
         if self.sse is None:
             self.body.append(data)
             return data
-        for ev in self.sse.feed(data):
-            kind = ev.event
-            if kind == "content_block_delta":
-                self.outcome.produced(max(1, len(ev.data) // 2))  # an estimate, for a stream cut before usage
-            elif kind in ("message_start", "message_delta", "error"):
-                self._event(kind, ev.data)
-            elif kind == "message_stop":
+        scan = self.sse.push(data)
+        if scan.counted:  # an estimate, for a stream cut before its usage
+            self.outcome.produced(CHARS_PER_DELTA * scan.counted)
+        for start, end, kind in scan.hits:
+            if kind == b"message_stop":
                 self.stopped = True
-        return data
+            else:
+                self._event(kind, frame_data(scan.whole[start:end]))
+        return scan.whole
 
-    def _event(self, kind: str, data: str) -> None:
+    def _event(self, kind: bytes, data: bytes) -> None:
         try:
             obj = jsonfast.loads(data)
         except jsonfast.JSONDecodeError:
             return
         if not isinstance(obj, dict):
             return
-        if kind == "error":
+        if kind == b"error":
             self.outcome.error = stream_error(self.channel, obj)
             return
-        usage = (obj.get("message") or {}).get("usage") if kind == "message_start" else obj.get("usage")
+        usage = (obj.get("message") or {}).get("usage") if kind == b"message_start" else obj.get("usage")
         if isinstance(usage, dict):
             self._usage(usage)
 
@@ -106,8 +111,9 @@ class MessagesTap:
             if isinstance(usage, dict):
                 self._usage(usage)
             return b""
+        rest = self.sse.flush()  # a frame the upstream never finished
         if self.stopped or self.outcome.error is not None:
-            return b""
+            return rest
         # The upstream went away mid-stream: say so in the stream, as Anthropic would.
         self.outcome.error = upstream_bad_response(self.channel, "the stream ended before message_stop")
-        return b"\n\n" + encode_event("error", jsonfast.dumps(error_body(self.outcome.error, self.request_id)))
+        return rest + b"\n\n" + encode_event("error", jsonfast.dumps(error_body(self.outcome.error, self.request_id)))

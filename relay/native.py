@@ -11,6 +11,7 @@ from relay_adaptors.kernel.sse import encode_event
 from relay_adaptors.kernel.usage import Usage
 
 from .outcome import StreamOutcome
+from .sse_scan import EventScanner, frame_data
 
 _TERMINAL = frozenset({b"response.completed", b"response.incomplete", b"response.failed"})
 _LIFECYCLE = _TERMINAL | {b"response.created", b"response.in_progress", b"response.queued"}
@@ -27,63 +28,12 @@ def chat_usage(resp_usage: Any) -> dict[str, Any] | None:
     return Usage.from_responses(resp_usage).chat() if isinstance(resp_usage, dict) else None
 
 
-class FrameSplitter:
-    """Cuts an SSE byte stream into whole frames (each up to and including its blank line),
-    the bytes untouched."""
-
-    __slots__ = ("buf",)
-
-    def __init__(self) -> None:
-        self.buf = b""
-
-    def push(self, data: bytes) -> list[bytes]:
-        buf = self.buf + data if self.buf else data
-        frames: list[bytes] = []
-        start = 0
-        if b"\r" not in buf:  # the usual case: one search per frame, never past the next end
-            while (end := buf.find(b"\n\n", start)) >= 0:
-                frames.append(buf[start:end + 2])
-                start = end + 2
-        else:
-            # Each search runs again only once its last hit was consumed (no rescans of the rest).
-            lf, crlf = buf.find(b"\n\n"), buf.find(b"\r\n\r\n")
-            while lf >= 0 or crlf >= 0:
-                end = lf + 2 if crlf < 0 or 0 <= lf < crlf else crlf + 4
-                frames.append(buf[start:end])
-                start = end
-                if 0 <= lf < start:
-                    lf = buf.find(b"\n\n", start)
-                if 0 <= crlf < start:
-                    crlf = buf.find(b"\r\n\r\n", start)
-        self.buf = buf[start:]
-        return frames
-
-    def flush(self) -> bytes:
-        rest, self.buf = self.buf, b""
-        return rest
-
-
-def _event_name(frame: bytes) -> bytes:
-    """The frame's `event:` name (upstreams put that line first), without reading the rest."""
-    if frame.startswith(b"event:"):
-        end = frame.find(b"\n")
-        return frame[6:end if end >= 0 else None].strip()
-    for line in frame.splitlines():
-        if line.startswith(b"event:"):
-            return line[6:].strip()
-    return b""
-
-
-def _data(frame: bytes) -> bytes:
-    return b"\n".join(line[6:] if line.startswith(b"data: ") else line[5:] for line in frame.splitlines() if line.startswith(b"data:"))
-
-
 class ResponsesTap:
     """Watches relayed Responses bytes (an event stream or one JSON body)."""
 
     def __init__(self, streaming: bool, outcome: StreamOutcome, model: str, response_id: str | None = None,
                  hold_final: bool = False, echo: dict[str, Any] | None = None):
-        self.frames = FrameSplitter() if streaming else None
+        self.frames = EventScanner(_LIFECYCLE, _TEXT_DELTAS) if streaming else None
         self.outcome = outcome
         self.model = model
         self.response_id = response_id  # Relay's id for the response (stored responses), else the upstream's
@@ -113,26 +63,29 @@ class ResponsesTap:
                 return held
             self.body.append(data)
             return b""
-        if not self.hold_final:
-            return b"".join([self._frame(f) for f in self.frames.push(data)])
-        out: list[bytes] = []
-        for f in self.frames.push(data):
-            frame = self._frame(f)
-            if self.holding:  # everything from the terminal event on waits with it
-                self.held += frame
-            else:
-                out.append(frame)
-        return b"".join(out)
+        scan = self.frames.push(data)
+        if scan.counted:
+            self.outcome.produced(CHARS_PER_DELTA * scan.counted)
+        if not scan.hits and not self.holding:
+            return scan.whole  # deltas only: relayed as they came, not one frame visited
+        whole, out, at = scan.whole, [], 0
+        hold_from = 0 if self.holding else None  # everything from the terminal event on waits with it
+        for start, end, event in scan.hits:
+            out.append(whole[at:start])
+            frame = self._frame(event, whole[start:end])
+            if hold_from is None and self.holding:
+                hold_from = len(out)
+            out.append(frame)
+            at = end
+        out.append(whole[at:])
+        if hold_from is None:
+            return b"".join(out)
+        self.held += b"".join(out[hold_from:])
+        return b"".join(out[:hold_from])
 
-    def _frame(self, frame: bytes) -> bytes:
-        event = _event_name(frame)
-        if event in _TEXT_DELTAS:
-            self.outcome.produced(CHARS_PER_DELTA)
-            return frame
-        if event not in _LIFECYCLE:
-            return frame
+    def _frame(self, event: bytes, frame: bytes) -> bytes:
         try:
-            payload = jsonfast.loads(_data(frame))
+            payload = jsonfast.loads(frame_data(frame))
         except jsonfast.JSONDecodeError:
             return frame
         if not isinstance(payload, dict):

@@ -3,7 +3,7 @@ parses the JSON body for `model`, forwards it on one pooled ClientSession to the
 the row uses, and relays the answer chunk by chunk. Nothing else: no auth, limits,
 accounting, metrics, logging or conversion.
 
-    python -m tests.bench.bare PORT UPSTREAM_BASE ROUTES_JSON   # ROUTES_JSON: {"<path> <model>": "<upstream path>"}
+    python -m tests.bench.bare PORT UPSTREAM_BASE ROUTES_JSON   # ROUTES_JSON: {"<path> <model>": "<upstream path or URL>"}
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def main() -> None:
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        target = base + routes[f"{request.path} {json.loads(body)['model']}"]
+        route = routes[f"{request.path} {json.loads(body)['model']}"]
+        target = route if route.startswith("http") else base + route
         assert session is not None
         resp = web.StreamResponse()
         try:

@@ -1,0 +1,132 @@
+"""Reading relayed SSE bytes without visiting every frame (sans-IO).
+
+A passthrough relays the upstream's frames as they came and reads only a few of them: the
+ones that carry usage, the response object or an error. `EventScanner` cuts a read at its
+last whole frame and finds the frames it watches by their `event:` line with one bytes
+search per watched name, so the dozens of delta frames in between cost no Python work at
+all; deltas are only counted (one `bytes.count` per counted name). Reads in another shape
+(CR line ends, `event:` without its space) take the frame-by-frame path, which finds the
+same frames.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+def cut_frames(buf: bytes) -> tuple[list[bytes], int]:
+    """The whole frames at the start of `buf` (each up to and including its blank line) and
+    where the rest begins."""
+    frames: list[bytes] = []
+    start = 0
+    if b"\r" not in buf:  # the usual case: one search per frame, never past the next end
+        while (end := buf.find(b"\n\n", start)) >= 0:
+            frames.append(buf[start:end + 2])
+            start = end + 2
+        return frames, start
+    # Each search runs again only once its last hit was consumed (no rescans of the rest).
+    lf, crlf = buf.find(b"\n\n"), buf.find(b"\r\n\r\n")
+    while lf >= 0 or crlf >= 0:
+        end = lf + 2 if crlf < 0 or 0 <= lf < crlf else crlf + 4
+        frames.append(buf[start:end])
+        start = end
+        if 0 <= lf < start:
+            lf = buf.find(b"\n\n", start)
+        if 0 <= crlf < start:
+            crlf = buf.find(b"\r\n\r\n", start)
+    return frames, start
+
+
+class FrameSplitter:
+    """Cuts an SSE byte stream into whole frames, the bytes untouched."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def push(self, data: bytes) -> list[bytes]:
+        buf = self.buf + data if self.buf else data
+        frames, start = cut_frames(buf)
+        self.buf = buf[start:]
+        return frames
+
+    def flush(self) -> bytes:
+        rest, self.buf = self.buf, b""
+        return rest
+
+
+def event_name(frame: bytes) -> bytes:
+    """The frame's `event:` name (upstreams put that line first), without reading the rest."""
+    if frame.startswith(b"event:"):
+        end = frame.find(b"\n")
+        return frame[6:end if end >= 0 else None].strip()
+    for line in frame.splitlines():
+        if line.startswith(b"event:"):
+            return line[6:].strip()
+    return b""
+
+
+def frame_data(frame: bytes) -> bytes:
+    """The frame's `data:` lines, joined as the SSE rules say."""
+    if frame.startswith(b"data: ") and frame.count(b"\n") == 2 and frame.endswith(b"\n\n"):
+        return frame[6:-2]  # the usual single data line
+    return b"\n".join(line[6:] if line.startswith(b"data: ") else line[5:] for line in frame.splitlines() if line.startswith(b"data:"))
+
+
+@dataclass(slots=True)
+class Scan:
+    whole: bytes  # the whole frames of this read, as they came
+    hits: list[tuple[int, int, bytes]]  # (start, end, event name) of each watched frame in `whole`, in order
+    counted: int  # how many frames of the counted names went by
+
+
+class EventScanner:
+    __slots__ = ("buf", "watched", "counted", "_watch", "_count")
+
+    def __init__(self, watched: Iterable[bytes], counted: Iterable[bytes] = ()):
+        self.buf = b""
+        self.watched = frozenset(watched)
+        self.counted = frozenset(counted)
+        self._watch = [(name, b"event: " + name + b"\n") for name in self.watched]
+        self._count = [b"event: " + name + b"\n" for name in self.counted]
+
+    def push(self, data: bytes) -> Scan:
+        buf = self.buf + data if self.buf else data
+        if b"\r" in buf or buf.count(b"event:") != buf.count(b"event: "):
+            return self._frame_by_frame(buf)
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            self.buf = buf
+            return Scan(b"", [], 0)
+        whole, self.buf = buf[:cut + 2], buf[cut + 2:]
+        hits: list[tuple[int, int, bytes]] = []
+        for name, line in self._watch:
+            at = whole.find(line)
+            while at >= 0:
+                if at == 0 or whole[at - 1] == 10:  # an event line, not text inside another line
+                    start = whole.rfind(b"\n\n", 0, at)
+                    hits.append((start + 2 if start >= 0 else 0, whole.find(b"\n\n", at) + 2, name))
+                at = whole.find(line, at + len(line))
+        if len(hits) > 1:  # in stream order; a frame with two event lines is read once
+            hits = sorted({h[0]: h for h in hits}.values())
+        return Scan(whole, hits, sum(whole.count(line) for line in self._count) if self._count else 0)
+
+    def _frame_by_frame(self, buf: bytes) -> Scan:
+        frames, rest = cut_frames(buf)
+        self.buf = buf[rest:]
+        hits: list[tuple[int, int, bytes]] = []
+        counted = at = 0
+        for frame in frames:
+            name = event_name(frame)
+            if name in self.watched:
+                hits.append((at, at + len(frame), name))
+            elif name in self.counted:
+                counted += 1
+            at += len(frame)
+        return Scan(buf[:rest], hits, counted)
+
+    def flush(self) -> bytes:
+        """What is left of a frame the stream never finished."""
+        rest, self.buf = self.buf, b""
+        return rest
