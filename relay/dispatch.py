@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from relay_adaptors.kernel.base import Call, CallReport, ChatStream, NativeMessages, NativeResponses, RawUpstream, Resume
+from relay_adaptors.kernel.base import Call, CallReport, ChatStream, NativeChat, NativeMessages, NativeResponses, RawUpstream, Resume
 from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import RouterConfig
 
@@ -34,7 +34,7 @@ log = logging.getLogger("relay")
 
 # Which of an adaptor's paths takes the request: the canonical chat path, or a
 # same-protocol passthrough the adaptor declared in its capabilities.
-Path = Literal["chat", "native_responses", "native_messages"]
+Path = Literal["chat", "native_chat", "native_responses", "native_messages"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +137,9 @@ def backoff(attempt: int) -> float:
 async def _ask(answer: Answer, stream: bool) -> None:
     """Sends the attempt down the adaptor path it names; the result lands on `answer`."""
     adaptor, call = answer.candidate.adaptor, answer.call
-    if answer.path == "native_responses":  # declared by capabilities.native_responses
+    if answer.path == "native_chat":  # declared by capabilities.native_chat
+        answer.raw = await cast(NativeChat, adaptor).chat_passthrough(call)
+    elif answer.path == "native_responses":  # declared by capabilities.native_responses
         answer.raw = await cast(NativeResponses, adaptor).responses_passthrough(call)
     elif answer.path == "native_messages":  # declared by capabilities.native_messages
         answer.raw = await cast(NativeMessages, adaptor).messages_passthrough(call)

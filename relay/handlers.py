@@ -12,10 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from relay_adaptors.kernel.base import ProcessCounter
 from relay_adaptors.kernel.chat import max_output_tokens, validate_chat_request, wants_usage_chunk
 from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.kernel.sse import KEEPALIVE
 
 from . import messages as anthropic_api
 from .appkeys import BREAKERS, METRICS, RUNTIME, STORE, THINKING
 from .auth import is_admin
+from .chat_tap import ChatTap
 from .chat_writer import write_chat_stream
 from .dispatch import Attempt
 from .httpio import json_response, read_json
@@ -43,7 +45,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     with_thinking = {**body, "messages": restored} if restored is not None else body
 
     def plan(candidate: Candidate) -> Attempt:
-        return Attempt(with_thinking if candidate.adaptor.capabilities.reasoning_items else body)
+        caps = candidate.adaptor.capabilities
+        if caps.reasoning_items:
+            return Attempt(with_thinking)
+        # Same protocol both sides: the upstream's own frames, renamed and read on the side.
+        return Attempt(body, "native_chat" if stream and caps.native_chat else "chat")
 
     async with ModelCall(request, rt, tenant, "chat") as call:
         await call.admit(candidates[0].model, body["messages"], max_output_tokens(body), stream)
@@ -56,6 +62,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 await memory.remember_completion(tenant.name, answer.completion)
             return call.json(answer.completion, answer.completion.get("usage"), answer.headers())
         include_usage = wants_usage_chunk(body)
+        if (raw := answer.raw) is not None:
+            channel = answer.candidate.channel.name
+            return await call.relay(answer, lambda _sse, outcome: ChatTap(outcome, model, include_usage, channel, raw),
+                                    answer.headers(), ping=KEEPALIVE)
         if remember and answer.stream is not None:
             answer.stream = memory.watch(tenant.name, answer.stream)
         stream_out = answer.stream

@@ -60,7 +60,10 @@ class Tap(Protocol):
 
     def feed(self, data: bytes) -> bytes: ...
 
-    def end(self) -> bytes: ...
+    def end(self, cut: bool = False) -> bytes:
+        """What is left to relay once the upstream finished; `cut`: the answer stopped short
+        (the client went away), so nothing is added, only what was seen is kept."""
+        ...
 
 
 TapFactory = Callable[[bool, StreamOutcome], Tap]  # (the answer is an event stream, where to write)
@@ -189,28 +192,35 @@ class ModelCall:
             answer.settle(outcome.error, outcome.finished)
 
     async def relay(self, answer: Answer, make_tap: TapFactory, headers: dict[str, str],
-                    flush: Flush | None = None) -> web.StreamResponse:
+                    flush: Flush | None = None, ping: bytes | None = None) -> web.StreamResponse:
         """Relays a passthrough answer's bytes as they come; its tap reads usage on the side.
         `flush`, after each read, writes what the tap held back until it had done its work
-        (a response stored before its terminal event goes out)."""
+        (a response stored before its terminal event goes out). `ping` fills an event
+        stream's silences, for taps that relay whole frames only."""
         upstream = answer.raw
         assert upstream is not None
         outcome = self.outcome = StreamOutcome()
         streaming = upstream.content_type.startswith("text/event-stream")
         tap = make_tap(streaming, outcome)
+        writer: KeepaliveWriter | None = None
         try:
             resp = web.StreamResponse(status=upstream.status, headers={
                 "Content-Type": upstream.content_type, **upstream.headers, **headers, **self.headers,
                 "x-request-id": self.request_id,
                 **({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"} if streaming else {})})
             await resp.prepare(self.request)
-            await _pump(upstream.chunks, tap, resp, flush)
+            sink: Sink = resp
+            if ping is not None and streaming:
+                sink = writer = KeepaliveWriter(resp, self.rt.config.server.sse_keepalive, ping)
+            await _pump(upstream.chunks, tap, sink, flush)
+            if writer is not None:
+                await writer.stop()
             await resp.write_eof()
             outcome.finished = True
             return resp
         finally:
-            tap.end()  # before any wait: what was seen is kept even if this task is cancelled
-            await self._shielded(self._close(answer, None, outcome))
+            tap.end(cut=True)  # before any wait: what was seen is kept even if this task is cancelled
+            await self._shielded(self._close(answer, writer, outcome))
 
     # --- answers no client connection reads (background responses) -------------------------
     async def pipe(self, answer: Answer, make_tap: TapFactory, sink: Sink, flush: Flush | None = None) -> None:
@@ -223,7 +233,7 @@ class ModelCall:
             await _pump(upstream.chunks, tap, sink, flush)
             outcome.finished = True
         finally:
-            tap.end()
+            tap.end(cut=True)
             await self._shielded(self._close(answer, None, outcome))
 
     async def feed(self, answer: Answer, write: Callable[[Sink, StreamOutcome], Awaitable[None]], sink: Sink) -> None:

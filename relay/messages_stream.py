@@ -18,8 +18,9 @@ from .sse_scan import EventScanner, frame_data
 
 # Anthropic's own keepalive, sent while the upstream is silent (clients skip it).
 PING = encode_event("ping", b'{"type":"ping"}')
-_READ = (b"message_start", b"message_delta", b"message_stop", b"error")  # the frames the tap reads
-_DELTAS = (b"content_block_delta",)  # counted only: about a token each
+# The frames the tap reads (message_start, _delta, _stop, error), by their event line.
+_READ = (b"event: message_", b"event:message_", b"event: error", b"event:error")
+_DELTA = b"content_block_delta\n"  # the end of the event line of a delta: counted only, about a token each
 CHARS_PER_DELTA = 4
 
 
@@ -57,7 +58,7 @@ class MessagesTap:
     send: an `error` event when the upstream stopped before message_stop."""
 
     def __init__(self, streaming: bool, outcome: StreamOutcome, channel: str, request_id: str | None = None):
-        self.sse = EventScanner(_READ, _DELTAS) if streaming else None
+        self.sse = EventScanner(_READ, _DELTA) if streaming else None
         self.outcome = outcome
         self.channel = channel
         self.request_id = request_id
@@ -77,7 +78,7 @@ class MessagesTap:
         for start, end, kind in scan.hits:
             if kind == b"message_stop":
                 self.stopped = True
-            else:
+            elif kind in (b"message_start", b"message_delta", b"error"):
                 self._event(kind, frame_data(scan.whole[start:end]))
         return scan.whole
 
@@ -99,7 +100,10 @@ class MessagesTap:
         self.raw.update({k: v for k, v in usage.items() if v is not None})
         self.outcome.usage = Usage.from_anthropic(self.raw).chat()
 
-    def end(self) -> bytes:
+    def end(self, cut: bool = False) -> bytes:
+        """What is left to send: an `error` event when the upstream stopped before
+        message_stop; nothing when the answer was `cut` (the client left: no fault of the
+        upstream's, so nothing that would count against the channel)."""
         if self.ended:
             return b""
         self.ended = True
@@ -112,7 +116,7 @@ class MessagesTap:
                 self._usage(usage)
             return b""
         rest = self.sse.flush()  # a frame the upstream never finished
-        if self.stopped or self.outcome.error is not None:
+        if self.stopped or self.outcome.error is not None or cut:
             return rest
         # The upstream went away mid-stream: say so in the stream, as Anthropic would.
         self.outcome.error = upstream_bad_response(self.channel, "the stream ended before message_stop")

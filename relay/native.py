@@ -15,10 +15,11 @@ from .sse_scan import EventScanner, frame_data
 
 _TERMINAL = frozenset({b"response.completed", b"response.incomplete", b"response.failed"})
 _LIFECYCLE = _TERMINAL | {b"response.created", b"response.in_progress", b"response.queued"}
-# Events whose `delta` is generated text: counted (not parsed) for an estimate if the stream
-# is cut before its usage arrives. A delta carries about one token.
-_TEXT_DELTAS = frozenset({b"response.output_text.delta", b"response.function_call_arguments.delta",
-                          b"response.reasoning_summary_text.delta", b"response.reasoning_text.delta", b"response.refusal.delta"})
+# Only the lifecycle events carry the response object: the frames to read.
+_RESPONSE = (b'"response":',)
+# Delta events (generated text, arguments, reasoning) are counted, not parsed, for an estimate
+# if the stream is cut before its usage arrives. A delta carries about one token.
+_DELTA = b".delta\n"
 CHARS_PER_DELTA = 4
 MAX_BODY = 64 << 20  # a non-streamed answer is held whole to rename its model; past this it passes as is
 
@@ -33,7 +34,7 @@ class ResponsesTap:
 
     def __init__(self, streaming: bool, outcome: StreamOutcome, model: str, response_id: str | None = None,
                  hold_final: bool = False, echo: dict[str, Any] | None = None):
-        self.frames = EventScanner(_LIFECYCLE, _TEXT_DELTAS) if streaming else None
+        self.frames = EventScanner(_RESPONSE, _DELTA) if streaming else None
         self.outcome = outcome
         self.model = model
         self.response_id = response_id  # Relay's id for the response (stored responses), else the upstream's
@@ -84,6 +85,8 @@ class ResponsesTap:
         return b"".join(out[:hold_from])
 
     def _frame(self, event: bytes, frame: bytes) -> bytes:
+        if event not in _LIFECYCLE:
+            return frame
         try:
             payload = jsonfast.loads(frame_data(frame))
         except jsonfast.JSONDecodeError:
@@ -104,7 +107,7 @@ class ResponsesTap:
                 self.final, self.holding = response, True
         return frame
 
-    def end(self) -> bytes:
+    def end(self, cut: bool = False) -> bytes:
         """The upstream finished: what is left to relay. Also called (and its bytes dropped)
         when the answer was cut, so what was seen is kept for the ledger."""
         if self.ended:

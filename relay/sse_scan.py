@@ -2,11 +2,10 @@
 
 A passthrough relays the upstream's frames as they came and reads only a few of them: the
 ones that carry usage, the response object or an error. `EventScanner` cuts a read at its
-last whole frame and finds the frames it watches by their `event:` line with one bytes
-search per watched name, so the dozens of delta frames in between cost no Python work at
-all; deltas are only counted (one `bytes.count` per counted name). Reads in another shape
-(CR line ends, `event:` without its space) take the frame-by-frame path, which finds the
-same frames.
+last whole frame and finds the frames to read by bytes that occur only in them, one search
+of the read per marker, so the dozens of delta frames in between cost no Python work at
+all; deltas are only counted (one `bytes.count`). Reads with CR line ends take the
+frame-by-frame path, which finds the same frames.
 """
 from __future__ import annotations
 
@@ -77,23 +76,24 @@ def frame_data(frame: bytes) -> bytes:
 @dataclass(slots=True)
 class Scan:
     whole: bytes  # the whole frames of this read, as they came
-    hits: list[tuple[int, int, bytes]]  # (start, end, event name) of each watched frame in `whole`, in order
-    counted: int  # how many frames of the counted names went by
+    hits: list[tuple[int, int, bytes]]  # (start, end, event name) of each frame holding a marker, in order
+    counted: int  # occurrences of the counted bytes
 
 
 class EventScanner:
-    __slots__ = ("buf", "watched", "counted", "_watch", "_count")
+    """`markers`: bytes that occur only in the frames to read (a few per stream); `counted`:
+    bytes counted per read (one per delta). Each is one C-level search of the read."""
 
-    def __init__(self, watched: Iterable[bytes], counted: Iterable[bytes] = ()):
+    __slots__ = ("buf", "markers", "counted")
+
+    def __init__(self, markers: Iterable[bytes], counted: bytes | None = None):
         self.buf = b""
-        self.watched = frozenset(watched)
-        self.counted = frozenset(counted)
-        self._watch = [(name, b"event: " + name + b"\n") for name in self.watched]
-        self._count = [b"event: " + name + b"\n" for name in self.counted]
+        self.markers = tuple(markers)
+        self.counted = counted
 
     def push(self, data: bytes) -> Scan:
         buf = self.buf + data if self.buf else data
-        if b"\r" in buf or buf.count(b"event:") != buf.count(b"event: "):
+        if b"\r" in buf:
             return self._frame_by_frame(buf)
         cut = buf.rfind(b"\n\n")
         if cut < 0:
@@ -101,30 +101,29 @@ class EventScanner:
             return Scan(b"", [], 0)
         whole, self.buf = buf[:cut + 2], buf[cut + 2:]
         hits: list[tuple[int, int, bytes]] = []
-        for name, line in self._watch:
-            at = whole.find(line)
+        for marker in self.markers:
+            at = whole.find(marker)
             while at >= 0:
-                if at == 0 or whole[at - 1] == 10:  # an event line, not text inside another line
-                    start = whole.rfind(b"\n\n", 0, at)
-                    hits.append((start + 2 if start >= 0 else 0, whole.find(b"\n\n", at) + 2, name))
-                at = whole.find(line, at + len(line))
-        if len(hits) > 1:  # in stream order; a frame with two event lines is read once
+                start = whole.rfind(b"\n\n", 0, at)
+                start = start + 2 if start >= 0 else 0
+                end = whole.find(b"\n\n", at) + 2
+                hits.append((start, end, event_name(whole[start:end])))
+                at = whole.find(marker, end)
+        if len(hits) > 1:  # in stream order; a frame with two markers is read once
             hits = sorted({h[0]: h for h in hits}.values())
-        return Scan(whole, hits, sum(whole.count(line) for line in self._count) if self._count else 0)
+        return Scan(whole, hits, whole.count(self.counted) if self.counted else 0)
 
     def _frame_by_frame(self, buf: bytes) -> Scan:
         frames, rest = cut_frames(buf)
         self.buf = buf[rest:]
         hits: list[tuple[int, int, bytes]] = []
-        counted = at = 0
+        at = 0
         for frame in frames:
-            name = event_name(frame)
-            if name in self.watched:
-                hits.append((at, at + len(frame), name))
-            elif name in self.counted:
-                counted += 1
+            if any(m in frame.replace(b"\r\n", b"\n") for m in self.markers):
+                hits.append((at, at + len(frame), event_name(frame)))
             at += len(frame)
-        return Scan(buf[:rest], hits, counted)
+        whole = buf[:rest]
+        return Scan(whole, hits, whole.replace(b"\r\n", b"\n").count(self.counted) if self.counted else 0)
 
     def flush(self) -> bytes:
         """What is left of a frame the stream never finished."""

@@ -8,6 +8,8 @@ from collections import Counter
 import aiohttp
 import pytest
 
+from relay.appkeys import STORE
+
 from .spec import validate, validate_error, validate_response_event
 from .support import ACME_KEY, ADMIN, Clock, failover_config, sse_frames
 
@@ -17,7 +19,8 @@ async def post(relay, body, **kw):
     return resp, (await resp.read()).decode()
 
 
-@pytest.mark.parametrize("primary", ["refuse", "hang-headers", "status-429", "status-500", "status-503", "anthropic:status-529", "slow-2000"])
+@pytest.mark.parametrize("primary", ["refuse", "hang-headers", "status-429", "status-500", "status-503", "anthropic:status-529", "slow-2000",
+                                     "garbage"])  # an HTML page for a stream, too: refused before any byte
 @pytest.mark.parametrize("stream", [False, True])
 async def test_failover_before_the_first_byte(make_relay, fake_openai, fake_anthropic, primary, stream):
     relay = await make_relay(failover_config(fake_openai.url, fake_anthropic.url, primary))
@@ -255,6 +258,25 @@ async def test_client_disconnect_closes_the_upstream_at_once(make_relay, fake_op
     assert fake_openai.closed_early == 1 and fake_openai.closed_at - gone < 1.0
     state = await channel_state(relay, "primary")
     assert state["state"] == "closed" and state["consecutive_failures"] == 0  # leaving is not the channel's fault
+
+
+async def test_a_client_leaving_a_relayed_messages_stream_is_not_the_channels_fault(make_relay, fake_openai, fake_anthropic):
+    """The passthrough's tap must not call a stream the client cut short an upstream failure."""
+    config = failover_config(fake_openai.url, fake_anthropic.url, "anthropic:paced-200", cooldown="{failures: 1, seconds: 30}")
+    relay = await make_relay(config.replace("idle: 0.5", "idle: 2"))
+    async with aiohttp.ClientSession() as s:
+        resp = await s.post(relay.url + "/v1/messages", headers={"x-api-key": ACME_KEY, "anthropic-version": "2023-06-01"},
+                            json={"model": "fo", "max_tokens": 50, "messages": HELLO, "stream": True})
+        assert resp.headers["x-relay-channel"] == "primary"
+        await resp.content.readuntil(b"\n\n")
+        resp.close()
+    for _ in range(100):
+        if ledger := relay.server.app[STORE].ledger:
+            break
+        await asyncio.sleep(0.02)
+    assert [r.status for r in ledger] == [499]
+    state = await channel_state(relay, "primary")
+    assert state["state"] == "closed" and state["consecutive_failures"] == 0
 
 
 async def test_tiers_and_aliases_end_to_end(make_relay, fake_openai):

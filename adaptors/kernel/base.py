@@ -30,6 +30,7 @@ ChatStream = AsyncGenerator[list[StreamItem], None]
 class Capabilities:
     """What one channel can do, declared by its adaptor."""
 
+    native_chat: bool = False  # streamed chat answers come back as the upstream's own chat SSE (implements NativeChat)
     native_responses: bool = False  # Responses bodies go upstream untouched (implements NativeResponses)
     native_messages: bool = False  # Anthropic Messages bodies go upstream untouched (implements NativeMessages)
     reasoning_items: bool = False  # replayed reasoning (thinking blocks) survives the chat form
@@ -104,6 +105,16 @@ class RawUpstream:
     content_type: str
     chunks: AsyncGenerator[bytes, None]
     headers: dict[str, str] = field(default_factory=dict)  # upstream headers worth passing on
+    failure: RelayError | None = None  # why the bytes stopped short, once they did (the upstream failed mid-answer)
+
+
+class NativeChat(Protocol):
+    """Declared by `Capabilities.native_chat`: a streamed chat request is sent as `open_stream`
+    would send it, and the upstream's chat-completions SSE comes back as bytes (Relay renames
+    the model and reads usage and errors from the frames that carry them). An answer that is
+    not an event stream is refused before anything reaches the client."""
+
+    async def chat_passthrough(self, call: Call) -> RawUpstream: ...
 
 
 class NativeResponses(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,17 +165,24 @@ class HttpAdaptor:
     async def raw(self, req: UpstreamRequest) -> RawUpstream:
         """Sends `req` and relays the answer's bytes untouched (same timeouts as streams)."""
         resp, deadline = await self._open(req)
-        return RawUpstream(resp.status, resp.headers.get("Content-Type", "application/json"), self._raw_chunks(resp, deadline))
 
-    async def _raw_chunks(self, resp: aiohttp.ClientResponse, deadline: Deadline) -> AsyncGenerator[bytes, None]:
+        def failed(e: RelayError) -> None:
+            upstream.failure = e
+
+        upstream = RawUpstream(resp.status, resp.headers.get("Content-Type", "application/json"), self._raw_chunks(resp, deadline, failed))
+        return upstream
+
+    async def _raw_chunks(self, resp: aiohttp.ClientResponse, deadline: Deadline,
+                          failed: Callable[[RelayError], None]) -> AsyncGenerator[bytes, None]:
         finished = False
         try:
             while (data := await self._next_chunk(resp.content, deadline)) is not None:
                 yield data
             finished = True
         except RelayError as e:
-            # Bytes already went out as they came; nothing can be added that the client's
-            # protocol would understand, so the connection is cut and the reason logged.
+            # Bytes already went out as they came: the relay's tap says so in the client's
+            # protocol where it can (RawUpstream.failure), or the connection is cut.
             log.warning("upstream %s failed during a relayed body: %s", self.name, e.message)
+            failed(e)
         finally:
             resp.release() if finished else resp.close()

@@ -15,7 +15,7 @@ from relay_config.schema import OpenAIChannel
 
 from ..kernel import jsonfast
 from ..kernel.base import Call, Capabilities, ChatStream, RawUpstream, StreamConverter
-from ..kernel.errors import RelayError
+from ..kernel.errors import RelayError, upstream_bad_response
 from ..kernel.http import HttpAdaptor, UpstreamRequest
 from . import codec, responses_api
 
@@ -76,7 +76,7 @@ class OpenAIAdaptor(HttpAdaptor):
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
         self.api: UpstreamApi = ResponsesApi() if cfg.api == "responses" else ChatApi()
-        self.capabilities = Capabilities(native_responses=cfg.responses == "native")
+        self.capabilities = Capabilities(native_chat=cfg.api == "chat", native_responses=cfg.responses == "native")
         self.secret = cfg.api_key
         self._headers = {"content-type": "application/json", **cfg.headers}
         if cfg.api_key:
@@ -112,3 +112,13 @@ class OpenAIAdaptor(HttpAdaptor):
     async def responses_passthrough(self, call: Call) -> RawUpstream:
         body = jsonfast.dumps({**call.request, "model": call.upstream_model})
         return await self.raw(UpstreamRequest(self.base_url + "/responses", self._request_headers(call), body))
+
+    async def chat_passthrough(self, call: Call) -> RawUpstream:
+        try:
+            raw = await self.raw(self.build_request(call, stream=True))
+        except RelayError as e:
+            raise self.api.client_error(e, call) from None
+        if not raw.content_type.startswith("text/event-stream"):  # before any byte went out: may fail over
+            await raw.chunks.aclose()
+            raise upstream_bad_response(self.name, f"a stream was asked for and {raw.content_type or 'no content type'} came back")
+        return raw

@@ -103,7 +103,7 @@ def relay_config(tmp: Path, nginx: int, paced: int, store: str | None = None) ->
                         f"    timeout: {{first_byte: 60, idle: 60, total: 600}}")
     path = tmp / "relay.yaml"
     path.write_text(f"""\
-server: {{log_level: warning, max_connections: 12000}}
+server: {{log_level: warning, max_connections: 12000, ops_listen: "127.0.0.1:{free_port()}"}}
 store: {{url: "{store or f'sqlite:///{tmp}/bench.db'}"}}
 tenants:
   - name: bench
