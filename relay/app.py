@@ -104,7 +104,6 @@ def create_app(config: RelayConfig, config_path: str | Path | None = None, *,
             # another tenant's request (and the jar's bookkeeping costs time per request).
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
         )
         app[SESSION] = session
         app[RUNTIME] = RuntimeHolder(build_runtime(config, session))

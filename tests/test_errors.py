@@ -158,5 +158,6 @@ async def test_request_id_is_echoed_or_generated(relay, fake_openai):
     resp = await relay.post("/v1/chat/completions", {"model": "gpt-4.1-mini", "messages": HELLO}, **{"x-request-id": "abc-123"})
     assert resp.headers["x-request-id"] == "abc-123"
     assert fake_openai.last.headers["x-request-id"] == "abc-123"
+    assert fake_openai.last.headers.getall("User-Agent") == ["relay-gateway"]  # Relay's own, once, not the HTTP client's
     resp = await relay.post("/v1/chat/completions", {"model": "nope", "messages": HELLO})
     assert resp.headers["x-request-id"].startswith("req_")

@@ -10,7 +10,7 @@ from relay_config.schema import AnthropicChannel
 from ..kernel import jsonfast
 from ..kernel.base import Call, Capabilities, RawUpstream, StreamConverter
 from ..kernel.errors import RelayError, upstream_bad_response
-from ..kernel.http import HttpAdaptor, UpstreamRequest
+from ..kernel.http import BASE_HEADERS, HttpAdaptor, UpstreamRequest
 from ..messages.count import count_body
 from . import errors
 from .request import to_messages
@@ -28,7 +28,7 @@ class AnthropicAdaptor(HttpAdaptor):
         self.cfg = cfg
         self.url = cfg.base_url.rstrip("/") + "/v1/messages"
         self.secret = cfg.api_key
-        self._headers = {"content-type": "application/json", "anthropic-version": cfg.anthropic_version}
+        self._headers = {**BASE_HEADERS, "anthropic-version": cfg.anthropic_version}
         if cfg.api_key:
             self._headers["x-api-key"] = cfg.api_key
         if cfg.betas:

@@ -25,6 +25,9 @@ log = logging.getLogger("relay")
 
 # Upstream error bodies are read for their message only; cap what we hold in memory.
 MAX_ERROR_BODY = 64 * 1024
+# What every upstream request carries: Relay's own user agent rather than the HTTP client's
+# (set here, once per channel, it also spares the client its per-request header merging).
+BASE_HEADERS = {"content-type": "application/json", "user-agent": "relay-gateway"}
 
 
 @dataclass(slots=True)

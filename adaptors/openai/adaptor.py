@@ -16,7 +16,7 @@ from relay_config.schema import OpenAIChannel
 from ..kernel import jsonfast
 from ..kernel.base import Call, Capabilities, ChatStream, RawUpstream, StreamConverter
 from ..kernel.errors import RelayError, upstream_bad_response
-from ..kernel.http import HttpAdaptor, UpstreamRequest
+from ..kernel.http import BASE_HEADERS, HttpAdaptor, UpstreamRequest
 from . import codec, responses_api
 
 
@@ -78,7 +78,7 @@ class OpenAIAdaptor(HttpAdaptor):
         self.api: UpstreamApi = ResponsesApi() if cfg.api == "responses" else ChatApi()
         self.capabilities = Capabilities(native_chat=cfg.api == "chat", native_responses=cfg.responses == "native")
         self.secret = cfg.api_key
-        self._headers = {"content-type": "application/json", **cfg.headers}
+        self._headers = {**BASE_HEADERS, **cfg.headers}
         if cfg.api_key:
             self._headers["authorization"] = f"Bearer {cfg.api_key}"
 
