@@ -80,6 +80,13 @@ def new_lease_id() -> str:
     return f"{_LEASE_PREFIX}{next(_LEASE_COUNTER):x}"
 
 
+class _Passthrough(web.StreamResponse):
+    """A relayed answer's status line and headers leave with its first bytes, in one write:
+    the upstream has already answered, and its first frame is seldom far behind."""
+
+    _send_headers_immediately = False  # aiohttp's own switch (its Response sets it too)
+
+
 class ModelCall:
     def __init__(self, request: web.Request, rt: Runtime, tenant: TenantConfig, api: str):
         app = request.app
@@ -204,7 +211,7 @@ class ModelCall:
         tap = make_tap(streaming, outcome)
         writer: KeepaliveWriter | None = None
         try:
-            resp = web.StreamResponse(status=upstream.status, headers={
+            resp = _Passthrough(status=upstream.status, headers={
                 "Content-Type": upstream.content_type, **upstream.headers, **headers, **self.headers,
                 "x-request-id": self.request_id,
                 **({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"} if streaming else {})})
