@@ -69,7 +69,10 @@ async def prepare(request: web.Request, tenant: TenantConfig, body: dict[str, An
         raw = resolve_references(raw, history)
         convert_input(raw, ToolNames(), keep_reasoning=False)  # errors name its own indices
         check_call_outputs(raw, {i["call_id"] for i in history if i.get("type") == "function_call" and "call_id" in i})
-    own = stored_input(raw if raw is not None else [], {i["id"] for i in history if isinstance(i.get("id"), str)})
+    # The request's own items in their listed shape: for a stored response, a conversation, or
+    # a history they follow; a lone `store: false` turn needs none.
+    keeps = store or conv_id is not None or bool(history)
+    own = stored_input(raw if raw is not None else [], {i["id"] for i in history if isinstance(i.get("id"), str)}) if keeps else []
     items = history + own
     if store:
         records.fits(items)
