@@ -95,8 +95,8 @@ end
 return out
 """
 
-# ARGV: now, #rates, #budgets, per rate (limit, delta), per budget (delta, ttl).
-SETTLE = """
+# ARGV: now, #rates, #budgets, per rate (limit, delta), per budget (delta, ttl). KEYS: rates, budgets.
+SETTLE_USAGE = """
 local now = tonumber(ARGV[1]); local nr = tonumber(ARGV[2]); local nb = tonumber(ARGV[3])
 for i = 1, nr do
   local limit = tonumber(ARGV[3 + (i - 1) * 2 + 1]); local delta = tonumber(ARGV[3 + (i - 1) * 2 + 2])
@@ -110,8 +110,15 @@ for i = 1, nb do
   redis.call('INCRBY', KEYS[nr + i], delta)
   redis.call('EXPIRE', KEYS[nr + i], ttl)
 end
-return 1
 """
+SETTLE = SETTLE_USAGE + "return 1\n"
+# The end of a request in one step: the lease (the last ARGV) leaves the concurrency keys (the
+# KEYS after SETTLE's), then SETTLE's work. Releasing first: a script is not rolled back, and a
+# refused release must not leave the usage settled, as it would be again by no one.
+SETTLE_AND_RELEASE = """
+local nr = tonumber(ARGV[2]); local nb = tonumber(ARGV[3])
+for i = nr + nb + 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[#ARGV]) end
+""" + SETTLE_USAGE + "return 1\n"
 
 # ARGV: wall, lease, ttl. A lease already released or expired is not brought back.
 RENEW = """
@@ -195,6 +202,7 @@ class RedisStore:
         self.client = connect(url)
         self._admit = self.client.register_script(ADMIT)
         self._settle = self.client.register_script(SETTLE)
+        self._settle_and_release = self.client.register_script(SETTLE_AND_RELEASE)
         self._renew = self.client.register_script(RENEW)
         self._doc_put = self.client.register_script(DOC_PUT)
         self._doc_delete = self.client.register_script(DOC_DELETE)
@@ -257,16 +265,27 @@ class RedisStore:
     async def settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
         if not rates and not budgets:
             return
-        keys = [counter_key(r.key) for r, _ in rates] + [counter_key(b.key) for b, _ in budgets]
-        args: list[Any] = [repr(now), len(rates), len(budgets)]
-        for r, delta in rates:
-            args += [r.limit, repr(float(delta))]
-        for b, delta in budgets:
-            args += [int(delta), b.ttl]
+        keys, args = _settlement(rates, budgets, now)
         try:
             await self._settle(keys=keys, args=args)
         except ERRORS as e:
             raise self._error(e) from e
+
+    async def settle_and_release(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]],
+                                 concurrency: list[Concurrency], lease: str, now: float) -> None:
+        if not concurrency:
+            return await self.settle(rates, budgets, now)
+        keys, args = _settlement(rates, budgets, now)
+        keys += [counter_key(c.key) for c in concurrency]  # one tenant's: the slot of the others
+        args.append(lease)
+        try:
+            await self._settle_and_release(keys=keys, args=args)
+        except ERRORS as e:
+            self._unreleased.add(concurrency, lease)  # retried by the flush loop and by the next admission
+            raise self._error(e) from e
+        except asyncio.CancelledError:
+            self._unreleased.add(concurrency, lease)
+            raise
 
     async def release(self, concurrency: list[Concurrency], lease: str) -> None:
         if not concurrency:
@@ -414,6 +433,17 @@ class RedisStore:
 
     async def doc_sweep(self) -> int:
         return 0  # values expire by themselves; the size index is pruned by doc_bytes
+
+
+def _settlement(rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of SETTLE_USAGE."""
+    keys = [counter_key(r.key) for r, _ in rates] + [counter_key(b.key) for b, _ in budgets]
+    args: list[Any] = [repr(now), len(rates), len(budgets)]
+    for r, delta in rates:
+        args += [r.limit, repr(float(delta))]
+    for b, delta in budgets:
+        args += [int(delta), b.ttl]
+    return keys, args
 
 
 def _admission(req: AdmitRequest, res: list[Any]) -> Admission:

@@ -185,6 +185,16 @@ class SQLiteStore:
             self._unreleased.add(concurrency, lease)  # retried by the flush loop and by the next admission
             raise
 
+    async def settle_and_release(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]],
+                                 concurrency: list[Concurrency], lease: str, now: float) -> None:
+        if not concurrency:
+            return await self.settle(rates, budgets, now)
+        try:
+            await self._run(_settle_and_release, rates, budgets, [(c.key, lease) for c in concurrency], now)
+        except (StoreError, asyncio.CancelledError):
+            self._unreleased.add(concurrency, lease)  # the transaction rolled back: retried like a failed release
+            raise
+
     async def renew(self, concurrency: list[Concurrency], lease: str, ttl: float) -> None:
         if concurrency:
             await self._run(_renew, [c.key for c in concurrency], lease, ttl)
@@ -302,9 +312,21 @@ def _admit(con: sqlite3.Connection, req: AdmitRequest, now: float, stale: list[t
 
 def _settle(con: sqlite3.Connection, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
     with _transaction(con):
-        for rate, delta in rates:
-            row = con.execute("SELECT tat FROM rates WHERE key = ?", (rate.key,)).fetchone()
-            con.execute(UPSERT_TAT, (rate.key, gcra.adjust(row[0] if row else 0.0, now, rate.limit, delta)))
+        _add_usage(con, rates, budgets, now)
+
+
+def _settle_and_release(con: sqlite3.Connection, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]],
+                        pairs: list[tuple[str, str]], now: float) -> None:
+    with _transaction(con):
+        _add_usage(con, rates, budgets, now)
+        con.executemany(DELETE_LEASE, pairs)
+
+
+def _add_usage(con: sqlite3.Connection, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
+    for rate, delta in rates:
+        row = con.execute("SELECT tat FROM rates WHERE key = ?", (rate.key,)).fetchone()
+        con.execute(UPSERT_TAT, (rate.key, gcra.adjust(row[0] if row else 0.0, now, rate.limit, delta)))
+    if budgets:
         con.executemany(ADD_SPENT, [(b.key, delta) for b, delta in budgets])
 
 
