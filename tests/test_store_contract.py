@@ -271,3 +271,25 @@ async def test_documents_belong_to_one_tenant_expire_and_are_counted_in_bytes(st
     assert not await store.doc_delete("acme", "resp_1")
     assert await store.doc_get("acme", "resp_1") is None
     assert await store.doc_bytes(["acme", "umbrella"]) == {"acme": 0, "umbrella": 2}
+
+
+async def test_sqlite_runs_what_is_posted_at_once_in_order_and_survives_a_failing_one(tmp_path):
+    """Operations posted while the store thread is busy are run together in one drain: in the
+    order they were posted, each with its own outcome, a bug in one raised to its caller only."""
+    store = SQLiteStore(str(tmp_path / "relay.db"))
+    await store.start()
+    seen: list[int] = []
+
+    def note(con: sqlite3.Connection, i: int) -> int:
+        if i == 7:
+            raise ValueError("a bug")
+        seen.append(i)
+        return int(con.execute("SELECT ?", (i,)).fetchone()[0])
+
+    try:
+        outcomes = await asyncio.gather(*(store._run(note, i) for i in range(20)), return_exceptions=True)
+        assert [o for o in outcomes if not isinstance(o, BaseException)] == [i for i in range(20) if i != 7]
+        assert isinstance(outcomes[7], ValueError) and seen == [i for i in range(20) if i != 7]
+        assert (await store.admit(leased("after"), time.time())).ok  # the thread still answers
+    finally:
+        await store.close()

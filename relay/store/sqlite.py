@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,9 @@ class SQLiteStore:
         self._wake = asyncio.Event()
         self._unreleased = Unreleased()
         self._admitting: set[asyncio.Future[Outcome]] = set()  # admissions the thread has yet to finish
+        self._mail: list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Outcome]]] = []  # posted, not yet run
+        self._mail_lock = threading.Lock()
+        self._draining = False  # a drain of the mail is queued or running on the store thread
 
     # --- the store thread ----------------------------------------------------------------
     def _on_thread(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:
@@ -92,9 +96,35 @@ class SQLiteStore:
         return value, None
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Outcome]:
+        """Posts `fn` to the store thread. Work posted while the thread is busy waits for it
+        there and comes back with the rest: one thread wake-up and one loop wake-up for a
+        batch of operations, not for each (under load, most of an operation's cost)."""
         if self._closed:
             raise StoreError(f"sqlite store {self.path}: closed")
-        return asyncio.get_running_loop().run_in_executor(self._pool, self._on_thread, fn, args)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Outcome] = loop.create_future()
+        with self._mail_lock:
+            self._mail.append((fn, args, fut))
+            wake, self._draining = not self._draining, True
+        if wake:
+            self._pool.submit(self._drain, loop)
+        return fut
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the store thread: runs what was posted, in order, until nothing is left."""
+        while True:
+            with self._mail_lock:
+                work, self._mail = self._mail, []
+                if not work:
+                    self._draining = False
+                    return
+            done: list[tuple[asyncio.Future[Outcome], Outcome | None, BaseException | None]] = []
+            for fn, args, fut in work:
+                try:
+                    done.append((fut, self._on_thread(fn, args), None))
+                except Exception as e:  # a bug, not the store's answer: raised to the caller as is
+                    done.append((fut, None, e))
+            loop.call_soon_threadsafe(_deliver, done)
 
     def _value(self, outcome: Outcome) -> Any:
         value, error = outcome
@@ -269,6 +299,17 @@ class SQLiteStore:
 
     async def doc_sweep(self) -> int:
         return await self._run(_doc_sweep, time.time())
+
+
+def _deliver(done: list[tuple[asyncio.Future[Outcome], Outcome | None, BaseException | None]]) -> None:
+    """On the loop: the outcomes of one drain."""
+    for fut, outcome, error in done:
+        if fut.done():
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(outcome)  # type: ignore[arg-type]  # an outcome whenever there is no error
 
 
 # --- what runs on the store thread ----------------------------------------------------------
