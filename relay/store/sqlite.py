@@ -106,8 +106,8 @@ class SQLiteStore:
         with self._mail_lock:
             self._mail.append((fn, args, fut))
             wake, self._draining = not self._draining, True
-        if wake:
-            self._pool.submit(self._drain, loop)
+        if wake:  # at the end of this loop iteration: what the other requests post in it goes too
+            loop.call_soon(self._pool.submit, self._drain, loop)
         return fut
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
