@@ -325,12 +325,6 @@ def _transaction(con: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def _select(con: sqlite3.Connection, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
-    if not keys:
-        return []
-    return con.execute(sql.format(",".join("?" * len(keys))), keys).fetchall()
-
-
 def _admit(con: sqlite3.Connection, req: AdmitRequest, now: float, stale: list[tuple[str, str]]) -> Admission:
     with _transaction(con):
         wall = time.time()
@@ -339,16 +333,37 @@ def _admit(con: sqlite3.Connection, req: AdmitRequest, now: float, stale: list[t
             con.executemany(DELETE_LEASE, stale)
         if keys:
             con.execute("DELETE FROM leases WHERE expires < ?", (wall,))
-        tats = dict(_select(con, "SELECT key, tat FROM rates WHERE key IN ({})", [r.key for r in req.rates]))
-        in_flight = dict(_select(con, "SELECT key, COUNT(*) FROM leases WHERE key IN ({}) GROUP BY key", keys))
-        spent = dict(_select(con, "SELECT key, spent FROM budgets WHERE key IN ({})", [b.key for b in req.budgets]))
+        tats, in_flight, spent = _counters(con, [r.key for r in req.rates], keys, [b.key for b in req.budgets])
         adm, new_tats = decide(req, now, tats, in_flight, spent)
         if adm.ok:
-            con.executemany(UPSERT_TAT, list(new_tats.items()))
-            con.executemany("INSERT OR REPLACE INTO leases (key, lease, expires) VALUES (?, ?, ?)",
-                            [(k, req.lease, wall + req.lease_ttl) for k in keys])
-            con.executemany(ADD_SPENT, [(b.key, b.cost) for b in req.budgets])
+            if new_tats:
+                con.executemany(UPSERT_TAT, list(new_tats.items()))
+            if keys:
+                con.executemany("INSERT OR REPLACE INTO leases (key, lease, expires) VALUES (?, ?, ?)",
+                                [(k, req.lease, wall + req.lease_ttl) for k in keys])
+            if req.budgets:
+                con.executemany(ADD_SPENT, [(b.key, b.cost) for b in req.budgets])
         return adm
+
+
+# What an admission reads, in one statement (each statement is a round of the GIL between the
+# store thread and the loop's): rate states, leases in flight, budget spends, tagged 0, 1, 2.
+COUNTER_READS = ("SELECT 0, key, tat FROM rates WHERE key IN ({})",
+                 "SELECT 1, key, COUNT(*) FROM leases WHERE key IN ({}) GROUP BY key",
+                 "SELECT 2, key, spent FROM budgets WHERE key IN ({})")
+
+
+def _counters(con: sqlite3.Connection, *keys: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    parts, params = [], []
+    for sql, some in zip(COUNTER_READS, keys, strict=True):
+        if some:
+            parts.append(sql.format(",".join("?" * len(some))))
+            params += some
+    found: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = ({}, {}, {})
+    if parts:
+        for which, key, value in con.execute(" UNION ALL ".join(parts), params).fetchall():
+            found[which][key] = value
+    return found
 
 
 def _settle(con: sqlite3.Connection, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
