@@ -300,21 +300,21 @@ class ModelCall:
 
     async def _release(self) -> None:
         """Settles token counters and budgets (charged the estimate at admission) with the
-        real usage, and frees the slot."""
+        real usage, and frees the slot: one store round trip."""
         assert self.plan is not None
         await self.leases.stop()
-        now, total = time.time(), self.total_tokens
+        plan, total = self.plan, self.total_tokens
+        rates = [(r, float(total - plan.estimate)) for r in plan.token_rates]
+        budgets = [(b, total - plan.reserve) for b in plan.req.budgets]
         try:
-            await self.store.settle([(r, total - self.plan.estimate) for r in self.plan.token_rates],
-                                    [(b, total - self.plan.reserve) for b in self.plan.req.budgets], now)
-        except StoreError as e:
-            self.metrics.store_errors.labels("settle").inc()
-            log.error("could not settle usage of request %s: %s", self.request_id, e)
-        try:
-            await self.store.release(self.plan.req.concurrency, self.plan.req.lease)
-        except StoreError as e:
-            self.metrics.store_errors.labels("release").inc()
-            log.error("could not release the concurrency slot of request %s (retried in the background): %s", self.request_id, e)
+            await self.store.settle_and_release(rates, budgets, plan.req.concurrency, plan.req.lease, time.time())
+        except StoreError as e:  # the settlement is lost; the release is retried by the store
+            if rates or budgets:
+                self.metrics.store_errors.labels("settle").inc()
+                log.error("could not settle usage of request %s: %s", self.request_id, e)
+            if plan.req.concurrency:
+                self.metrics.store_errors.labels("release").inc()
+                log.error("could not release the concurrency slot of request %s (retried in the background): %s", self.request_id, e)
 
     def _renew_failed(self, e: StoreError) -> None:
         self.metrics.store_errors.labels("renew").inc()

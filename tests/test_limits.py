@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from relay.app import create_app
-from relay.appkeys import STORE
+from relay.appkeys import BACKGROUND, STORE
 from relay.ops import ops_app
 from relay_adaptors.kernel.tokens import estimate_prompt
 from relay_config.loader import parse_config
@@ -34,6 +34,11 @@ def limited(upstream: str, limits: str, store: str = "memory://", on_error: str 
 async def chat(relay, model="gpt-4.1-mini", stream=False, **extra):
     resp = await relay.post("/v1/chat/completions", {"model": model, "messages": HELLO, "stream": stream, **extra})
     return resp, json.loads(await resp.read()) if not stream else (await resp.read()).decode()
+
+
+async def metrics_text(relay) -> str:
+    async with aiohttp.ClientSession() as s, s.get(relay.ops_url + "/metrics") as r:
+        return await r.text()
 
 
 def store_of(relay):
@@ -270,3 +275,22 @@ async def test_sqlite_ledger_from_before_cost_usd_is_upgraded(tmp_path):
     await store.close()
     assert rows[0]["input_tokens"] == 3 and rows[0]["output_tokens"] == 4
     assert sqlite3.connect(path).execute("SELECT cost_usd FROM ledger").fetchone() == (0.5,)
+
+
+async def test_a_refused_release_is_reported_and_the_slot_freed_once_redis_answers(make_relay, fake_openai, redis_server):
+    """The store refuses the end of a request (an ACL takes ZREM away: a real error from a
+    real server): the answer still goes out, the settlement and the release are both counted
+    as failed (neither was applied), and the slot is free again once Redis takes the kept
+    release, at the next admission."""
+    relay = await make_relay(limited(fake_openai.url, "      tpm: 100000\n      max_concurrent: 1\n", store=redis_server.url))
+    with redis_server.client() as admin:
+        admin.execute_command("ACL", "SETUSER", "default", "-zrem")
+        resp, _ = await chat(relay)
+        assert resp.status == 200
+        await asyncio.gather(*relay.server.app[BACKGROUND])  # the request's end, in a task of the app's
+        errors = {line for line in (await metrics_text(relay)).splitlines() if line.startswith("relay_store_errors_total")}
+        assert errors == {'relay_store_errors_total{op="settle"} 1.0', 'relay_store_errors_total{op="release"} 1.0'}
+        assert admin.zcard("relay:conc:{acme}") == 1
+        admin.execute_command("ACL", "SETUSER", "default", "+zrem")
+    resp, _ = await chat(relay)
+    assert resp.status == 200  # max_concurrent 1: admitted only because the first slot was freed

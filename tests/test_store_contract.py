@@ -3,12 +3,14 @@ with renewal and release, budget reservations, and the ledger, exactly once."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from contextlib import closing
 
 import pytest
 import redis as sync_redis
 
-from relay.store import AdmitRequest, Budget, Concurrency, MemoryStore, Rate, Store, UsageRecord
+from relay.store import AdmitRequest, Budget, Concurrency, MemoryStore, Rate, Store, StoreError, UsageRecord
 from relay.store.redis import RedisStore
 from relay.store.sqlite import SQLiteStore
 
@@ -146,6 +148,67 @@ async def test_concurrent_operations_never_fail(store):
     assert probe.ok  # every lease above was released
 
 
+async def test_settle_and_release_ends_a_request_in_one_step(store):
+    rate = Rate("tpm:acme", "tokens", 100, 80)
+    budget = Budget("budget:acme:2026-12", 1000, 3600, cost=600)
+    req = AdmitRequest(rates=[rate], concurrency=[conc(1)], budgets=[budget], lease="a")
+    assert (await store.admit(req, 1000.0)).ok
+    await store.settle_and_release([(rate, -60.0)], [(budget, 100 - 600)], [conc(1)], "a", 1000.0)  # it used 20 and 100
+    again = await store.admit(AdmitRequest(rates=[rate], concurrency=[conc(1)], budgets=[budget], lease="b"), 1000.0)
+    # The slot is free, the rate took 20 + 80 of 100, the budget 100 + 600 of 1000.
+    assert again.ok and again.status["tokens"][1] == 0 and again.status["budget"][1] == 1000 - 100 - 600
+    await store.settle_and_release([], [], [conc(1)], "b", 1000.0)  # nothing to settle: only the slot
+    await store.settle_and_release([(rate, 0.0)], [], [], "none", 1000.0)  # no slot: only the settlement
+    assert (await store.admit(AdmitRequest(concurrency=[conc(1)], lease="c"), 1000.0)).ok
+
+
+async def refuse_lease_deletion(store: Store, server: RedisServer | None) -> None:
+    """Makes the store's server refuse to delete leases: a real error from a real server
+    (SQLite: a trigger; Redis: an ACL taking ZREM away, scripts included)."""
+    if isinstance(store, SQLiteStore):
+        with closing(sqlite3.connect(store.path, isolation_level=None)) as con:
+            con.execute("CREATE TRIGGER refuse BEFORE DELETE ON leases BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    else:
+        assert server is not None
+        with server.client() as c:
+            c.execute_command("ACL", "SETUSER", "default", "-zrem")
+
+
+def allow_lease_deletion(store: Store, server: RedisServer | None) -> None:
+    if isinstance(store, SQLiteStore):
+        with closing(sqlite3.connect(store.path, isolation_level=None)) as con:
+            con.execute("DROP TRIGGER refuse")
+    else:
+        assert server is not None
+        with server.client() as c:
+            c.execute_command("ACL", "SETUSER", "default", "+zrem")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_a_failed_settle_and_release_applies_neither_and_the_release_is_retried(kind, tmp_path):
+    """The store refuses: the settlement is not half applied, and the slot is freed by the
+    next admission once the store takes it again (not only when the lease expires)."""
+    server = RedisServer() if kind == "redis" else None
+    store: Store = SQLiteStore(str(tmp_path / "relay.db")) if server is None else RedisStore(server.url)
+    await store.start()
+    try:
+        budget = Budget("budget:acme:2026-12", 1000, 3600, cost=300)
+        assert (await store.admit(AdmitRequest(concurrency=[conc(1)], budgets=[budget], lease="a"), time.time())).ok
+        await refuse_lease_deletion(store, server)
+        with pytest.raises(StoreError):
+            await store.settle_and_release([], [(budget, -200)], [conc(1)], "a", time.time())
+        with pytest.raises(StoreError):  # the kept release is tried first, and still refused
+            await store.admit(AdmitRequest(concurrency=[conc(1)], lease="b"), time.time())
+        allow_lease_deletion(store, server)
+        # The kept release goes first: the slot is free, and the refund of 200 was not applied.
+        again = await store.admit(AdmitRequest(concurrency=[conc(1)], budgets=[budget], lease="c"), time.time())
+        assert again.ok and again.status["budget"][1] == 1000 - 300 - 300
+    finally:
+        await store.close()
+        if server is not None:
+            server.stop()
+
+
 def row(i: int) -> UsageRecord:
     return UsageRecord(time.time(), f"req-{i}", "acme", "demo", "demo", "chat", True, 200, 3, 0, 4)
 
@@ -208,3 +271,25 @@ async def test_documents_belong_to_one_tenant_expire_and_are_counted_in_bytes(st
     assert not await store.doc_delete("acme", "resp_1")
     assert await store.doc_get("acme", "resp_1") is None
     assert await store.doc_bytes(["acme", "umbrella"]) == {"acme": 0, "umbrella": 2}
+
+
+async def test_sqlite_runs_what_is_posted_at_once_in_order_and_survives_a_failing_one(tmp_path):
+    """Operations posted while the store thread is busy are run together in one drain: in the
+    order they were posted, each with its own outcome, a bug in one raised to its caller only."""
+    store = SQLiteStore(str(tmp_path / "relay.db"))
+    await store.start()
+    seen: list[int] = []
+
+    def note(con: sqlite3.Connection, i: int) -> int:
+        if i == 7:
+            raise ValueError("a bug")
+        seen.append(i)
+        return int(con.execute("SELECT ?", (i,)).fetchone()[0])
+
+    try:
+        outcomes = await asyncio.gather(*(store._run(note, i) for i in range(20)), return_exceptions=True)
+        assert [o for o in outcomes if not isinstance(o, BaseException)] == [i for i in range(20) if i != 7]
+        assert isinstance(outcomes[7], ValueError) and seen == [i for i in range(20) if i != 7]
+        assert (await store.admit(leased("after"), time.time())).ok  # the thread still answers
+    finally:
+        await store.close()

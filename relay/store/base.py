@@ -3,8 +3,8 @@
 `admit` is the one atomic step on the hot path: all limits of a request are checked, and
 only if all pass is anything consumed (a request slot, an estimated token cost, a
 concurrency lease, a reservation on the budget). `renew` keeps a long request's lease
-alive; `settle` (estimate -> real usage) and `release` follow when the request ends;
-`record` queues a ledger row without waiting.
+alive; `settle` (estimate -> real usage) and `release` follow when the request ends, both
+in one round trip as `settle_and_release`; `record` queues a ledger row without waiting.
 
 Leases are opaque strings chosen by the caller; `release` and `renew` are idempotent.
 """
@@ -124,6 +124,14 @@ class Store(Protocol):
     async def release(self, concurrency: list[Concurrency], lease: str) -> None:
         """Frees the lease. Idempotent; a release that fails is also kept in this process
         and retried (and applied by the next admission) until the store takes it."""
+        ...
+
+    async def settle_and_release(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]],
+                                 concurrency: list[Concurrency], lease: str, now: float) -> None:
+        """`settle` and `release` as one step (one script, one transaction, one round trip):
+        the end of every limited request. On a StoreError the release is kept and retried
+        as `release` keeps a failed one; the settlement is then lost, as a failed `settle`'s
+        is (a refused release leaves it unapplied, never half done)."""
         ...
 
     async def renew(self, concurrency: list[Concurrency], lease: str, ttl: float) -> None:

@@ -63,6 +63,11 @@ class MemoryStore:
         for c in concurrency:
             self.leases.get(c.key, {}).pop(lease, None)
 
+    async def settle_and_release(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]],
+                                 concurrency: list[Concurrency], lease: str, now: float) -> None:
+        await self.settle(rates, budgets, now)
+        await self.release(concurrency, lease)
+
     async def renew(self, concurrency: list[Concurrency], lease: str, ttl: float) -> None:
         wall = time.time()
         for c in concurrency:

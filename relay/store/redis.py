@@ -49,11 +49,22 @@ CLUSTER_SCHEMES = {"redis+cluster://": "redis://", "rediss+cluster://": "rediss:
 OPTIONS: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2, "decode_responses": True}
 LEDGER = PREFIX + "{ledger}:"  # the stream `rows`, hashes `usage:<day>` and the set `days`, in one slot
 
+# The hot scripts take their numbers as ONE argument, space-separated (`_packed`), and the lease
+# apart: redis-py encodes each argument in Python, a third of a call's CPU with one per number.
+# This prelude gives the script its numbers back as ARGV (strings, as Redis hands them) and the
+# lease as `lease_arg`.
+UNPACK = """
+local packed, lease_arg = ARGV[1], ARGV[2]
+local ARGV = {}
+for w in string.gmatch(packed, '%S+') do ARGV[#ARGV + 1] = w end
+"""
+
 # Mirrors relay/gcra.py and base.decide: budgets, then concurrency, then rates; all or nothing.
-# ARGV: now, wall, lease, lease ttl, #rates, #concurrency, #budgets, then per rate (limit, cost),
-# per concurrency limit, per budget (limit, reservation, ttl). KEYS: rates, concurrency, budgets.
-ADMIT = """
-local now = tonumber(ARGV[1]); local wall = tonumber(ARGV[2]); local lease = ARGV[3]; local ttl = tonumber(ARGV[4])
+# ARGV: now, wall, '.' (the lease's place), lease ttl, #rates, #concurrency, #budgets, then per rate
+# (limit, cost), per concurrency limit, per budget (limit, reservation, ttl). KEYS: rates,
+# concurrency, budgets.
+ADMIT = UNPACK + """
+local now = tonumber(ARGV[1]); local wall = tonumber(ARGV[2]); local lease = lease_arg; local ttl = tonumber(ARGV[4])
 local nr = tonumber(ARGV[5]); local nc = tonumber(ARGV[6]); local nb = tonumber(ARGV[7])
 local ra = 8; local ca = ra + nr * 2; local ba = ca + nc
 local out = {1, '', 0, '0'}
@@ -95,8 +106,8 @@ end
 return out
 """
 
-# ARGV: now, #rates, #budgets, per rate (limit, delta), per budget (delta, ttl).
-SETTLE = """
+# ARGV: now, #rates, #budgets, per rate (limit, delta), per budget (delta, ttl). KEYS: rates, budgets.
+SETTLE_USAGE = """
 local now = tonumber(ARGV[1]); local nr = tonumber(ARGV[2]); local nb = tonumber(ARGV[3])
 for i = 1, nr do
   local limit = tonumber(ARGV[3 + (i - 1) * 2 + 1]); local delta = tonumber(ARGV[3 + (i - 1) * 2 + 2])
@@ -110,8 +121,15 @@ for i = 1, nb do
   redis.call('INCRBY', KEYS[nr + i], delta)
   redis.call('EXPIRE', KEYS[nr + i], ttl)
 end
-return 1
 """
+SETTLE = UNPACK + SETTLE_USAGE + "return 1\n"
+# The end of a request in one step: the lease leaves the concurrency keys (the KEYS after
+# SETTLE's), then SETTLE's work. Releasing first: a script is not rolled back, and a refused
+# release must not leave the usage settled, as it would be again by no one.
+SETTLE_AND_RELEASE = UNPACK + """
+local nr = tonumber(ARGV[2]); local nb = tonumber(ARGV[3])
+for i = nr + nb + 1, #KEYS do redis.call('ZREM', KEYS[i], lease_arg) end
+""" + SETTLE_USAGE + "return 1\n"
 
 # ARGV: wall, lease, ttl. A lease already released or expired is not brought back.
 RENEW = """
@@ -174,6 +192,7 @@ def tag(owner: str) -> str:
     return "{" + (owner.replace("%", "%25").replace("}", "%7D") or "%") + "}"
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of names per tenant, on every limited request
 def counter_key(key: str) -> str:
     """The Redis name of a counter `<kind>:<owner>[:<more>]`: relay:<kind>:{<owner>}[:<more>]
     (every counter of one owner in one slot). A name without an owner is only prefixed."""
@@ -195,6 +214,7 @@ class RedisStore:
         self.client = connect(url)
         self._admit = self.client.register_script(ADMIT)
         self._settle = self.client.register_script(SETTLE)
+        self._settle_and_release = self.client.register_script(SETTLE_AND_RELEASE)
         self._renew = self.client.register_script(RENEW)
         self._doc_put = self.client.register_script(DOC_PUT)
         self._doc_delete = self.client.register_script(DOC_DELETE)
@@ -231,14 +251,15 @@ class RedisStore:
     async def admit(self, req: AdmitRequest, now: float) -> Admission:
         await self._retry_releases()
         keys = [counter_key(r.key) for r in req.rates] + [counter_key(c.key) for c in req.concurrency] + [counter_key(b.key) for b in req.budgets]
-        args: list[Any] = [repr(now), repr(time.time()), req.lease, req.lease_ttl, len(req.rates), len(req.concurrency), len(req.budgets)]
+        args: list[Any] = [repr(now), repr(time.time()), ".", repr(float(req.lease_ttl)), len(req.rates), len(req.concurrency),
+                           len(req.budgets)]
         for r in req.rates:
             args += [r.limit, repr(float(r.cost))]
         args += [c.limit for c in req.concurrency]
         for b in req.budgets:
             args += [b.limit, int(b.cost), b.ttl]
         # In a task of its own: a caller cancelled mid-call must not leave a lease nobody owns.
-        call = asyncio.ensure_future(self._admit(keys=keys, args=args))
+        call = asyncio.ensure_future(self._admit(keys=keys, args=[_packed(args), req.lease]))
         self._admitting.add(call)
         call.add_done_callback(self._admitting.discard)
         try:
@@ -257,16 +278,26 @@ class RedisStore:
     async def settle(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
         if not rates and not budgets:
             return
-        keys = [counter_key(r.key) for r, _ in rates] + [counter_key(b.key) for b, _ in budgets]
-        args: list[Any] = [repr(now), len(rates), len(budgets)]
-        for r, delta in rates:
-            args += [r.limit, repr(float(delta))]
-        for b, delta in budgets:
-            args += [int(delta), b.ttl]
+        keys, args = _settlement(rates, budgets, now)
         try:
-            await self._settle(keys=keys, args=args)
+            await self._settle(keys=keys, args=[_packed(args)])
         except ERRORS as e:
             raise self._error(e) from e
+
+    async def settle_and_release(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]],
+                                 concurrency: list[Concurrency], lease: str, now: float) -> None:
+        if not concurrency:
+            return await self.settle(rates, budgets, now)
+        keys, args = _settlement(rates, budgets, now)
+        keys += [counter_key(c.key) for c in concurrency]  # one tenant's: the slot of the others
+        try:
+            await self._settle_and_release(keys=keys, args=[_packed(args), lease])
+        except ERRORS as e:
+            self._unreleased.add(concurrency, lease)  # retried by the flush loop and by the next admission
+            raise self._error(e) from e
+        except asyncio.CancelledError:
+            self._unreleased.add(concurrency, lease)
+            raise
 
     async def release(self, concurrency: list[Concurrency], lease: str) -> None:
         if not concurrency:
@@ -414,6 +445,22 @@ class RedisStore:
 
     async def doc_sweep(self) -> int:
         return 0  # values expire by themselves; the size index is pruned by doc_bytes
+
+
+def _packed(args: list[Any]) -> str:
+    """The numbers of a hot script in one argument (see UNPACK)."""
+    return " ".join(map(str, args))
+
+
+def _settlement(rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of SETTLE_USAGE."""
+    keys = [counter_key(r.key) for r, _ in rates] + [counter_key(b.key) for b, _ in budgets]
+    args: list[Any] = [repr(now), len(rates), len(budgets)]
+    for r, delta in rates:
+        args += [r.limit, repr(float(delta))]
+    for b, delta in budgets:
+        args += [int(delta), b.ttl]
+    return keys, args
 
 
 def _admission(req: AdmitRequest, res: list[Any]) -> Admission:

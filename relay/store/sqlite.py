@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,9 @@ class SQLiteStore:
         self._wake = asyncio.Event()
         self._unreleased = Unreleased()
         self._admitting: set[asyncio.Future[Outcome]] = set()  # admissions the thread has yet to finish
+        self._mail: list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Outcome]]] = []  # posted, not yet run
+        self._mail_lock = threading.Lock()
+        self._draining = False  # a drain of the mail is queued or running on the store thread
 
     # --- the store thread ----------------------------------------------------------------
     def _on_thread(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:
@@ -92,9 +96,35 @@ class SQLiteStore:
         return value, None
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Outcome]:
+        """Posts `fn` to the store thread. Work posted while the thread is busy waits for it
+        there and comes back with the rest: one thread wake-up and one loop wake-up for a
+        batch of operations, not for each (under load, most of an operation's cost)."""
         if self._closed:
             raise StoreError(f"sqlite store {self.path}: closed")
-        return asyncio.get_running_loop().run_in_executor(self._pool, self._on_thread, fn, args)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Outcome] = loop.create_future()
+        with self._mail_lock:
+            self._mail.append((fn, args, fut))
+            wake, self._draining = not self._draining, True
+        if wake:  # at the end of this loop iteration: what the other requests post in it goes too
+            loop.call_soon(self._pool.submit, self._drain, loop)
+        return fut
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the store thread: runs what was posted, in order, until nothing is left."""
+        while True:
+            with self._mail_lock:
+                work, self._mail = self._mail, []
+                if not work:
+                    self._draining = False
+                    return
+            done: list[tuple[asyncio.Future[Outcome], Outcome | None, BaseException | None]] = []
+            for fn, args, fut in work:
+                try:
+                    done.append((fut, self._on_thread(fn, args), None))
+                except Exception as e:  # a bug, not the store's answer: raised to the caller as is
+                    done.append((fut, None, e))
+            loop.call_soon_threadsafe(_deliver, done)
 
     def _value(self, outcome: Outcome) -> Any:
         value, error = outcome
@@ -185,6 +215,16 @@ class SQLiteStore:
             self._unreleased.add(concurrency, lease)  # retried by the flush loop and by the next admission
             raise
 
+    async def settle_and_release(self, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]],
+                                 concurrency: list[Concurrency], lease: str, now: float) -> None:
+        if not concurrency:
+            return await self.settle(rates, budgets, now)
+        try:
+            await self._run(_settle_and_release, rates, budgets, [(c.key, lease) for c in concurrency], now)
+        except (StoreError, asyncio.CancelledError):
+            self._unreleased.add(concurrency, lease)  # the transaction rolled back: retried like a failed release
+            raise
+
     async def renew(self, concurrency: list[Concurrency], lease: str, ttl: float) -> None:
         if concurrency:
             await self._run(_renew, [c.key for c in concurrency], lease, ttl)
@@ -261,6 +301,17 @@ class SQLiteStore:
         return await self._run(_doc_sweep, time.time())
 
 
+def _deliver(done: list[tuple[asyncio.Future[Outcome], Outcome | None, BaseException | None]]) -> None:
+    """On the loop: the outcomes of one drain."""
+    for fut, outcome, error in done:
+        if fut.done():
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(outcome)  # type: ignore[arg-type]  # an outcome whenever there is no error
+
+
 # --- what runs on the store thread ----------------------------------------------------------
 @contextmanager
 def _transaction(con: sqlite3.Connection) -> Iterator[None]:
@@ -274,12 +325,6 @@ def _transaction(con: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def _select(con: sqlite3.Connection, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
-    if not keys:
-        return []
-    return con.execute(sql.format(",".join("?" * len(keys))), keys).fetchall()
-
-
 def _admit(con: sqlite3.Connection, req: AdmitRequest, now: float, stale: list[tuple[str, str]]) -> Admission:
     with _transaction(con):
         wall = time.time()
@@ -288,23 +333,56 @@ def _admit(con: sqlite3.Connection, req: AdmitRequest, now: float, stale: list[t
             con.executemany(DELETE_LEASE, stale)
         if keys:
             con.execute("DELETE FROM leases WHERE expires < ?", (wall,))
-        tats = dict(_select(con, "SELECT key, tat FROM rates WHERE key IN ({})", [r.key for r in req.rates]))
-        in_flight = dict(_select(con, "SELECT key, COUNT(*) FROM leases WHERE key IN ({}) GROUP BY key", keys))
-        spent = dict(_select(con, "SELECT key, spent FROM budgets WHERE key IN ({})", [b.key for b in req.budgets]))
+        tats, in_flight, spent = _counters(con, [r.key for r in req.rates], keys, [b.key for b in req.budgets])
         adm, new_tats = decide(req, now, tats, in_flight, spent)
         if adm.ok:
-            con.executemany(UPSERT_TAT, list(new_tats.items()))
-            con.executemany("INSERT OR REPLACE INTO leases (key, lease, expires) VALUES (?, ?, ?)",
-                            [(k, req.lease, wall + req.lease_ttl) for k in keys])
-            con.executemany(ADD_SPENT, [(b.key, b.cost) for b in req.budgets])
+            if new_tats:
+                con.executemany(UPSERT_TAT, list(new_tats.items()))
+            if keys:
+                con.executemany("INSERT OR REPLACE INTO leases (key, lease, expires) VALUES (?, ?, ?)",
+                                [(k, req.lease, wall + req.lease_ttl) for k in keys])
+            if req.budgets:
+                con.executemany(ADD_SPENT, [(b.key, b.cost) for b in req.budgets])
         return adm
+
+
+# What an admission reads, in one statement (each statement is a round of the GIL between the
+# store thread and the loop's): rate states, leases in flight, budget spends, tagged 0, 1, 2.
+COUNTER_READS = ("SELECT 0, key, tat FROM rates WHERE key IN ({})",
+                 "SELECT 1, key, COUNT(*) FROM leases WHERE key IN ({}) GROUP BY key",
+                 "SELECT 2, key, spent FROM budgets WHERE key IN ({})")
+
+
+def _counters(con: sqlite3.Connection, *keys: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    parts, params = [], []
+    for sql, some in zip(COUNTER_READS, keys, strict=True):
+        if some:
+            parts.append(sql.format(",".join("?" * len(some))))
+            params += some
+    found: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] = ({}, {}, {})
+    if parts:
+        for which, key, value in con.execute(" UNION ALL ".join(parts), params).fetchall():
+            found[which][key] = value
+    return found
 
 
 def _settle(con: sqlite3.Connection, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
     with _transaction(con):
-        for rate, delta in rates:
-            row = con.execute("SELECT tat FROM rates WHERE key = ?", (rate.key,)).fetchone()
-            con.execute(UPSERT_TAT, (rate.key, gcra.adjust(row[0] if row else 0.0, now, rate.limit, delta)))
+        _add_usage(con, rates, budgets, now)
+
+
+def _settle_and_release(con: sqlite3.Connection, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]],
+                        pairs: list[tuple[str, str]], now: float) -> None:
+    with _transaction(con):
+        _add_usage(con, rates, budgets, now)
+        con.executemany(DELETE_LEASE, pairs)
+
+
+def _add_usage(con: sqlite3.Connection, rates: list[tuple[Rate, float]], budgets: list[tuple[Budget, int]], now: float) -> None:
+    for rate, delta in rates:
+        row = con.execute("SELECT tat FROM rates WHERE key = ?", (rate.key,)).fetchone()
+        con.execute(UPSERT_TAT, (rate.key, gcra.adjust(row[0] if row else 0.0, now, rate.limit, delta)))
+    if budgets:
         con.executemany(ADD_SPENT, [(b.key, delta) for b, delta in budgets])
 
 

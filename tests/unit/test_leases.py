@@ -39,6 +39,29 @@ async def test_keeper_without_concurrency_limits_does_nothing():
     await keeper.stop()
 
 
+async def test_the_keepers_of_one_store_share_one_renewal_task():
+    """One sleep per interval for every lease held, not a task and a timer per request."""
+    store, sleep = MemoryStore(), ManualSleep()
+    conc = [Concurrency("conc:acme", 3)]
+    for lease in "ABC":
+        assert (await store.admit(AdmitRequest(concurrency=conc, lease=lease, lease_ttl=30.0), time.time())).ok
+    keepers = [LeaseKeeper(store, conc, lease, 30.0, sleep=sleep) for lease in "ABC"]
+    for k in keepers:
+        k.start()
+    await sleep.tick()
+    await sleep.sleeping()
+    assert sleep.asked == [10.0, 10.0] and [k.renewals for k in keepers] == [1, 1, 1]
+    await keepers[0].stop()  # its request ended: no longer renewed
+    await sleep.tick()
+    await sleep.sleeping()
+    assert sleep.asked == [10.0] * 3 and [k.renewals for k in keepers] == [1, 2, 2]
+    for k in keepers[1:]:
+        await k.stop()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # nothing left running once no lease is held
+
+
 def test_unreleased_keeps_pairs_until_done():
     u = Unreleased()
     u.add([Concurrency("a", 1), Concurrency("b", 1)], "L1")
