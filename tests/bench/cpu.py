@@ -32,13 +32,6 @@ PY_SPY = next((p for p in (Path(sys.executable).parent / "py-spy", ROOT.parent.p
                            Path("/work/main/.venv/bin/py-spy")) if p.exists()), None)
 
 
-def own_ops_port(config: Path) -> Path:
-    """The config with an operations listener on a free port: another Relay on this machine
-    (a benchmark running beside this one) may hold the default one."""
-    config.write_text(config.read_text().replace("server: {", f'server: {{ops_listen: "127.0.0.1:{free_port()}", ', 1))
-    return config
-
-
 def per_request(pid: int, url: str, body: dict, seconds: int, connections: int, key: str = KEY) -> tuple[float, float]:
     """(CPU microseconds per request, RPS) of process `pid` while wrk drives `url` with `key`."""
     wrk.run(url, body, connections=connections, seconds=1, cpu="1", key=key)  # warm-up
@@ -71,7 +64,7 @@ def main() -> None:
         # An outside service like nginx: on the load generator's core, not competing with Relay's.
         subprocess.run(["taskset", "-pc", "1", str(redis.proc.pid)], check=True, stdout=subprocess.DEVNULL)
     store_url = redis.url if redis is not None else None
-    config = own_ops_port(relay_config(tmp, nginx_port, free_port(), store=store_url))
+    config = relay_config(tmp, nginx_port, free_port(), store=store_url)
     bare_port, port = free_port(), free_port()
     routes = {f"{path} {model}": upstream for _, path, model, _, upstream in ROWS}
     bare = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "tests.bench.bare", str(bare_port),
@@ -82,7 +75,7 @@ def main() -> None:
     if args.baseline:
         (tmp / "base").mkdir()
         base_port = free_port()
-        base = start_relay(own_ops_port(relay_config(tmp / "base", nginx_port, free_port(), store=store_url)), base_port, "0", code=args.baseline)
+        base = start_relay(relay_config(tmp / "base", nginx_port, free_port(), store=store_url), base_port, "0", code=args.baseline)
     out = []
     try:
         for name, path, model, stream, _upstream in rows:
