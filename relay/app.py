@@ -44,38 +44,36 @@ QUIET = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: lo
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # One coroutine, no helper awaited around the handler: a stream holds every frame it
+    # waits in for as long as it is open.
     rid = request_id(request)
     request[REQUEST_ID] = rid
     started = time.monotonic()
-    resp = await _answer(request, handler, rid)
+    try:
+        resp = await handler(request)
+    except RelayError as e:
+        resp = error_response(e, {"x-request-id": rid})
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        err = RelayError(e.status, _http_message(e, request), code="not_found" if e.status == 404 else None)
+        resp = error_response(err, {"x-request-id": rid, **({"Allow": e.headers["Allow"]} if "Allow" in e.headers else {})})
+    except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the client hung up before the headers
+        log.info("client went away before the response on %s %s (request %s)", request.method, request.path, rid)
+        resp = web.Response(status=499)  # "client closed request"; nobody is left to read it
+    except Exception:
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
+        resp = error_response(RelayError(500, "Internal error in the gateway; it has been logged.", type="server_error"),
+                              {"x-request-id": rid})
+    else:
+        if not resp.prepared:
+            resp.headers.setdefault("x-request-id", rid)
     # Model calls are logged by their accounting, with tokens; everything else here.
     if not request.get(ACCOUNTED) and (resp.status >= 400 or request.path not in QUIET):
         holder = request.app.get(RUNTIME)
         if holder is None or holder.current.config.server.access_log:
             log_request({"request_id": rid, "method": request.method, "path": request.path, "status": resp.status,
                          "duration_ms": round((time.monotonic() - started) * 1000, 2), "client": request.remote})
-    return resp
-
-
-async def _answer(request: web.Request, handler: Handler, rid: str) -> web.StreamResponse:
-    id_header = {"x-request-id": rid}
-    try:
-        resp = await handler(request)
-    except RelayError as e:
-        return error_response(e, id_header)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        err = RelayError(e.status, _http_message(e, request), code="not_found" if e.status == 404 else None)
-        return error_response(err, {**id_header, **({"Allow": e.headers["Allow"]} if "Allow" in e.headers else {})})
-    except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the client hung up before the headers
-        log.info("client went away before the response on %s %s (request %s)", request.method, request.path, rid)
-        return web.Response(status=499)  # "client closed request"; nobody is left to read it
-    except Exception:
-        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
-        return error_response(RelayError(500, "Internal error in the gateway; it has been logged.", type="server_error"), id_header)
-    if not resp.prepared:
-        resp.headers.setdefault("x-request-id", rid)
     return resp
 
 

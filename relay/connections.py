@@ -61,6 +61,9 @@ class OpenConnections:
 
 
 class GuardedHandler(RequestHandler):
+    # aiohttp's handler has slots; so does this one (one per open connection).
+    __slots__ = ("_limits", "_open", "_refused", "_busy", "_header_timer")
+
     def __init__(self, manager: web.Server, *, limits: ClientLimits, connections: OpenConnections, **kwargs: Any):
         super().__init__(manager, **kwargs)
         self._limits = limits
@@ -111,16 +114,20 @@ class GuardedHandler(RequestHandler):
             log.debug("closing a connection whose request headers took over %ss", self._limits.header_timeout)
             self.force_close()
 
-    async def _handle_request(self, request: Any, start_time: Any, request_handler: Any) -> Any:
+    # No coroutine of ours wraps aiohttp's request handling: a stream holds every frame it
+    # waits in for as long as it is open. The request's start is seen where aiohttp builds
+    # the request (GuardedServer's factory), its end where aiohttp finishes the response.
+    def request_started(self) -> None:
         self._busy = True
         self._disarm()  # the headers are complete: a request exists
+
+    async def finish_response(self, request: Any, resp: Any, start_time: Any) -> Any:
         try:
-            result = await super()._handle_request(request, start_time, request_handler)
+            return await super().finish_response(request, resp, start_time)
         finally:
             self._busy = False
-        if request.get(CLOSE_AFTER):
-            self.force_close()  # after the answer was written; close() flushes it first
-        return result
+            if request.get(CLOSE_AFTER):
+                self.force_close()  # after the answer was written; close() flushes it first
 
     # --- unparsable requests -----------------------------------------------------------
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
@@ -144,7 +151,13 @@ class GuardedServer(web.Server):
 
     def __init__(self, plain: web.Server, limits: ClientLimits):
         # The plain server carries the app's handler and every handler option aiohttp set.
-        super().__init__(plain.request_handler, request_factory=plain.request_factory,
+        factory = plain.request_factory
+
+        def make_request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+            cast(GuardedHandler, protocol).request_started()
+            return factory(message, payload, protocol, writer, task)
+
+        super().__init__(plain.request_handler, request_factory=make_request,
                          handler_cancellation=plain.handler_cancellation, **plain._kwargs)
         self.limits = limits
         self.open_connections = OpenConnections()

@@ -114,7 +114,7 @@ class ModelCall:
         self.headers: dict[str, str] = {}  # the tenant's rate-limit headers
         self.total_tokens = 0
         self.key = request.get(VIRTUAL_KEY)  # the virtual key that authenticated the call, if one did
-        self.key_counters: set[str] = set()
+        self.key_counters: frozenset[str] | set[str] = frozenset()  # a shared empty one: no set per call
         request[ACCOUNTED] = True
 
     async def __aenter__(self) -> ModelCall:
@@ -179,6 +179,7 @@ class ModelCall:
         writer: KeepaliveWriter | None = None
         try:
             resp = web.StreamResponse(headers={**SSE_HEADERS, **headers, **self.headers, "x-request-id": self.request_id})
+            del headers  # copied into the response: not held by this frame for the whole stream
             await resp.prepare(self.request)
             writer = KeepaliveWriter(resp, self.rt.config.server.sse_keepalive, ping)
             await write(writer, outcome)

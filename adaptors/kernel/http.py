@@ -128,29 +128,32 @@ class HttpAdaptor:
         except TimeoutError:
             raise upstream_timeout(self.name, what) from None
 
-    async def _next_chunk(self, content: aiohttp.StreamReader, deadline: Deadline) -> bytes | None:
-        """The next body chunk within the first-byte/idle/total limits; None at the end. Bytes
-        already received are taken without arming a timer (there is nothing to wait for)."""
-        try:
-            data = content.read_nowait()
-            if not data:
-                if content.at_eof():
-                    return None
-                left, what = deadline.next_wait()
-                data = await self._within(content.readany(), left, what)
-                if not data:
-                    return None
-        except aiohttp.ClientError as e:
-            raise upstream_unreachable(self.name, f"connection lost mid-stream ({type(e).__name__})") from None
-        deadline.got_first = True
-        return data
+    # The two body readers below wait on the StreamReader in their own frame, no helper
+    # coroutine in between: every frame a stream waits in stays allocated as long as the
+    # stream is open (thousands of them on slow upstreams). Bytes already received are taken
+    # without arming a timer (there is nothing to wait for).
+
+    def _lost(self, e: aiohttp.ClientError) -> RelayError:
+        return upstream_unreachable(self.name, f"connection lost mid-stream ({type(e).__name__})")
 
     async def _relay_stream(
         self, resp: aiohttp.ClientResponse, conv: StreamConverter, deadline: Deadline
     ) -> ChatStream:
-        finished = False
+        content, finished = resp.content, False
         try:
-            while (data := await self._next_chunk(resp.content, deadline)) is not None:
+            while True:
+                if not (data := content.read_nowait()):
+                    if content.at_eof():
+                        break
+                    left, what = deadline.next_wait()
+                    try:
+                        async with asyncio.timeout(left):
+                            data = await content.readany()
+                    except TimeoutError:
+                        raise upstream_timeout(self.name, what) from None
+                    if not data:
+                        break
+                deadline.got_first = True
                 if batch := conv.feed(data):
                     yield batch
             if batch := conv.close():
@@ -158,6 +161,8 @@ class HttpAdaptor:
             finished = True
         except RelayError as e:
             yield [e]
+        except aiohttp.ClientError as e:
+            yield [self._lost(e)]
         except ValueError as e:  # a converter met something it cannot read
             yield [upstream_bad_response(self.name, str(e))]
         finally:
@@ -177,15 +182,28 @@ class HttpAdaptor:
 
     async def _raw_chunks(self, resp: aiohttp.ClientResponse, deadline: Deadline,
                           failed: Callable[[RelayError], None]) -> AsyncGenerator[bytes, None]:
-        finished = False
+        content, finished = resp.content, False
         try:
-            while (data := await self._next_chunk(resp.content, deadline)) is not None:
+            while True:
+                if not (data := content.read_nowait()):
+                    if content.at_eof():
+                        break
+                    left, what = deadline.next_wait()
+                    try:
+                        async with asyncio.timeout(left):
+                            data = await content.readany()
+                    except TimeoutError:
+                        raise upstream_timeout(self.name, what) from None
+                    if not data:
+                        break
+                deadline.got_first = True
                 yield data
             finished = True
-        except RelayError as e:
+        except (RelayError, aiohttp.ClientError) as e:
             # Bytes already went out as they came: the relay's tap says so in the client's
             # protocol where it can (RawUpstream.failure), or the connection is cut.
-            log.warning("upstream %s failed during a relayed body: %s", self.name, e.message)
-            failed(e)
+            err = e if isinstance(e, RelayError) else self._lost(e)
+            log.warning("upstream %s failed during a relayed body: %s", self.name, err.message)
+            failed(err)
         finally:
             resp.release() if finished else resp.close()
