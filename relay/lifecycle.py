@@ -73,6 +73,7 @@ Flush = Callable[[], Awaitable[bytes]]
 # A random per-process prefix and a counter: unique across instances, no syscall per request.
 _LEASE_PREFIX = "lease_" + os.urandom(8).hex() + "_"
 _LEASE_COUNTER = itertools.count(1)
+_NO_COUNTERS: frozenset[str] = frozenset()  # shared: no empty set held per open call
 
 
 def new_lease_id() -> str:
@@ -114,7 +115,7 @@ class ModelCall:
         self.headers: dict[str, str] = {}  # the tenant's rate-limit headers
         self.total_tokens = 0
         self.key = request.get(VIRTUAL_KEY)  # the virtual key that authenticated the call, if one did
-        self.key_counters: frozenset[str] | set[str] = frozenset()  # a shared empty one: no set per call
+        self.key_counters: frozenset[str] | set[str] = _NO_COUNTERS
         request[ACCOUNTED] = True
 
     async def __aenter__(self) -> ModelCall:
