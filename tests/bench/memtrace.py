@@ -2,7 +2,7 @@
 streams held through it by tests.bench.hold, and the difference between 0 and N open streams
 grouped by source line (and the top tracebacks), plus object counts by type.
 
-    python -m tests.bench.memtrace [N] [--bare]    # N defaults to 1000
+    python -m tests.bench.memtrace [N] [--bare] [--prompt=CHARS]    # N defaults to 1000
 
 `--bare` traces the bare proxy's handler instead (tests/bench/bare.py's floor, in process).
 """
@@ -29,9 +29,9 @@ from .stack import KEY, relay_config, rss_kb, wait_port
 FRAMES = 12
 
 
-async def hold(url: str, n: int, seconds: float) -> tuple[asyncio.subprocess.Process, dict]:
+async def hold(url: str, n: int, seconds: float, prompt: int = 0) -> tuple[asyncio.subprocess.Process, dict]:
     proc = await asyncio.create_subprocess_exec("taskset", "-c", "1", sys.executable, "-m", "tests.bench.hold", url + PATH, str(n), KEY,
-                                                str(seconds), cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+                                                str(seconds), str(prompt), cwd=ROOT, stdout=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     return proc, json.loads(await proc.stdout.readline())
 
@@ -65,7 +65,7 @@ def bare_app(paced: int) -> web.Application:
     return app
 
 
-async def run(n: int, bare: bool) -> None:
+async def run(n: int, bare: bool, prompt: int) -> None:
     from relay.app import create_app
     from relay.connections import ClientLimits, GuardedRunner
     from relay_config.loader import load_config
@@ -89,7 +89,7 @@ async def run(n: int, bare: bool) -> None:
         gc.collect()
         rss0 = rss_kb(os.getpid())[0]
         before, types0 = tracemalloc.take_snapshot(), census()
-        proc, held = await hold(url, n, 600)
+        proc, held = await hold(url, n, 600, prompt)
         await asyncio.sleep(0.5)
         gc.collect()
         rss1 = rss_kb(os.getpid())[0]
@@ -131,7 +131,8 @@ def main() -> None:
     tracemalloc.start(FRAMES)
     import uvloop
 
-    uvloop.run(run(int(args[0]) if args else 1000, "--bare" in sys.argv))
+    prompt = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--prompt=")), 0)
+    uvloop.run(run(int(args[0]) if args else 1000, "--bare" in sys.argv, prompt))
 
 
 if __name__ == "__main__":
