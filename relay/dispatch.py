@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from multidict import istr
+
 from relay_adaptors.kernel.base import Call, CallReport, ChatStream, NativeChat, NativeMessages, NativeResponses, RawUpstream, Resume
 from relay_adaptors.kernel.errors import RelayError
 from relay_config.schema import RouterConfig
@@ -31,6 +33,11 @@ from .metrics import Metrics, reason_of
 from .router import Candidate
 
 log = logging.getLogger("relay")
+
+# istr, as aiohttp's own header names are: a response's multidict otherwise makes (and
+# keeps, while a stream is open) an istr of each name it sends.
+_CHANNEL, _ATTEMPTS, _IGNORED, _UPSTREAM_MODEL = (istr(n) for n in (
+    "x-relay-channel", "x-relay-attempts", "x-relay-ignored-params", "x-relay-upstream-model"))
 
 # Which of an adaptor's paths takes the request: the canonical chat path, or a
 # same-protocol passthrough the adaptor declared in its capabilities.
@@ -96,11 +103,11 @@ class Answer:
         return self.call.report
 
     def headers(self) -> dict[str, str]:
-        h = {"x-relay-channel": self.candidate.channel.name, "x-relay-attempts": str(self.attempts)}
+        h: dict[str, str] = {_CHANNEL: self.candidate.channel.name, _ATTEMPTS: str(self.attempts)}
         if self.call.ignored_params:
-            h["x-relay-ignored-params"] = ",".join(sorted(set(self.call.ignored_params)))
+            h[_IGNORED] = ",".join(sorted(set(self.call.ignored_params)))
         # For operators: the model name the upstream was asked for (answers name the public one).
-        h["x-relay-upstream-model"] = self.call.report.upstream_model or self.candidate.upstream_model
+        h[_UPSTREAM_MODEL] = self.call.report.upstream_model or self.candidate.upstream_model
         return h
 
     async def close(self) -> None:

@@ -43,7 +43,7 @@ from .metrics import Metrics
 from .outcome import Sink, StreamOutcome, charge
 from .router import Candidate, model_not_found
 from .runtime import Runtime
-from .sse_out import SSE_HEADERS, KeepaliveWriter
+from .sse_out import REQUEST_ID_HEADER, SSE_HEADERS, KeepaliveWriter
 from .store import Store, StoreError, UsageRecord
 from .vkeys import limits as key_limits
 from .vkeys.appkeys import KEYSTORE, VIRTUAL_KEY
@@ -179,7 +179,7 @@ class ModelCall:
         outcome = self.outcome = StreamOutcome()
         writer: KeepaliveWriter | None = None
         try:
-            resp = web.StreamResponse(headers={**SSE_HEADERS, **headers, **self.headers, "x-request-id": self.request_id})
+            resp = web.StreamResponse(headers={**SSE_HEADERS, **headers, **self.headers, REQUEST_ID_HEADER: self.request_id})
             del headers  # copied into the response: not held by this frame for the whole stream
             await resp.prepare(self.request)
             writer = KeepaliveWriter(resp, self.rt.config.server.sse_keepalive, ping)
@@ -215,7 +215,7 @@ class ModelCall:
         try:
             resp = _Passthrough(status=upstream.status, headers={
                 "Content-Type": upstream.content_type, **upstream.headers, **headers, **self.headers,
-                "x-request-id": self.request_id,
+                REQUEST_ID_HEADER: self.request_id,
                 **({k: v for k, v in SSE_HEADERS.items() if k != "Content-Type"} if streaming else {})})
             await resp.prepare(self.request)
             sink: Sink = resp

@@ -6,11 +6,15 @@ import contextlib
 from collections import OrderedDict
 from typing import ClassVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from relay_adaptors.kernel.sse import KEEPALIVE
 
-SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# Header names Relay sets on streams are istr, as aiohttp's own are: a response's multidict
+# otherwise makes (and keeps, while the stream is open) an istr of each name it sends.
+REQUEST_ID_HEADER: str = istr("x-request-id")
+SSE_HEADERS: dict[str, str] = {hdrs.CONTENT_TYPE: "text/event-stream; charset=utf-8", hdrs.CACHE_CONTROL: "no-cache", istr("X-Accel-Buffering"): "no"}
 
 
 class KeepaliveWriter:
