@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -28,6 +28,67 @@ MAX_ERROR_BODY = 64 * 1024
 # What every upstream request carries: Relay's own user agent rather than the HTTP client's
 # (set here, once per channel, it also spares the client its per-request header merging).
 BASE_HEADERS = {"content-type": "application/json", "user-agent": "relay-gateway"}
+
+
+class _ReadTimedOut(Exception):
+    """Set on a body reader whose wait outlived its limit (by `_Waits`)."""
+
+    def __init__(self, what: str):
+        super().__init__(what)
+        self.what = what
+
+
+class _Waits:
+    """The body reads of one loop waiting with the same limit (every stream of a channel
+    waits `idle` seconds for its next chunk), oldest first, so they expire in that order,
+    and one loop timer for the first to expire. A timer per waiting read would be held,
+    most of a kilobyte each on uvloop, for as long as its stream waits: thousands on slow
+    upstreams. An expired read gets `_ReadTimedOut` from its reader."""
+
+    __slots__ = ("loop", "seconds", "waiting", "timer")
+    _open: ClassVar[dict[tuple[asyncio.AbstractEventLoop, float], _Waits]] = {}  # only while reads wait
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float):
+        self.loop = loop
+        self.seconds = seconds
+        self.waiting: dict[aiohttp.StreamReader, tuple[float, str]] = {}  # insertion order is expiry order
+        self.timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def start(cls, content: aiohttp.StreamReader, seconds: float, what: str) -> _Waits:
+        loop = asyncio.get_running_loop()
+        waits = cls._open.get((loop, seconds))
+        if waits is None:
+            waits = cls._open[(loop, seconds)] = cls(loop, seconds)
+        when = loop.time() + seconds
+        waits.waiting[content] = (when, what)
+        if waits.timer is None:
+            waits.timer = loop.call_at(when, waits._due)
+        return waits
+
+    def done(self, content: aiohttp.StreamReader) -> None:
+        self.waiting.pop(content, None)
+        if not self.waiting:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self._close()
+
+    def _close(self) -> None:
+        if self._open.get((self.loop, self.seconds)) is self:
+            del self._open[(self.loop, self.seconds)]
+
+    def _due(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        while self.waiting:
+            content, (when, what) = next(iter(self.waiting.items()))
+            if when > now:
+                self.timer = self.loop.call_at(when, self._due)
+                return
+            del self.waiting[content]
+            content.set_exception(_ReadTimedOut(what))
+        self._close()
 
 
 @dataclass(slots=True)
@@ -131,7 +192,8 @@ class HttpAdaptor:
     # The two body readers below wait on the StreamReader in their own frame, no helper
     # coroutine in between: every frame a stream waits in stays allocated as long as the
     # stream is open (thousands of them on slow upstreams). Bytes already received are taken
-    # without arming a timer (there is nothing to wait for).
+    # without a wait; a wait is timed by `_Waits` (a timer shared with the other streams),
+    # and one that expired leaves `_ReadTimedOut` in the reader (read_nowait raises it too).
 
     def _lost(self, e: aiohttp.ClientError) -> RelayError:
         return upstream_unreachable(self.name, f"connection lost mid-stream ({type(e).__name__})")
@@ -146,11 +208,11 @@ class HttpAdaptor:
                     if content.at_eof():
                         break
                     left, what = deadline.next_wait()
+                    waits = _Waits.start(content, left, what)
                     try:
-                        async with asyncio.timeout(left):
-                            data = await content.readany()
-                    except TimeoutError:
-                        raise upstream_timeout(self.name, what) from None
+                        data = await content.readany()
+                    finally:
+                        waits.done(content)
                     if not data:
                         break
                 deadline.got_first = True
@@ -161,6 +223,8 @@ class HttpAdaptor:
             finished = True
         except RelayError as e:
             yield [e]
+        except _ReadTimedOut as e:
+            yield [upstream_timeout(self.name, e.what)]
         except aiohttp.ClientError as e:
             yield [self._lost(e)]
         except ValueError as e:  # a converter met something it cannot read
@@ -189,20 +253,20 @@ class HttpAdaptor:
                     if content.at_eof():
                         break
                     left, what = deadline.next_wait()
+                    waits = _Waits.start(content, left, what)
                     try:
-                        async with asyncio.timeout(left):
-                            data = await content.readany()
-                    except TimeoutError:
-                        raise upstream_timeout(self.name, what) from None
+                        data = await content.readany()
+                    finally:
+                        waits.done(content)
                     if not data:
                         break
                 deadline.got_first = True
                 yield data
             finished = True
-        except (RelayError, aiohttp.ClientError) as e:
+        except (_ReadTimedOut, aiohttp.ClientError) as e:
             # Bytes already went out as they came: the relay's tap says so in the client's
             # protocol where it can (RawUpstream.failure), or the connection is cut.
-            err = e if isinstance(e, RelayError) else self._lost(e)
+            err = upstream_timeout(self.name, e.what) if isinstance(e, _ReadTimedOut) else self._lost(e)
             log.warning("upstream %s failed during a relayed body: %s", self.name, err.message)
             failed(err)
         finally:
