@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 import relay
 import relay_adaptors
@@ -17,7 +18,8 @@ import relay_adaptors
 from .support import ACME_KEY, failover_config
 
 OURS = (str(Path(relay.__file__).parent), str(Path(relay_adaptors.__file__).parent))
-# errors_middleware, virtual_keys, chat_completions, ModelCall.stream, write_chat_stream, HttpAdaptor._relay_stream
+# errors_middleware, virtual_keys, chat_completions, then ModelCall.stream, write_chat_stream,
+# HttpAdaptor._relay_stream (converted) or ModelCall.relay, _pump, HttpAdaptor._raw_chunks (passthrough)
 FRAME_BUDGET = 6
 
 
@@ -37,8 +39,10 @@ def waiting_in(coro: Any) -> list[tuple[str, str]]:
     return chain
 
 
-async def test_a_stream_waiting_on_its_upstream_holds_few_frames_of_relays_own(make_relay, fake_openai, fake_anthropic):
-    relay_ = await make_relay(failover_config(fake_openai.url, fake_anthropic.url, "paced-400").replace("idle: 0.5", "idle: 2"))
+@pytest.mark.parametrize(("primary", "reader"), [("anthropic:paced-400", "HttpAdaptor._relay_stream"),  # converted
+                                               ("paced-400", "HttpAdaptor._raw_chunks")])  # chat to chat: relayed as is
+async def test_a_stream_waiting_on_its_upstream_holds_few_frames_of_relays_own(make_relay, fake_openai, fake_anthropic, primary, reader):
+    relay_ = await make_relay(failover_config(fake_openai.url, fake_anthropic.url, primary).replace("idle: 0.5", "idle: 2"))
     async with aiohttp.ClientSession() as s:
         resp = await s.post(relay_.url + "/v1/chat/completions", json={"model": "fo", "messages": [{"role": "user", "content": "hi"}],
                                                                         "stream": True}, headers={"Authorization": f"Bearer {ACME_KEY}"})
@@ -47,5 +51,5 @@ async def test_a_stream_waiting_on_its_upstream_holds_few_frames_of_relays_own(m
         resp.close()
     handler = next(c for c in chains if any(name == "chat_completions" for _, name in c))
     ours = [name for file, name in handler if file.startswith(OURS)]
-    assert "HttpAdaptor._relay_stream" in ours  # the walk reached the body read
+    assert ours[-1] == reader  # the walk reached the body read
     assert len(ours) <= FRAME_BUDGET, f"an open stream waits in {len(ours)} frames of Relay's own: {ours}"
