@@ -93,10 +93,7 @@ def main() -> None:
     relay = None
     try:
         # No nginx here: the config's nginx channels point at a port nothing listens on, unused.
-        config = relay_config(tmp, free_port(), paced_port)
-        # Its own operations port: another bench may be holding the default one.
-        config.write_text(config.read_text().replace("max_connections: 12000", f"max_connections: 12000, ops_listen: '127.0.0.1:{free_port()}'"))
-        relay = start_relay(config, port, "0")
+        relay = start_relay(relay_config(tmp, free_port(), paced_port), port, "0")
         res = measure(f"http://127.0.0.1:{port}", relay.pid, f"http://127.0.0.1:{bare_port}", bare.pid, streams, which=which, prompt=prompt)
     finally:
         if relay is not None:
