@@ -93,7 +93,9 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     if length is not None:
         if length > limit:
             raise _too_large(limit)
-        return await request.read()  # bounded by the declared length
+        # Bounded by the declared length; read from the stream, not request.read(), which
+        # keeps a copy of the raw body on the request for as long as the answer streams.
+        return await request.content.read()
     parts: list[bytes] = []  # chunked upload: count as it comes
     size = 0
     async for chunk in request.content.iter_chunked(1 << 16):
