@@ -293,3 +293,29 @@ async def test_sqlite_runs_what_is_posted_at_once_in_order_and_survives_a_failin
         assert (await store.admit(leased("after"), time.time())).ok  # the thread still answers
     finally:
         await store.close()
+
+
+async def test_sqlite_commits_what_requests_post_together_and_undoes_only_a_refused_one(tmp_path):
+    """Operations posted in one loop iteration share one transaction (group commit): each is
+    atomic on its own (a refused one is undone alone, the others are kept and answered) and
+    every answer comes after the commit, as seen by another connection to the file."""
+    store = SQLiteStore(str(tmp_path / "relay.db"))
+    await store.start()
+    try:
+        budget = Budget("budget:acme:2026-12", 10**6, 3600, cost=100)
+        assert (await store.admit(AdmitRequest(concurrency=[conc(10)], budgets=[budget], lease="old"), time.time())).ok
+        await refuse_lease_deletion(store, None)
+        now = time.time()
+        posted = [store.admit(AdmitRequest(concurrency=[conc(10)], budgets=[budget], lease=f"new{i}"), now) for i in range(3)]
+        posted.insert(1, store.settle_and_release([], [(budget, -50)], [conc(10)], "old", now))  # refused: the trigger
+        results = await asyncio.gather(*posted, return_exceptions=True)
+        assert isinstance(results[1], StoreError)
+        assert all(r.ok for r in results[:1] + results[2:])
+        with closing(sqlite3.connect(store.path)) as con:  # committed: another connection sees it all
+            leases = {lease for (lease,) in con.execute("SELECT lease FROM leases")}
+            (spent,) = con.execute("SELECT spent FROM budgets WHERE key = ?", (budget.key,)).fetchone()
+        assert leases == {"old", "new0", "new1", "new2"}  # the refused release left its lease, the rest are in
+        assert spent == 400  # four reservations of 100; the refund of 50 was undone with its release
+    finally:
+        allow_lease_deletion(store, None)
+        await store.close()

@@ -62,6 +62,8 @@ UPSERT_TAT = "INSERT INTO rates (key, tat) VALUES (?, ?) ON CONFLICT(key) DO UPD
 ADD_SPENT = "INSERT INTO budgets (key, spent) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET spent = spent + excluded.spent"
 DELETE_LEASE = "DELETE FROM leases WHERE key = ? AND lease = ?"
 Outcome = tuple[Any, str | None]  # (value, error message) as handed back by the store thread
+Mail = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Outcome]"]  # posted to the store thread
+Done = tuple["asyncio.Future[Outcome]", Outcome | None, BaseException | None]
 
 
 class SQLiteStore:
@@ -76,7 +78,7 @@ class SQLiteStore:
         self._wake = asyncio.Event()
         self._unreleased = Unreleased()
         self._admitting: set[asyncio.Future[Outcome]] = set()  # admissions the thread has yet to finish
-        self._mail: list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Outcome]]] = []  # posted, not yet run
+        self._mail: list[Mail] = []  # posted, not yet run
         self._mail_lock = threading.Lock()
         self._draining = False  # a drain of the mail is queued or running on the store thread
 
@@ -118,13 +120,51 @@ class SQLiteStore:
                 if not work:
                     self._draining = False
                     return
-            done: list[tuple[asyncio.Future[Outcome], Outcome | None, BaseException | None]] = []
-            for fn, args, fut in work:
-                try:
-                    done.append((fut, self._on_thread(fn, args), None))
-                except Exception as e:  # a bug, not the store's answer: raised to the caller as is
-                    done.append((fut, None, e))
-            loop.call_soon_threadsafe(_deliver, done)
+            done: list[Done] = []
+            group: list[Mail] = []
+            for item in work:
+                if item[0] in _GROUPED:
+                    group.append(item)
+                    continue
+                done += self._group(group)
+                group = []
+                done.append(self._one(item))
+            loop.call_soon_threadsafe(_deliver, done + self._group(group))
+
+    def _one(self, item: Mail) -> Done:
+        fn, args, fut = item
+        try:
+            return fut, self._on_thread(fn, args), None
+        except Exception as e:  # a bug, not the store's answer: raised to the caller as is
+            return fut, None, e
+
+    def _group(self, group: list[Mail]) -> list[Done]:
+        """The limit and ledger writes of one drain in one transaction (group commit: one
+        commit, not one per request), each in a savepoint of its own so a refused one is
+        undone alone. Their answers go out only once the batch committed; a batch that
+        could not commit tells each of its callers so (nothing of it was kept)."""
+        con = self._con
+        if con is None or len(group) < 2:
+            return [self._one(item) for item in group]
+        done: list[Done] = []
+        try:
+            con.execute("BEGIN IMMEDIATE")  # one writer across every process sharing the file
+            for item in group:
+                con.execute("SAVEPOINT op")
+                fut, outcome, error = result = self._one(item)
+                if not con.in_transaction:  # SQLite gave the whole transaction up (I/O error, full disk)
+                    raise sqlite3.OperationalError("the store's transaction was rolled back")
+                if error is not None or (outcome is not None and outcome[1] is not None):
+                    con.execute("ROLLBACK TO op")
+                con.execute("RELEASE op")
+                done.append(result)
+            con.execute("COMMIT")
+        except sqlite3.Error as e:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            lost = [(fut, (None, f"{e}"), None) if err is None else (fut, out, err) for fut, out, err in done]
+            return lost + [self._one(item) for item in group[len(lost):]]  # the rest each on its own
+        return done
 
     def _value(self, outcome: Outcome) -> Any:
         value, error = outcome
@@ -301,7 +341,7 @@ class SQLiteStore:
         return await self._run(_doc_sweep, time.time())
 
 
-def _deliver(done: list[tuple[asyncio.Future[Outcome], Outcome | None, BaseException | None]]) -> None:
+def _deliver(done: list[Done]) -> None:
     """On the loop: the outcomes of one drain."""
     for fut, outcome, error in done:
         if fut.done():
@@ -315,6 +355,9 @@ def _deliver(done: list[tuple[asyncio.Future[Outcome], Outcome | None, BaseExcep
 # --- what runs on the store thread ----------------------------------------------------------
 @contextmanager
 def _transaction(con: sqlite3.Connection) -> Iterator[None]:
+    if con.in_transaction:  # part of a drain's group commit: its savepoint makes this atomic
+        yield
+        return
     con.execute("BEGIN IMMEDIATE")  # one writer across every process sharing the file
     try:
         yield
@@ -459,3 +502,7 @@ def _usage(con: sqlite3.Connection, tenant: str | None, since: str | None) -> li
     sql = (f"SELECT day, tenant, model, {', '.join(AGGREGATE_FIELDS)} FROM usage_daily "
            "WHERE (? IS NULL OR tenant = ?) AND (? IS NULL OR day >= ?) ORDER BY day, tenant, model")
     return con.execute(sql, (tenant, tenant, since, since)).fetchall()
+
+
+# What a drain commits together (relay.store.sqlite.SQLiteStore._group): the per-request writes.
+_GROUPED = frozenset({_admit, _settle, _settle_and_release, _delete_leases, _renew, _write})
