@@ -202,7 +202,7 @@ def table(res: dict) -> str:
         lines.append(f"Tenant with rpm/tpm/concurrency/budget limits on {store.capitalize() if store == 'redis' else 'SQLite'}, non-stream passthrough: "
                      f"{lim['limited_rps']:.0f} RPS against {lim['unlimited_rps']:.0f} unlimited ({lim['ratio']:.2f}×), {lim['errors']} errors.")
     lines.append(chain.line(res))
-    one = res["limits_sqlite"]["unlimited_rps"]
+    one = res["rows"][0]["rps_c32"]  # the same row on one worker, same wrk load
     two = res["rows"][0].get("rps_c32_2_workers")
     if two and one:
         lines.append(f"`--workers 2`, non-stream passthrough: {two:.0f} RPS against {one:.0f} for one worker ({two / one:.2f}×).")
