@@ -21,7 +21,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -44,7 +44,7 @@ from .outcome import Sink, StreamOutcome, charge
 from .router import Candidate, model_not_found
 from .runtime import Runtime
 from .sse_out import REQUEST_ID_HEADER, SSE_HEADERS, KeepaliveWriter
-from .store import Store, StoreError, UsageRecord
+from .store import Admission, AdmitRequest, Store, StoreError, UsageRecord
 from .vkeys import limits as key_limits
 from .vkeys.appkeys import KEYSTORE, VIRTUAL_KEY
 
@@ -79,6 +79,44 @@ _NO_COUNTERS: frozenset[str] = frozenset()  # shared: no empty set held per open
 def new_lease_id() -> str:
     """A concurrency lease id of Relay's own: never anything the client chose."""
     return f"{_LEASE_PREFIX}{next(_LEASE_COUNTER):x}"
+
+
+async def _admitted(request: web.Request, rt: Runtime, tenant: TenantConfig, plan: limits.Plan,
+                    key_counters: Collection[str]) -> Admission | None:
+    """The store's admission of `plan`, or the 429 / 503 that refuses it; None when the store
+    is unavailable and `store.on_error` is fail_open."""
+    app = request.app
+    metrics: Metrics = app[METRICS]
+    try:
+        adm = await app[STORE].admit(plan.req, time.time())
+    except StoreError as e:
+        metrics.store_errors.labels("admit").inc()
+        if rt.config.store.on_error == "fail_open":
+            log.error("usage store unavailable, admitting request %s without limits: %s", request[REQUEST_ID], e)
+            return None
+        log.error("usage store unavailable, refusing request %s: %s", request[REQUEST_ID], e)
+        raise RelayError(503, "The gateway's usage store is unavailable; retry shortly.", type="api_error",
+                         code="store_unavailable", headers={"retry-after": "1"}) from None
+    if not adm.ok:
+        by_key = adm.failed_key in key_counters
+        if adm.failed == "budget" and not by_key:
+            metrics.budget_left.labels(tenant.name).set(0)
+        metrics.rate_limited.labels(tenant.name, adm.failed or "requests").inc()
+        raise key_limits.rejection(adm) if by_key else limits.rejection(adm, tenant.name, plan)
+    return adm
+
+
+async def count_one_request(request: web.Request, rt: Runtime, tenant: TenantConfig, model: str) -> None:
+    """Charges a call that reaches an upstream without a model answer (a token count) one
+    request of the tenant's and the virtual key's request rates: the same 429 as a model
+    call once they are spent, and no tokens, slot or budget taken."""
+    now = time.time()
+    plan = limits.plan(tenant, model, lambda: 0, None, new_lease_id(), now)
+    key = request.get(VIRTUAL_KEY)
+    key_counters = key_limits.extend(plan, key, lambda: 0, None, now) if key is not None else set()
+    plan.req = AdmitRequest(rates=[r for r in plan.req.rates if r.kind == "requests"], lease=plan.req.lease)
+    if not plan.req.empty:
+        await _admitted(request, rt, tenant, plan, key_counters)
 
 
 class _Passthrough(web.StreamResponse):
@@ -134,22 +172,9 @@ class ModelCall:
             self.key_counters = key_limits.extend(plan, self.key, lambda: self.estimate_in, max_out, now)
         if plan.req.empty:
             return  # an unlimited tenant: nothing to check
-        try:
-            adm = await self.store.admit(plan.req, time.time())
-        except StoreError as e:
-            self.metrics.store_errors.labels("admit").inc()
-            if self.rt.config.store.on_error == "fail_open":
-                log.error("usage store unavailable, admitting request %s without limits: %s", self.request_id, e)
-                return
-            log.error("usage store unavailable, refusing request %s: %s", self.request_id, e)
-            raise RelayError(503, "The gateway's usage store is unavailable; retry shortly.", type="api_error",
-                             code="store_unavailable", headers={"retry-after": "1"}) from None
-        if not adm.ok:
-            by_key = adm.failed_key in self.key_counters
-            if adm.failed == "budget" and not by_key:
-                self.metrics.budget_left.labels(self.tenant.name).set(0)
-            self.metrics.rate_limited.labels(self.tenant.name, adm.failed or "requests").inc()
-            raise key_limits.rejection(adm) if by_key else limits.rejection(adm, self.tenant.name, plan)
+        adm = await _admitted(self.request, self.rt, self.tenant, plan, self.key_counters)
+        if adm is None:
+            return  # the store is down and fails open
         self.plan = plan
         self.leases = LeaseKeeper(self.store, plan.req.concurrency, plan.req.lease, plan.req.lease_ttl, on_error=self._renew_failed)
         self.leases.start()

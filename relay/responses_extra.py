@@ -40,7 +40,7 @@ from relay_config.schema import TenantConfig
 from .appkeys import REQUEST_ID, RUNTIME
 from .dispatch import Answer, Attempt
 from .httpio import json_response, read_json
-from .lifecycle import ModelCall
+from .lifecycle import ModelCall, count_one_request
 from .responses_writer import write_events
 from .router import Candidate, model_not_found
 from .sse_out import SSE_HEADERS
@@ -86,7 +86,9 @@ def counting_channel(request: web.Request, tenant: TenantConfig, model: str) -> 
 
 async def count_upstream(request: web.Request, tenant: TenantConfig, channel: Candidate, messages_body: dict[str, Any],
                          headers: dict[str, str] | None = None) -> int:
-    """The upstream's count of a Messages body, on a channel that declares counts_tokens."""
+    """The upstream's count of a Messages body, on a channel that declares counts_tokens; it
+    costs the tenant one request of its request rates (the upstream's own rate limit is spent)."""
+    await count_one_request(request, request.app[RUNTIME].current, tenant, channel.model)
     call = Call(messages_body, channel.upstream_model, request[REQUEST_ID], headers or {}, owner=tenant.name)
     return await cast(TokenCounter, channel.adaptor).count_tokens(call)
 

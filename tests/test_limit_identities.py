@@ -9,7 +9,7 @@ import aiohttp
 
 from relay.appkeys import STORE
 
-from .support import ACME_KEY, base_config
+from .support import ACME_KEY, anthropic_channel, base_config
 
 HELLO = [{"role": "user", "content": "hi"}]
 
@@ -98,3 +98,22 @@ async def test_a_native_upstream_error_is_in_the_ledger_and_fails_over_nowhere(m
     assert resp.status == 429 and json.loads(await resp.read())["error"]["message"] == "upstream says 429"
     (row,) = ledger(relay)
     assert row.status == 429 and row.channel == "openai-native" and row.api == "responses"
+
+
+async def test_token_counts_spend_the_tenants_request_rate(make_relay, fake_openai, fake_anthropic):
+    """A count reaches the upstream (and spends its rate limit): it costs one request of the
+    tenant's rpm, so a tenant cannot hammer a shared channel through the count endpoints."""
+    config = with_limits(base_config(fake_openai.url, extra_channels=anthropic_channel(fake_anthropic.url)), "      rpm: 2\n")
+    relay = await make_relay(config.replace('"broken-*", "slow-*"]', '"broken-*", "slow-*", "claude-*"]', 1))
+    headers = {"x-api-key": ACME_KEY, "anthropic-version": "2023-06-01"}
+    statuses = []
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            async with s.post(relay.url + "/v1/messages/count_tokens", headers=headers,
+                              json={"model": "claude-text", "messages": HELLO}) as r:
+                statuses.append(r.status)
+                body = await r.json()
+    assert statuses == [200, 200, 429]
+    assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+    assert [r.path for r in fake_anthropic.requests].count("/v1/messages/count_tokens") == 2
+    assert ledger(relay) == []  # a count is no model call: no ledger row, no tokens
