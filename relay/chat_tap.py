@@ -3,9 +3,9 @@
 model the client asked for, the usage chunk and fields reach only clients that asked for
 them, an in-band error ends the stream, and a stream cut before `[DONE]` says so in-band.
 
-Per read, the usual frames cost no Python work: the model is renamed with one regular
-expression over the whole frames of the read, and only the frame that carries usage is
-parsed. A read in another shape (an error frame, CR line ends, `[DONE]` not as OpenAI writes
+Per read, the usual frames cost no Python work: the model is renamed with one replace of the
+upstream's own `"model":"..."` field over the whole frames of the read, and only the frame
+that carries usage is parsed. A read in another shape (an error frame, CR line ends, `[DONE]` not as OpenAI writes
 it) goes through the frame-by-frame converter instead. Sans-IO: bytes in, bytes out, facts
 into the outcome.
 """
@@ -101,7 +101,8 @@ class ChatTap:
         for m in _USAGE.finditer(whole):
             if m.start() < at:
                 continue  # inside a frame already read
-            start = whole.rfind(b"\n\n", 0, m.start()) + 2 if whole.rfind(b"\n\n", 0, m.start()) >= 0 else 0
+            start = whole.rfind(b"\n\n", 0, m.start())
+            start = start + 2 if start >= 0 else 0
             end = whole.find(b"\n\n", m.start()) + 2
             out.append(whole[at:start])
             at = end
