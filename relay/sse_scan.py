@@ -36,25 +36,6 @@ def cut_frames(buf: bytes) -> tuple[list[bytes], int]:
     return frames, start
 
 
-class FrameSplitter:
-    """Cuts an SSE byte stream into whole frames, the bytes untouched."""
-
-    __slots__ = ("buf",)
-
-    def __init__(self) -> None:
-        self.buf = b""
-
-    def push(self, data: bytes) -> list[bytes]:
-        buf = self.buf + data if self.buf else data
-        frames, start = cut_frames(buf)
-        self.buf = buf[start:]
-        return frames
-
-    def flush(self) -> bytes:
-        rest, self.buf = self.buf, b""
-        return rest
-
-
 def event_name(frame: bytes) -> bytes:
     """The frame's `event:` name (upstreams put that line first), without reading the rest."""
     if frame.startswith(b"event:"):
