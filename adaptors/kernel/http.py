@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import aiohttp
 
@@ -20,6 +20,7 @@ from relay_config.schema import Timeouts
 from .base import Call, ChatStream, RawUpstream, StreamConverter
 from .deadline import Deadline
 from .errors import RelayError, redact, upstream_bad_response, upstream_redirect, upstream_timeout, upstream_unreachable
+from .timers import TimerLine
 
 log = logging.getLogger("relay")
 
@@ -31,64 +32,16 @@ BASE_HEADERS = {"content-type": "application/json", "user-agent": "relay-gateway
 
 
 class _ReadTimedOut(Exception):
-    """Set on a body reader whose wait outlived its limit (by `_Waits`)."""
+    """Set on a body reader whose wait outlived its limit (by `_expire`)."""
 
     def __init__(self, what: str):
         super().__init__(what)
         self.what = what
 
 
-class _Waits:
-    """The body reads of one loop waiting with the same limit (every stream of a channel
-    waits `idle` seconds for its next chunk), oldest first, so they expire in that order,
-    and one loop timer for the first to expire. A timer per waiting read would be held,
-    most of a kilobyte each on uvloop, for as long as its stream waits: thousands on slow
-    upstreams. An expired read gets `_ReadTimedOut` from its reader."""
-
-    __slots__ = ("loop", "seconds", "waiting", "timer")
-    _open: ClassVar[dict[tuple[asyncio.AbstractEventLoop, float], _Waits]] = {}  # only while reads wait
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float):
-        self.loop = loop
-        self.seconds = seconds
-        self.waiting: dict[aiohttp.StreamReader, tuple[float, str]] = {}  # insertion order is expiry order
-        self.timer: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def start(cls, content: aiohttp.StreamReader, seconds: float, what: str) -> _Waits:
-        loop = asyncio.get_running_loop()
-        waits = cls._open.get((loop, seconds))
-        if waits is None:
-            waits = cls._open[(loop, seconds)] = cls(loop, seconds)
-        when = loop.time() + seconds
-        waits.waiting[content] = (when, what)
-        if waits.timer is None:
-            waits.timer = loop.call_at(when, waits._due)
-        return waits
-
-    def done(self, content: aiohttp.StreamReader) -> None:
-        self.waiting.pop(content, None)
-        if not self.waiting:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            self._close()
-
-    def _close(self) -> None:
-        if self._open.get((self.loop, self.seconds)) is self:
-            del self._open[(self.loop, self.seconds)]
-
-    def _due(self) -> None:
-        self.timer = None
-        now = self.loop.time()
-        while self.waiting:
-            content, (when, what) = next(iter(self.waiting.items()))
-            if when > now:
-                self.timer = self.loop.call_at(when, self._due)
-                return
-            del self.waiting[content]
-            content.set_exception(_ReadTimedOut(what))
-        self._close()
+def _expire(content: aiohttp.StreamReader, what: str, _now: float) -> None:
+    """A body read outlived its limit (its `TimerLine` fell due): the reader raises."""
+    content.set_exception(_ReadTimedOut(what))
 
 
 @dataclass(slots=True)
@@ -192,7 +145,7 @@ class HttpAdaptor:
     # The two body readers below wait on the StreamReader in their own frame, no helper
     # coroutine in between: every frame a stream waits in stays allocated as long as the
     # stream is open (thousands of them on slow upstreams). Bytes already received are taken
-    # without a wait; a wait is timed by `_Waits` (a timer shared with the other streams),
+    # without a wait; a wait is timed by a `TimerLine` (a timer shared with the other streams),
     # and one that expired leaves `_ReadTimedOut` in the reader (read_nowait raises it too).
 
     def _lost(self, e: aiohttp.ClientError) -> RelayError:
@@ -208,11 +161,12 @@ class HttpAdaptor:
                     if content.at_eof():
                         break
                     left, what = deadline.next_wait()
-                    waits = _Waits.start(content, left, what)
+                    waits = TimerLine.of(_expire, left)
+                    waits.set(content, what)
                     try:
                         data = await content.readany()
                     finally:
-                        waits.done(content)
+                        waits.cancel(content)
                     if not data:
                         break
                 deadline.got_first = True
@@ -253,11 +207,12 @@ class HttpAdaptor:
                     if content.at_eof():
                         break
                     left, what = deadline.next_wait()
-                    waits = _Waits.start(content, left, what)
+                    waits = TimerLine.of(_expire, left)
+                    waits.set(content, what)
                     try:
                         data = await content.readany()
                     finally:
-                        waits.done(content)
+                        waits.cancel(content)
                     if not data:
                         break
                 deadline.got_first = True

@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from aiohttp.base_protocol import BaseProtocol
 
-from relay_adaptors.kernel.http import _ReadTimedOut, _Waits
+from relay_adaptors.kernel.http import _expire, _ReadTimedOut
+from relay_adaptors.kernel.timers import TimerLine
 
 
 class ManualClockLoop(asyncio.SelectorEventLoop):
@@ -42,11 +43,12 @@ def run(scenario: Callable[[ManualClockLoop], Awaitable[None]]) -> None:
 
 async def read(content: aiohttp.StreamReader, seconds: float, what: str) -> bytes:
     """What HttpAdaptor's body readers do around each wait."""
-    waits = _Waits.start(content, seconds, what)
+    waits = TimerLine.of(_expire, seconds)
+    waits.set(content, what)
     try:
         return await content.readany()
     finally:
-        waits.done(content)
+        waits.cancel(content)
 
 
 def reader(loop: asyncio.AbstractEventLoop) -> aiohttp.StreamReader:
@@ -77,7 +79,7 @@ def test_reads_with_one_limit_share_one_timer_and_each_expires_on_its_own_time()
         assert not any(r.done() for r in late_reads)
         await loop.advance(10)
         assert all(r.done() and isinstance(r.exception(), _ReadTimedOut) for r in late_reads)
-        assert loop.pending_timers() == before and not _Waits._open  # nothing left behind
+        assert loop.pending_timers() == before and not [line for line in TimerLine._open if line[1] is loop]  # nothing left behind
 
     run(scenario)
 
@@ -90,7 +92,7 @@ def test_a_cancelled_read_leaves_no_timer_behind() -> None:
         await loop.advance(1)
         r.cancel()
         await loop.advance(0)
-        assert loop.pending_timers() == before and not _Waits._open
+        assert loop.pending_timers() == before and not [line for line in TimerLine._open if line[1] is loop]
         await loop.advance(10)
         assert content.exception() is None  # never expired: the wait had ended
 
