@@ -10,6 +10,7 @@ import aiohttp
 from relay.appkeys import STORE
 
 from .support import ACME_KEY, anthropic_channel, base_config
+from .support.messages import check_error
 
 HELLO = [{"role": "user", "content": "hi"}]
 
@@ -114,6 +115,7 @@ async def test_token_counts_spend_the_tenants_request_rate(make_relay, fake_open
                 statuses.append(r.status)
                 body = await r.json()
     assert statuses == [200, 200, 429]
-    assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+    check_error(body)  # the Messages API's own error shape, per Anthropic's document
+    assert body["error"]["type"] == "rate_limit_error"
     assert [r.path for r in fake_anthropic.requests].count("/v1/messages/count_tokens") == 2
     assert ledger(relay) == []  # a count is no model call: no ledger row, no tokens
