@@ -33,10 +33,15 @@ class StreamOutcome:
     def saw(self, chunk: dict[str, Any]) -> None:
         """Counts a chat chunk's generated text."""
         for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            n = len(delta.get("content") or "") + len(delta.get("reasoning_content") or "")
-            for tc in delta.get("tool_calls") or ():
-                n += len((tc.get("function") or {}).get("arguments") or "")
+            delta = choice.get("delta")
+            if not delta:
+                continue
+            text = delta.get("content")
+            n = len(text) if type(text) is str else 0
+            if len(delta) > 1 or text is None:  # a delta with more than text in it
+                n += len(delta.get("reasoning_content") or "")
+                for tc in delta.get("tool_calls") or ():
+                    n += len((tc.get("function") or {}).get("arguments") or "")
             self.produced(n)
 
 

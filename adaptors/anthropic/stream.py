@@ -5,12 +5,13 @@ it the `stream_event` payloads); `SSEConverter` adds the byte-level SSE decoding
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..kernel import chunks, jsonfast
 from ..kernel.base import StreamItem
 from ..kernel.errors import RelayError, upstream_bad_response
-from ..kernel.sse import SSEDecoder
+from ..kernel.sse import SSEDecoder, event
 from ..kernel.usage import Usage
 from .errors import stream_error
 from .thinking import encode_block
@@ -90,19 +91,34 @@ class EventConverter:
         if state is None:
             raise ValueError(f"content_block_delta for block {index} before its content_block_start")
         kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return [self._chunk({"content": delta["text"]})]
+        if kind == "text_delta":
+            return self._text(delta.get("text"))
         if kind == "thinking_delta" and delta.get("thinking"):
+            _expect(state, index, kind, "thinking")
             state["thinking"].append(delta["thinking"])
             return [self._chunk({"reasoning_content": delta["thinking"]})]
         if kind == "signature_delta":
             state["signature"] = state.get("signature", "") + (delta.get("signature") or "")
             return []
         if kind == "input_json_delta" and delta.get("partial_json"):
+            _expect(state, index, kind, "tool_use", "json")
             if state["type"] == "json":
                 return [self._chunk({"content": delta["partial_json"]})]
             return [self._chunk({"tool_calls": [{"index": state["tool_index"], "function": {"arguments": delta["partial_json"]}}]})]
         return []
+
+    def text_delta(self, index: int, text: str) -> list[StreamItem]:
+        """A `text_delta` of block `index`, as `event` reads it."""
+        if index not in self.blocks:
+            raise ValueError(f"content_block_delta for block {index} before its content_block_start")
+        return self._text(text)
+
+    def _text(self, text: Any) -> list[StreamItem]:
+        if not text:
+            return []
+        if not isinstance(text, str):
+            raise ValueError("a text_delta whose text is not a string")
+        return [chunks.chunk(self.id, self.model, self.created, {"content": text})]
 
     def _block_stop(self, index: int) -> list[StreamItem]:
         state = self.blocks.get(index) or {}
@@ -117,6 +133,29 @@ class EventConverter:
         return [upstream_bad_response(self.channel, "the stream ended before message_stop")]
 
 
+def _expect(state: dict[str, Any], index: int, delta: str, *blocks: str) -> None:
+    """A delta of one kind of block sent for another is an upstream error, not a crash."""
+    if state["type"] not in blocks:
+        raise ValueError(f"a {delta} for block {index}, which is a {state['type']} block")
+
+
+# Anthropic's text delta event, exactly as it sends it (the text is checked to be one JSON string).
+_TEXT_DELTA = re.compile(rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(\d+),'
+                         rb'"delta":\{"type":"text_delta","text":(".*)\}\}\Z', re.S)
+
+
+def text_delta(frame: bytes) -> tuple[int, str] | None:
+    """(block index, text) of a frame that is exactly Anthropic's text delta event, else None:
+    the text must parse as one JSON string, so a frame with any other field is never misread."""
+    m = _TEXT_DELTA.match(frame)
+    if m is None:
+        return None
+    try:
+        return int(m[1]), jsonfast.loads(m[2])
+    except jsonfast.JSONDecodeError:
+        return None
+
+
 class SSEConverter:
     """Bytes of an Anthropic SSE stream -> chat chunks."""
 
@@ -126,10 +165,14 @@ class SSEConverter:
 
     def feed(self, data: bytes) -> list[StreamItem]:
         out: list[StreamItem] = []
-        for ev in self._sse.feed(data):
-            if not ev.data:
-                continue
-            out += self.events.event(jsonfast.loads_event(ev.data))
+        events = self.events
+        for frame in self._sse.frames(data):
+            # Most frames of an answer are text deltas in exactly the shape Anthropic sends:
+            # those are read by their bytes (the text alone is parsed), the rest as events.
+            if (delta := text_delta(frame)) is not None:
+                out += events.text_delta(*delta)
+            elif (ev := event(frame)) is not None and ev.data:
+                out += events.event(jsonfast.loads_event(ev.data))
         return out
 
     def close(self) -> list[StreamItem]:

@@ -28,6 +28,11 @@ class SSEDecoder:
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        return [ev for frame in self.frames(chunk) if (ev := _event(frame)) is not None]
+
+    def frames(self, chunk: bytes) -> list[bytes]:
+        """The whole frames `chunk` completes, LF line ends, without their blank line: for a
+        reader that recognises its common frames by their bytes and hands the rest to `event`."""
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the \n of a \r\n split across chunks
         self._pending_cr = False
@@ -35,21 +40,24 @@ class SSEDecoder:
         if b"\r" in buf:
             self._pending_cr = buf.endswith(b"\r")
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        events: list[SSEEvent] = []
+        frames: list[bytes] = []
         start = 0
         while (end := buf.find(b"\n\n", start)) >= 0:
-            ev = _event(buf[start:end])
-            if ev is not None:
-                events.append(ev)
+            frames.append(buf[start:end])
             start = end + 2
         self._buf = buf[start:]
-        return events
+        return frames
 
     def close(self) -> list[SSEEvent]:
         """End of stream: a final event without its blank line still counts."""
         rest, self._buf = self._buf, b""
         ev = _event(rest, need_data=True) if rest else None
         return [ev] if ev is not None else []
+
+
+def event(frame: bytes) -> SSEEvent | None:
+    """The event of one frame from `SSEDecoder.frames`; None for a frame of comments only."""
+    return _event(frame)
 
 
 def _event(frame: bytes, need_data: bool = False) -> SSEEvent | None:
