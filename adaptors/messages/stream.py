@@ -111,6 +111,11 @@ class MessagesStream:
             if choice.get("index", 0) != 0:
                 continue  # one answer per Message; the bridge asks for one choice
             delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if type(text) is str and len(delta) == 1 and not choice.get("finish_reason"):
+                if text:  # text alone: most chunks of an answer
+                    out += self._delta("text", text)
+                continue
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
                 out += self._delta("thinking", reasoning)
@@ -179,6 +184,9 @@ class MessagesStream:
         return ev
 
     def _delta(self, kind: str, text: str) -> list[Event]:
+        if self.open == kind == "text":  # within an open text block (the common case)
+            self.buf.append(text)
+            return [{"type": "content_block_delta", "index": self.next_index, "delta": {"type": "text_delta", "text": text}}]
         out: list[Event] = []
         if self.open != kind:
             out += self._close()

@@ -120,6 +120,13 @@ class ResponsesStream:
             if choice.get("index", 0) != 0:
                 continue  # n > 1 has no Responses equivalent; the bridge asks for one choice
             delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if type(text) is str and len(delta) == 1:  # text alone: most chunks of an answer
+                if text:
+                    out += self._text_delta("output_text", text)
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
+                continue
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
                 out += self._reasoning_delta(reasoning)
@@ -197,6 +204,13 @@ class ResponsesStream:
         return out
 
     def _text_delta(self, part_type: str, text: str) -> list[Event]:
+        m = self.text
+        if m is not None and m.part_type == part_type == "output_text" and self.reasoning is None:
+            # Within an open text part (the common case): the event the general path builds.
+            m.buf.append(text)
+            self.seq += 1
+            return [{"type": "response.output_text.delta", "sequence_number": self.seq - 1, "item_id": m.id,
+                     "output_index": m.index, "content_index": len(m.parts), "delta": text, "logprobs": []}]
         out = self._close_reasoning()
         if self.text is None:
             self.text = _Message(len(self.items), self.make_id("msg_"))
