@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from .. import gcra
@@ -84,13 +84,15 @@ class UsageRecord:
     key_id: str | None = None  # the virtual key that made the call (relay.vkeys); None for a YAML key
 
     def row(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: that deep-copies every value, on every request's row.
+        return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @property
     def day(self) -> str:
         return time.strftime("%Y-%m-%d", time.gmtime(self.time))
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord))
 AGGREGATE_FIELDS = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "estimated")
 
 

@@ -23,6 +23,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import MovedError, RedisClusterException, RedisError
 
+from relay_adaptors.kernel import jsonfast
+
 from .base import (
     AGGREGATE_FIELDS,
     Admission,
@@ -370,7 +372,7 @@ class RedisStore:
         try:
             async with self.client.pipeline(transaction=True) as p:
                 for rec in batch:
-                    p.xadd(LEDGER + "rows", {k: json.dumps(v) for k, v in rec.row().items()}, maxlen=LEDGER_MAXLEN, approximate=True)
+                    p.xadd(LEDGER + "rows", {k: jsonfast.dumps(v) for k, v in rec.row().items()}, maxlen=LEDGER_MAXLEN, approximate=True)
                 for (day, tenant, model), row in agg.items():
                     key = f"{LEDGER}usage:{day}"
                     for f, v in row.items():

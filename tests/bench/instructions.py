@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -92,10 +93,14 @@ def main() -> None:
     ap.add_argument("--store", choices=("sqlite", "redis"), default="sqlite")
     ap.add_argument("--baseline", type=Path)
     args = ap.parse_args()
-    print(measure(args.rows, args.requests, args.limited, args.store, args.baseline))
+    rows = measure(args.rows, args.requests, args.limited, args.store, args.baseline)
+    print(f"instructions per request (callgrind, {args.requests} requests per figure, {CONCURRENCY} at a time), store {args.store}")
+    print(table(rows))
 
 
-def measure(picked: list[str], requests: int, limited: bool, store: str, baseline: Path | None = None) -> str:
+def measure(picked: list[str], requests: int, limited: bool, store: str, baseline: Path | None = None) -> list[dict[str, Any]]:
+    """Per row: instructions per request of Relay, the bare proxy, and (asked for) Relay with
+    the limited tenant's key and Relay from `baseline`."""
     rows = [r for r in ROWS if not picked or any(s in r[0] for s in picked)]
     tmp = Path(tempfile.mkdtemp(prefix="relay-instructions-"))
     tmp.chmod(0o755)
@@ -103,55 +108,68 @@ def measure(picked: list[str], requests: int, limited: bool, store: str, baselin
     redis = RedisServer() if store == "redis" else None
     if redis is not None:
         subprocess.run(["taskset", "-pc", "1", str(redis.proc.pid)], check=True, stdout=subprocess.DEVNULL)
-    config = relay_config(tmp, nginx_port, free_port(), store=redis.url if redis is not None else None)
+    store_url = redis.url if redis is not None else None
     routes = {f"{path} {model}": upstream for _, path, model, _, upstream in ROWS}
     bare_port, port = free_port(), free_port()
-    bare_out, relay_out = tmp / "bare.callgrind", tmp / "relay.callgrind"
-    bare = under_callgrind(bare_out, [sys.executable, "-m", "tests.bench.bare", str(bare_port), f"http://127.0.0.1:{nginx_port}",
-                                      json.dumps(routes)], tmp / "bare.valgrind.log")
-    relay = under_callgrind(relay_out, [sys.executable, "-m", "relay", "serve", "-c", str(config), "--port", str(port)],
-                            tmp / "relay.valgrind.log")
-    base = None
+    sides = {  # name -> (process, dump file, port)
+        "bare": (under_callgrind(tmp / "bare.callgrind", [sys.executable, "-m", "tests.bench.bare", str(bare_port),
+                                 f"http://127.0.0.1:{nginx_port}", json.dumps(routes)], tmp / "bare.valgrind.log"),
+                 tmp / "bare.callgrind", bare_port),
+        "relay": (under_callgrind(tmp / "relay.callgrind", [sys.executable, "-m", "relay", "serve", "-c",
+                                  str(relay_config(tmp, nginx_port, free_port(), store=store_url)), "--port", str(port)],
+                                  tmp / "relay.valgrind.log"), tmp / "relay.callgrind", port),
+    }
     if baseline is not None:
         base_port = free_port()
         (tmp / "base").mkdir()
-        base_config = relay_config(tmp / "base", nginx_port, free_port(), store=redis.url if redis is not None else None)
-        base_out = tmp / "base.callgrind"
-        base = under_callgrind(base_out, [sys.executable, "-m", "relay", "serve", "-c", str(base_config), "--port", str(base_port)],
-                               tmp / "base.valgrind.log", env={**os.environ, "PYTHONPATH": str(baseline)})
-    lines = [f"store: {store}; instructions per request (callgrind, {requests} requests per figure, {CONCURRENCY} at a time)",
-             "| scenario | Relay | bare proxy | bare / Relay |" + (" limited Relay | unlimited / limited |" if limited else "")
-             + (" baseline Relay |" if base else ""),
-             "|---|---|---|---|" + ("---|---|" if limited else "") + ("---|" if base else "")]
+        argv = [sys.executable, "-m", "relay", "serve", "-c", str(relay_config(tmp / "base", nginx_port, free_port(), store=store_url)),
+                "--port", str(base_port)]
+        sides["baseline"] = (under_callgrind(tmp / "base.callgrind", argv, tmp / "base.valgrind.log",
+                                             env={**os.environ, "PYTHONPATH": str(baseline)}), tmp / "base.callgrind", base_port)
+    out: list[dict[str, Any]] = []
     try:
-        wait_port(bare_port, timeout=300)
-        wait_port(port, timeout=300)
-        control(bare.pid, "-i", "on")
-        control(relay.pid, "-i", "on")
-        if base is not None:
-            wait_port(base_port, timeout=300)
-            control(base.pid, "-i", "on")
+        for proc, _, side_port in sides.values():
+            wait_port(side_port, timeout=300)
+            control(proc.pid, "-i", "on")
+
+        def on(side: str, path: str, body: dict, key: str = KEY) -> float:
+            proc, dump, side_port = sides[side]
+            return count(proc.pid, dump, f"http://127.0.0.1:{side_port}{path}", body, requests, key)
+
         for name, path, model, stream, _ in rows:
             body = body_for(path, model, stream)
-            r = count(relay.pid, relay_out, f"http://127.0.0.1:{port}{path}", body, requests)
-            b = count(bare.pid, bare_out, f"http://127.0.0.1:{bare_port}{path}", body, requests)
-            line = f"| {name} | {r / 1e3:.0f} k | {b / 1e3:.0f} k | {b / r:.2f} |"
+            row: dict[str, Any] = {"scenario": name, "store": store, "relay": on("relay", path, body), "bare": on("bare", path, body)}
             if limited:
-                lim = count(relay.pid, relay_out, f"http://127.0.0.1:{port}{path}", body, requests, LIMITED_KEY)
-                line += f" {lim / 1e3:.0f} k | {r / lim:.2f} |"
-            if base is not None:
-                line += f" {count(base.pid, base_out, f'http://127.0.0.1:{base_port}{path}', body, requests) / 1e3:.0f} k |"
-            lines.append(line)
-            print(line, file=sys.stderr, flush=True)
+                row["limited"] = on("relay", path, body, LIMITED_KEY)
+            if baseline is not None:
+                row["baseline"] = on("baseline", path, body)
+            out.append(row)
+            print(line(row), file=sys.stderr, flush=True)
     finally:
-        stop(relay)
-        if base is not None:
-            stop(base)
-        stop(bare)
+        for proc, _, _ in sides.values():
+            stop(proc)
         stop(nginx)
         if redis is not None:
             redis.stop()
-    return "\n".join(lines)
+    return out
+
+
+def line(row: dict[str, Any]) -> str:
+    cells = [row["scenario"], f"{row['relay'] / 1e3:.0f} k", f"{row['bare'] / 1e3:.0f} k", f"{row['bare'] / row['relay']:.2f}"]
+    if "limited" in row:
+        cells += [f"{row['limited'] / 1e3:.0f} k", f"{row['relay'] / row['limited']:.2f}"]
+    if "baseline" in row:
+        cells.append(f"{row['baseline'] / 1e3:.0f} k")
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ["scenario", "Relay", "bare proxy", "bare / Relay"]
+    if rows and "limited" in rows[0]:
+        head += [f"limited tenant ({rows[0]['store']})", "unlimited / limited"]
+    if rows and "baseline" in rows[0]:
+        head.append("baseline Relay")
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *(line(r) for r in rows)])
 
 
 if __name__ == "__main__":
