@@ -18,7 +18,7 @@ import aiohttp
 
 from ..proc import ROOT, free_port
 from ..redis_server import RedisServer
-from . import chain, memory, wrk
+from . import chain, instructions, memory, wrk
 from .stack import (
     KEY,
     LIMITED_KEY,
@@ -36,6 +36,7 @@ from .stack import (
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 # 9,900: each stream holds two sockets in Relay and this machine's hard limit is 20,000 open files.
 STREAMS = int(os.environ.get("BENCH_STREAMS", "9900"))
+INSTRUCTION_REQUESTS = 300
 
 
 def measured(pid: int, url: str, body: dict, key: str = KEY) -> tuple[wrk.WrkResult, float]:
@@ -72,20 +73,33 @@ async def check(url: str, body: dict) -> None:
                 raise RuntimeError(f"{url} {body.get('model')}: {r.status} {text[:300]}")
 
 
-async def ttft(url: str, body: dict, samples: int = 20) -> float:
-    times = []
+async def ttft(urls: list[str], body: dict, samples: int = 40) -> list[dict[str, float]]:
+    """Per url, median milliseconds: to the first content chunk (`ttft`), and its two legs
+    measured against the paced upstream's own stamps on the same monotonic clock: the request
+    on its way to the upstream (`to_upstream`) and the first chunk on its way back
+    (`to_client`). The upstream's 200 ms and its timer's overshoot are in neither leg, so
+    their sum is the hop's own time. One sample of each url in turn: the VM's drift over the
+    run moves every side alike."""
+    times: list[list[tuple[float, float, float]]] = [[] for _ in urls]
     async with aiohttp.ClientSession() as s:
         for _ in range(samples):
-            t = time.perf_counter()
-            async with s.post(url, json=body, headers={"Authorization": f"Bearer {KEY}"}) as r:
-                while True:
-                    line = await r.content.readline()
-                    if line.startswith(b"data: {") and b'"content"' in line:
-                        times.append(time.perf_counter() - t)
-                        break
-                await r.read()
-    times.sort()
-    return times[len(times) // 2] * 1000
+            for url, out in zip(urls, times, strict=True):
+                t = time.perf_counter()
+                async with s.post(url, json=body, headers={"Authorization": f"Bearer {KEY}"}) as r:
+                    while True:
+                        line = await r.content.readline()
+                        if line.startswith(b"data: {") and b'"content"' in line:
+                            now = time.perf_counter()
+                            arrived, sent = map(float, json.loads(line[6:])["choices"][0]["delta"]["content"].split())
+                            out.append((now - t, arrived - t, now - sent))
+                            break
+                    await r.read()
+
+    def p50(xs: list[float]) -> float:
+        return sorted(xs)[len(xs) // 2] * 1000
+
+    return [{"ttft": p50([x[0] for x in ts]), "to_upstream": p50([x[1] for x in ts]), "to_client": p50([x[2] for x in ts])}
+            for ts in times]
 
 
 def main() -> None:
@@ -134,12 +148,14 @@ def main() -> None:
             print(f"{name}: {r32.rps:.0f} rps (bare proxy {b32.rps:.0f}, direct {d32.rps:.0f}), p50 {r32.p50_ms:.2f} ms, "
                   f"c=1 p50 {r1.p50_ms:.3f} ms (bare {b1.p50_ms:.3f}, direct {d1.p50_ms:.3f}), CPU/request {r_cpu:.0f} us (bare {b_cpu:.0f} us)", flush=True)
         chat = body_for("/v1/chat/completions", "paced", True)
-        t_relay = asyncio.run(ttft(relay_url + "/v1/chat/completions", chat))
-        t_bare = asyncio.run(ttft(bare_url + "/v1/chat/completions", chat))
-        t_direct = asyncio.run(ttft(f"http://127.0.0.1:{paced_port}/paced/v1/chat/completions", chat))
-        extra = {"ttft_relay_p50_ms": round(t_relay, 2), "ttft_bare_p50_ms": round(t_bare, 2), "ttft_direct_p50_ms": round(t_direct, 2),
-                 "added_ttft_p50_ms": round(t_relay - t_bare, 2)}
-        print(f"TTFT p50: relay {t_relay:.2f} ms, bare {t_bare:.2f} ms, direct {t_direct:.2f} ms", flush=True)
+        legs = asyncio.run(ttft([relay_url + "/v1/chat/completions", bare_url + "/v1/chat/completions",
+                                 f"http://127.0.0.1:{paced_port}/paced/v1/chat/completions"], chat))
+        extra = {"ttft": {side: {k: round(v, 3) for k, v in leg.items()} for side, leg in zip(("relay", "bare", "direct"), legs, strict=True)}}
+        t_relay, t_bare, t_direct = (leg["ttft"] for leg in legs)
+        extra.update({"ttft_relay_p50_ms": round(t_relay, 2), "ttft_bare_p50_ms": round(t_bare, 2), "ttft_direct_p50_ms": round(t_direct, 2),
+                      "added_ttft_p50_ms": round(t_relay - t_bare, 2),
+                      "added_ttft_legs_ms": round(sum(legs[0][k] - legs[1][k] for k in ("to_upstream", "to_client")), 3)})
+        print(f"TTFT p50: relay {t_relay:.2f} ms, bare {t_bare:.2f} ms, direct {t_direct:.2f} ms; legs {extra['ttft']}", flush=True)
         extra.update(chain.measure(relay_url, KEY, max(2, SECONDS // 2)))
         print(chain.line(extra), flush=True)
         first = ROWS[0]
@@ -173,6 +189,11 @@ def main() -> None:
         stop(paced)
         stop(bare)
         stop(nginx)
+    # Last, on a quiet machine: the figure noise cannot move (instructions.py).
+    picked = os.environ.get("BENCH_ROWS")
+    extra["instructions"] = instructions.measure([picked] if picked else [], INSTRUCTION_REQUESTS, False, "sqlite")
+    extra["instructions_limited"] = [row for store in ("sqlite", "redis")
+                                     for row in instructions.measure([ROWS[0][0]], INSTRUCTION_REQUESTS, True, store)]
     results = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": os.cpu_count(), "rows": rows, **extra}
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
@@ -196,12 +217,21 @@ def table(res: dict) -> str:
     lines.append("")
     lines.append(f"Added TTFT p50 over the bare proxy (paced upstream: first chunk at 200 ms, then every 20 ms): {res['added_ttft_p50_ms']:.2f} ms "
                  f"(relay {res['ttft_relay_p50_ms']:.2f} ms, bare proxy {res['ttft_bare_p50_ms']:.2f} ms, direct {res['ttft_direct_p50_ms']:.2f} ms).")
+    if "ttft" in res:
+        r, b = res["ttft"]["relay"], res["ttft"]["bare"]
+        lines.append(f"TTFT's legs, against the paced upstream's own timestamps (p50): the request to the upstream "
+                     f"{r['to_upstream']:.3f} ms through Relay, {b['to_upstream']:.3f} ms through the bare proxy; the first chunk "
+                     f"to the client {r['to_client']:.3f} / {b['to_client']:.3f} ms: {res['added_ttft_legs_ms']:.3f} ms added.")
     lines.append(memory.line(res["memory"]))
     for store in ("sqlite", "redis"):
         lim = res[f"limits_{store}"]
         lines.append(f"Tenant with rpm/tpm/concurrency/budget limits on {store.capitalize() if store == 'redis' else 'SQLite'}, non-stream passthrough: "
                      f"{lim['limited_rps']:.0f} RPS against {lim['unlimited_rps']:.0f} unlimited ({lim['ratio']:.2f}×), {lim['errors']} errors.")
     lines.append(chain.line(res))
+    if "instructions" in res:
+        lines += ["", f"Instructions per request (callgrind, {INSTRUCTION_REQUESTS} requests per figure, "
+                  f"{instructions.CONCURRENCY} at a time), SQLite store:", "", instructions.table(res["instructions"]), "",
+                  "The tenant with every limit, non-stream passthrough, per store:", "", instructions.table(res["instructions_limited"])]
     one = res["rows"][0]["rps_c32"]  # the same row on one worker, same wrk load
     two = res["rows"][0].get("rps_c32_2_workers")
     if two and one:

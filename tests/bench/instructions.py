@@ -157,7 +157,7 @@ def measure(picked: list[str], requests: int, limited: bool, store: str, baselin
 def line(row: dict[str, Any]) -> str:
     cells = [row["scenario"], f"{row['relay'] / 1e3:.0f} k", f"{row['bare'] / 1e3:.0f} k", f"{row['bare'] / row['relay']:.2f}"]
     if "limited" in row:
-        cells += [f"{row['limited'] / 1e3:.0f} k", f"{row['relay'] / row['limited']:.2f}"]
+        cells += [row["store"], f"{row['limited'] / 1e3:.0f} k", f"{row['relay'] / row['limited']:.2f}"]
     if "baseline" in row:
         cells.append(f"{row['baseline'] / 1e3:.0f} k")
     return "| " + " | ".join(cells) + " |"
@@ -166,7 +166,7 @@ def line(row: dict[str, Any]) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["scenario", "Relay", "bare proxy", "bare / Relay"]
     if rows and "limited" in rows[0]:
-        head += [f"limited tenant ({rows[0]['store']})", "unlimited / limited"]
+        head += ["store", "limited tenant", "unlimited / limited"]
     if rows and "baseline" in rows[0]:
         head.append("baseline Relay")
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *(line(r) for r in rows)])

@@ -1,5 +1,6 @@
 """A paced chat-SSE upstream for the benchmark (run as its own process):
-`/paced/v1/chat/completions`: first chunk after 200 ms, then one every 20 ms (TTFT);
+`/paced/v1/chat/completions`: first chunk after 200 ms, then one every 20 ms (TTFT; the first
+chunk's text is the upstream's clock when the request arrived and when the chunk left);
 `/slow/v1/chat/completions`: a chunk every 5 seconds for five minutes (thousands of streams held
 open at once: each stays open long after the last one opened, and costs little while it waits)."""
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 
 from aiohttp import web
 
@@ -15,10 +17,11 @@ def frame(content: str | None, finish: str | None = None) -> bytes:
     delta = {"content": content} if content is not None else {}
     chunk = {"id": "chatcmpl-paced", "object": "chat.completion.chunk", "created": 1763780000, "model": "paced",
              "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"  # compact, as OpenAI writes it
 
 
 async def stream(request: web.Request, first: float, every: float, count: int) -> web.StreamResponse:
+    arrived = time.perf_counter()  # CLOCK_MONOTONIC: the benchmark's client reads the same clock
     await request.read()
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
@@ -27,7 +30,8 @@ async def stream(request: web.Request, first: float, every: float, count: int) -
         for i in range(count):
             if i:
                 await asyncio.sleep(every)
-            await resp.write(frame(f"w{i} "))
+            # The first text says when the request arrived and when the chunk left (TTFT's two legs).
+            await resp.write(frame(f"w{i} " if i else f"{arrived!r} {time.perf_counter()!r} "))
         await resp.write(frame(None, "stop") + b"data: [DONE]\n\n")
     except ConnectionError:
         pass  # the benchmark's client let go of a held stream
