@@ -37,12 +37,18 @@ class StreamOutcome:
             if not delta:
                 continue
             text = delta.get("content")
-            n = len(text) if type(text) is str else 0
-            if len(delta) > 1 or text is None:  # a delta with more than text in it
-                n += len(delta.get("reasoning_content") or "")
-                for tc in delta.get("tool_calls") or ():
-                    n += len((tc.get("function") or {}).get("arguments") or "")
+            if type(text) is str and len(delta) == 1:  # text alone: most chunks of an answer
+                self.produced(len(text))
+                continue
+            n = _length(text) + _length(delta.get("reasoning_content"))
+            for tc in delta.get("tool_calls") or ():
+                n += _length((tc.get("function") or {}).get("arguments"))
             self.produced(n)
+
+
+def _length(value: Any) -> int:
+    """The length of a relayed text; an upstream's value of any other type counts nothing."""
+    return len(value) if isinstance(value, str) else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,9 @@ from .errors import stream_error
 from .thinking import encode_block
 from .usage import finish_reason
 
+# The blocks a chat answer carries; the deltas of any other (server tool use, its results) are not part of it.
+_CHAT_BLOCKS = frozenset({"text", "thinking", "redacted_thinking", "tool_use", "json"})
+
 
 class EventConverter:
     def __init__(self, channel: str, model: str, json_tool: str | None = None):
@@ -90,6 +93,8 @@ class EventConverter:
         state = self.blocks.get(index)
         if state is None:
             raise ValueError(f"content_block_delta for block {index} before its content_block_start")
+        if state["type"] not in _CHAT_BLOCKS:
+            return []
         kind = delta.get("type")
         if kind == "text_delta":
             return self._text(delta.get("text"))
@@ -109,9 +114,10 @@ class EventConverter:
 
     def text_delta(self, index: int, text: str) -> list[StreamItem]:
         """A `text_delta` of block `index`, as `event` reads it."""
-        if index not in self.blocks:
+        state = self.blocks.get(index)
+        if state is None:
             raise ValueError(f"content_block_delta for block {index} before its content_block_start")
-        return self._text(text)
+        return self._text(text) if state["type"] in _CHAT_BLOCKS else []
 
     def _text(self, text: Any) -> list[StreamItem]:
         if not text:
@@ -140,8 +146,8 @@ def _expect(state: dict[str, Any], index: int, delta: str, *blocks: str) -> None
 
 
 # Anthropic's text delta event, exactly as it sends it (the text is checked to be one JSON string).
-_TEXT_DELTA = re.compile(rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(\d+),'
-                         rb'"delta":\{"type":"text_delta","text":(".*)\}\}\Z', re.S)
+_TEXT_DELTA = re.compile(rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(0|[1-9][0-9]{0,17}),'
+                         rb'"delta":\{"type":"text_delta","text":(".*")\}\}\Z', re.S)
 
 
 def text_delta(frame: bytes) -> tuple[int, str] | None:

@@ -12,13 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# No call counts anywhere near 2**40 tokens: past it a count is an upstream's nonsense, and it
+# would overflow the stores' 64-bit counters once summed.
+MAX_COUNT = 2**40
+
 
 def _int(value: object) -> int:
     """A count as reported, or 0 for anything that is not a finite non-negative number: an
     upstream's nonsense must not become a negative (or infinite) charge."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         return 0
-    return int(value)
+    return min(int(value), MAX_COUNT)
 
 
 def _details(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:

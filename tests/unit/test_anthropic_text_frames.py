@@ -94,6 +94,11 @@ NEAR_MISSES = [
     b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"text":"a","type":"text_delta"}}',
     # data split over two lines (joined with a newline by the SSE rules)
     b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,\ndata: "delta":{"type":"text_delta","text":"a"}}',
+    # a line break between the text and the closing braces (the text is still one JSON string)
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"\n}}',
+    # an index JSON does not allow, and one past what the byte reading takes
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":00,"delta":{"type":"text_delta","text":"a"}}',
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1000000000000000000,"delta":{"type":"text_delta","text":"a"}}',
     # spaced JSON, as another server might write it
     b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "a"}}',
 ]
@@ -130,3 +135,18 @@ def test_a_delta_that_does_not_fit_its_block_is_an_upstream_error(delta: bytes) 
     frame = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":' + delta + b"}"
     with pytest.raises(ValueError):
         by_bytes([stream([frame])], EventConverter("ch", "m"))
+
+
+def test_deltas_of_server_tool_blocks_are_not_part_of_the_chat_answer() -> None:
+    """Anthropic streams server tool use (web search, code execution) as blocks of their own,
+    with input_json_delta: a chat answer has no place for them, and they end nothing."""
+    frames = [b'event: content_block_start\ndata: {"type":"content_block_start","index":1,'
+              b'"content_block":{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}}}',
+              b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,'
+              b'"delta":{"type":"input_json_delta","partial_json":"{\\"query\\":"}}',
+              delta_frame("x", ensure_ascii=True).replace(b'"index":0', b'"index":1'),
+              delta_frame("after", ensure_ascii=True)]
+    expected, conv = by_events(stream(frames))
+    got = by_bytes([stream(frames)], conv)
+    same(got, expected)
+    assert [c["choices"][0]["delta"] for c in got[1:-2]] == [{"content": "after"}]

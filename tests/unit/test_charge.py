@@ -38,3 +38,18 @@ def test_a_call_cut_after_the_upstream_had_the_prompt_pays_the_prompt():
 def test_hostile_usage_numbers_count_as_zero(bad):
     c = charge({"prompt_tokens": bad, "completion_tokens": 3}, None, 200, False, never)
     assert c.input == 0 and c.output == 3 and c.total == 3
+
+
+@pytest.mark.parametrize("delta, chars", [
+    ({"content": "abc"}, 3),
+    ({"role": "assistant", "content": ""}, 0),
+    ({"content": None, "tool_calls": [{"index": 0, "function": {"arguments": "{\"a\""}}]}, 4),
+    ({"content": "ab", "reasoning_content": "cd"}, 4),
+    ({"content": 5, "reasoning_content": "cd"}, 2),  # an upstream's value of another type counts nothing
+    ({"content": ["ab"]}, 0),
+    ({"tool_calls": [{"index": 0, "function": {"arguments": 7}}]}, 0),
+])
+def test_relayed_text_is_counted_by_its_length(delta, chars):
+    outcome = StreamOutcome()
+    outcome.saw({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    assert outcome.output_chars == chars

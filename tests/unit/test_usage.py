@@ -59,3 +59,13 @@ def test_every_shape_is_valid_against_the_official_schemas():
         validate("CompletionUsage", u.chat())
         validate("ResponseUsage", u.responses())
         ANTHROPIC.validate("Usage", u.anthropic())
+
+
+def test_absurd_counts_are_capped_below_what_the_stores_can_sum():
+    """An upstream reporting 1e20 tokens: past 2**40 a count is nonsense, and an integer past
+    64 bits stops the ledger's writers (orjson, SQLite and Redis all refuse it)."""
+    from relay_adaptors.kernel.usage import MAX_COUNT
+
+    use = Usage.from_chat({"prompt_tokens": 1e20, "completion_tokens": 10**30, "total_tokens": 10**30})
+    assert (use.input, use.output) == (MAX_COUNT, MAX_COUNT)
+    assert MAX_COUNT * 2**20 < 2**63  # a million such rows still sum within a 64-bit counter
