@@ -10,7 +10,7 @@ want redis-server redis-server   # the Redis store's tests
 want promtool prometheus         # checks deploy/prometheus/*.yml
 
 if [ "${1:-}" = bench ]; then
-  want nginx nginx; want wrk wrk; want taskset util-linux
+  want nginx nginx; want wrk wrk; want taskset util-linux; want valgrind valgrind  # valgrind: instructions per request
 fi
 
 want npm npm                     # installs the claude and codex CLIs below
