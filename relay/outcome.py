@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from relay_adaptors.kernel import chunks
 from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.kernel.usage import Usage
 
@@ -36,11 +37,11 @@ class StreamOutcome:
             delta = choice.get("delta")
             if not delta:
                 continue
-            text = delta.get("content")
-            if type(text) is str and len(delta) == 1:  # text alone: most chunks of an answer
+            text = chunks.text_alone(delta)
+            if text is not None:
                 self.produced(len(text))
                 continue
-            n = _length(text) + _length(delta.get("reasoning_content"))
+            n = _length(delta.get("content")) + _length(delta.get("reasoning_content"))
             for tc in delta.get("tool_calls") or ():
                 n += _length((tc.get("function") or {}).get("arguments"))
             self.produced(n)

@@ -90,10 +90,8 @@ class EventConverter:
         return []  # server tool blocks etc. are not part of a chat answer
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> list[StreamItem]:
-        state = self.blocks.get(index)
+        state = self._chat_block(index)
         if state is None:
-            raise ValueError(f"content_block_delta for block {index} before its content_block_start")
-        if state["type"] not in _CHAT_BLOCKS:
             return []
         kind = delta.get("type")
         if kind == "text_delta":
@@ -114,10 +112,14 @@ class EventConverter:
 
     def text_delta(self, index: int, text: str) -> list[StreamItem]:
         """A `text_delta` of block `index`, as `event` reads it."""
+        return self._text(text) if self._chat_block(index) is not None else []
+
+    def _chat_block(self, index: int) -> dict[str, Any] | None:
+        """The state of block `index`, a delta's target; None for a block a chat answer does not carry."""
         state = self.blocks.get(index)
         if state is None:
             raise ValueError(f"content_block_delta for block {index} before its content_block_start")
-        return self._text(text) if state["type"] in _CHAT_BLOCKS else []
+        return state if state["type"] in _CHAT_BLOCKS else None
 
     def _text(self, text: Any) -> list[StreamItem]:
         if not text:

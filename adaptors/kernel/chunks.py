@@ -11,7 +11,7 @@ from typing import Any
 from .ids import completion_id
 from .usage import Usage
 
-__all__ = ["REASONING_KEY", "completion_id", "now", "usage", "chunk", "usage_chunk", "completion"]
+__all__ = ["REASONING_KEY", "completion_id", "now", "usage", "chunk", "usage_chunk", "completion", "text_alone"]
 
 # The key of a chat assistant message under which Relay carries reasoning items a client sent
 # back (Responses reasoning items, via the bridge) to the adaptors that can replay them.
@@ -34,6 +34,13 @@ def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish_reas
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
     }
+
+
+def text_alone(delta: dict[str, Any]) -> str | None:
+    """The text of a chunk's delta that holds text and nothing else (most chunks of an answer,
+    which the bridges and the text count take on a short path), else None."""
+    text = delta.get("content")
+    return text if type(text) is str and len(delta) == 1 else None
 
 
 def usage_chunk(cid: str, model: str, created: int, use: dict[str, Any]) -> dict[str, Any]:

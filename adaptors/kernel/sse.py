@@ -28,7 +28,7 @@ class SSEDecoder:
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        return [ev for frame in self.frames(chunk) if (ev := _event(frame)) is not None]
+        return [ev for frame in self.frames(chunk) if (ev := event(frame)) is not None]
 
     def frames(self, chunk: bytes) -> list[bytes]:
         """The whole frames `chunk` completes, LF line ends, without their blank line: for a
@@ -51,18 +51,14 @@ class SSEDecoder:
     def close(self) -> list[SSEEvent]:
         """End of stream: a final event without its blank line still counts."""
         rest, self._buf = self._buf, b""
-        ev = _event(rest, need_data=True) if rest else None
+        ev = event(rest, need_data=True) if rest else None
         return [ev] if ev is not None else []
 
 
-def event(frame: bytes) -> SSEEvent | None:
-    """The event of one frame from `SSEDecoder.frames`; None for a frame of comments only."""
-    return _event(frame)
-
-
-def _event(frame: bytes, need_data: bool = False) -> SSEEvent | None:
-    """One event from its lines (no blank line inside but perhaps a leading one); None for a
-    frame of comments only (or, with `need_data`, one without a data line)."""
+def event(frame: bytes, need_data: bool = False) -> SSEEvent | None:
+    """One event from its lines (a frame of `SSEDecoder.frames`: no blank line inside but
+    perhaps a leading one); None for a frame of comments only (or, with `need_data`, one
+    without a data line)."""
     # The two shapes LLM APIs send, read without a line loop: `data: X` and `event: E\ndata: X`.
     if frame[:6] == b"data: " and b"\n" not in frame:
         return SSEEvent(None, frame[6:].decode("utf-8", errors="replace"))

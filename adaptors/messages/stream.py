@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any
 
 from ..anthropic.thinking import decode_blocks
-from ..kernel import jsonfast
+from ..kernel import chunks, jsonfast
 from ..kernel.errors import RelayError
 from ..kernel.ids import new_id
 from .errors import error_body
@@ -111,27 +111,32 @@ class MessagesStream:
             if choice.get("index", 0) != 0:
                 continue  # one answer per Message; the bridge asks for one choice
             delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if type(text) is str and len(delta) == 1 and not choice.get("finish_reason"):
-                if text:  # text alone: most chunks of an answer
-                    out += self._delta("text", text)
-                continue
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                out += self._delta("thinking", reasoning)
-            if isinstance(delta.get("reasoning_signature"), str) and delta["reasoning_signature"]:
-                out += self._signature(delta["reasoning_signature"])
-            for key in ("content", "refusal"):
-                if isinstance(delta.get(key), str) and delta[key]:
-                    out += self._delta("text", delta[key])
-            for tc in delta.get("tool_calls") or ():
-                out += self._tool(tc)
+            text = chunks.text_alone(delta)
+            if text is None:
+                out += self._mixed(delta)
+            elif text:
+                out += self._delta("text", text)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
                 # vLLM (stop_reason) and SGLang (matched_stop) say which stop string matched.
                 matched = choice.get("stop_reason", choice.get("matched_stop"))
                 if isinstance(matched, str) and matched in self.stop_sequences:
                     self.matched_stop = matched
+        return out
+
+    def _mixed(self, delta: dict[str, Any]) -> list[Event]:
+        """The events of a delta with more than text in it."""
+        out: list[Event] = []
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            out += self._delta("thinking", reasoning)
+        if isinstance(delta.get("reasoning_signature"), str) and delta["reasoning_signature"]:
+            out += self._signature(delta["reasoning_signature"])
+        for key in ("content", "refusal"):
+            if isinstance(delta.get(key), str) and delta[key]:
+                out += self._delta("text", delta[key])
+        for tc in delta.get("tool_calls") or ():
+            out += self._tool(tc)
         return out
 
     def finish(self) -> list[Event]:

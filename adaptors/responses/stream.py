@@ -17,6 +17,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from ..kernel import chunks
 from ..kernel.errors import RelayError
 from ..kernel.ids import new_id
 from ..kernel.usage import Usage
@@ -120,28 +121,31 @@ class ResponsesStream:
             if choice.get("index", 0) != 0:
                 continue  # n > 1 has no Responses equivalent; the bridge asks for one choice
             delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if type(text) is str and len(delta) == 1:  # text alone: most chunks of an answer
-                if text:
-                    out += self._text_delta("output_text", text)
-                if choice.get("finish_reason"):
-                    self.finish_reason = choice["finish_reason"]
-                continue
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                out += self._reasoning_delta(reasoning)
-            if delta.get("reasoning_signature"):
-                out += self._ensure_reasoning()
-                assert self.reasoning is not None
-                self.reasoning.encrypted = (self.reasoning.encrypted or "") + delta["reasoning_signature"]
-            if isinstance(delta.get("content"), str) and delta["content"]:
-                out += self._text_delta("output_text", delta["content"])
-            if isinstance(delta.get("refusal"), str) and delta["refusal"]:
-                out += self._text_delta("refusal", delta["refusal"])
-            for tc in delta.get("tool_calls") or ():
-                out += self._tool_delta(tc)
+            text = chunks.text_alone(delta)
+            if text is None:
+                out += self._mixed(delta)
+            elif text:
+                out += self._text_delta("output_text", text)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+        return out
+
+    def _mixed(self, delta: dict[str, Any]) -> list[Event]:
+        """The events of a delta with more than text in it."""
+        out: list[Event] = []
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            out += self._reasoning_delta(reasoning)
+        if delta.get("reasoning_signature"):
+            out += self._ensure_reasoning()
+            assert self.reasoning is not None
+            self.reasoning.encrypted = (self.reasoning.encrypted or "") + delta["reasoning_signature"]
+        if isinstance(delta.get("content"), str) and delta["content"]:
+            out += self._text_delta("output_text", delta["content"])
+        if isinstance(delta.get("refusal"), str) and delta["refusal"]:
+            out += self._text_delta("refusal", delta["refusal"])
+        for tc in delta.get("tool_calls") or ():
+            out += self._tool_delta(tc)
         return out
 
     def finish(self) -> list[Event]:
