@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from relay_adaptors.anthropic.stream import EventConverter, SSEConverter, text_delta
 from relay_adaptors.kernel.sse import SSEDecoder
 
+from ..spec import validate
+
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
 STREAMS = {p.stem: p.read_bytes() for p in sorted(FIXTURES.glob("*.sse"))}
 
@@ -79,7 +81,10 @@ def test_any_text_reads_as_the_event_says(texts: list[str], ascii_only: bool) ->
     string's value, exactly."""
     data = stream([delta_frame(t, ensure_ascii=ascii_only) for t in texts])
     expected, conv = by_events(data)
-    same(by_bytes([data], conv), expected)
+    got = by_bytes([data], conv)
+    same(got, expected)
+    for c in got:
+        validate("CreateChatCompletionStreamResponse", c)
     assert "".join(c["choices"][0]["delta"]["content"] for c in expected[1:-2]) == "".join(texts)
 
 
