@@ -19,7 +19,7 @@ from relay_adaptors.kernel.errors import RelayError, upstream_bad_response
 from relay_adaptors.kernel.sse import DONE
 from relay_adaptors.openai.codec import ChatStreamConverter
 
-from .chat_writer import chat_frames
+from .chat_writer import ChatFrames
 from .outcome import StreamOutcome
 from .sse_scan import cut_frames, frame_data
 
@@ -43,6 +43,7 @@ class ChatTap:
         self.upstream_field: bytes | None = None  # the upstream's `"model":"..."`, as it writes it
         self.channel = channel
         self.converter = ChatStreamConverter(channel)  # the frame-by-frame reading
+        self.frames_of = ChatFrames(include_usage, outcome, model)  # and its writing
         self.buf = b""
         self.done = False  # [DONE] or an error went out: nothing more is relayed
         self.ended = False
@@ -134,7 +135,7 @@ class ChatTap:
             return [upstream_bad_response(self.channel, str(e))]
 
     def _frames(self, items: list[StreamItem]) -> bytes:
-        out = chat_frames(items, self.include_usage, self.outcome, self.model)
+        out = self.frames_of(items)
         if self.outcome.error is not None:
             self.done = True
         elif self.converter.done:

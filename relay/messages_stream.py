@@ -31,12 +31,15 @@ async def write_messages_stream(resp: Sink, stream: ChatStream, machine: Message
     async for batch in stream:
         events: list[dict[str, Any]] = []
         for item in batch:
-            if isinstance(item, RelayError):
+            if isinstance(item, str):  # text alone (base.StreamItem)
+                outcome.produced(len(item))
+            elif isinstance(item, RelayError):
                 outcome.error = item
                 break
-            if item.get("usage"):
-                outcome.usage = item["usage"]
-            outcome.saw(item)
+            else:
+                if item.get("usage"):
+                    outcome.usage = item["usage"]
+                outcome.saw(item)
             try:
                 events += machine.feed(item)
             except ValueError as e:  # a chat stream the machine cannot map (see MessagesStream)

@@ -93,6 +93,8 @@ async def _watched(memory: ThinkingMemory, tenant: str, stream: ChatStream) -> C
     try:
         async for batch in stream:
             for item in batch:
+                if isinstance(item, str):  # text alone: nothing to remember
+                    continue
                 if isinstance(item, RelayError):
                     failed = True
                     continue

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from relay_adaptors.anthropic.stream import SSEConverter
+from relay_adaptors.kernel import chunks
 from relay_adaptors.kernel.errors import RelayError
 
 from .fakes.base import FIXTURES
@@ -42,7 +43,7 @@ def test_body_fixtures_parse_as_sdk_types(path):
 
 def normalised(items):
     out = []
-    for item in items:
+    for item in chunks.expand(items):  # text items as the chunks they stand for
         if isinstance(item, RelayError):
             out.append(("error", item.status, item.message))
         else:

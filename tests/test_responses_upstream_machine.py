@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from relay_adaptors.kernel import chunks
 from relay_adaptors.kernel.accumulate import accumulate
 from relay_adaptors.kernel.chat import validate_chat_request
 from relay_adaptors.kernel.errors import RelayError
@@ -27,7 +28,7 @@ def sse(name: str) -> bytes:
 
 def comparable(items: list[Any]) -> list[Any]:
     """RelayErrors compare by identity; compare what a client would see of them."""
-    return [(i.status, i.code, i.message) if isinstance(i, RelayError) else i for i in items]
+    return [(i.status, i.code, i.message) if isinstance(i, RelayError) else i for i in chunks.expand(items)]
 
 
 def convert(data: bytes, *cuts: int) -> list[Any]:

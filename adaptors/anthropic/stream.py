@@ -5,7 +5,6 @@ it the `stream_event` payloads); `SSEConverter` adds the byte-level SSE decoding
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ..kernel import chunks, jsonfast
@@ -126,7 +125,7 @@ class EventConverter:
             return []
         if not isinstance(text, str):
             raise ValueError("a text_delta whose text is not a string")
-        return [chunks.chunk(self.id, self.model, self.created, {"content": text})]
+        return [text]  # a chunk of text alone (base.StreamItem)
 
     def _block_stop(self, index: int) -> list[StreamItem]:
         state = self.blocks.get(index) or {}
@@ -147,21 +146,29 @@ def _expect(state: dict[str, Any], index: int, delta: str, *blocks: str) -> None
         raise ValueError(f"a {delta} for block {index}, which is a {state['type']} block")
 
 
-# Anthropic's text delta event, exactly as it sends it (the text is checked to be one JSON string).
-_TEXT_DELTA = re.compile(rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(0|[1-9][0-9]{0,17}),'
-                         rb'"delta":\{"type":"text_delta","text":(".*")\}\}\Z', re.S)
+# Anthropic's text delta event, exactly as it sends it: this head, the block index (digits
+# as JSON writes a number: no leading zero, at most 18), this middle, the text, and `}}`.
+_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_MIDDLE = b',"delta":{"type":"text_delta","text":"'
+_TEXT_AT = len(_HEAD)
+_TAIL = b'"}}'
 
 
 def text_delta(frame: bytes) -> tuple[int, str] | None:
     """(block index, text) of a frame that is exactly Anthropic's text delta event, else None:
-    the text must parse as one JSON string, so a frame with any other field is never misread."""
-    m = _TEXT_DELTA.match(frame)
-    if m is None:
+    the text must parse as one JSON string, so a frame with any other field is never misread.
+    Byte comparisons, not a regex: they run once per token."""
+    if not frame.startswith(_HEAD) or not frame.endswith(_TAIL):
+        return None
+    mid = frame.find(_MIDDLE, _TEXT_AT, _TEXT_AT + 18 + len(_MIDDLE))
+    index = frame[_TEXT_AT:mid]
+    if mid < 0 or not index.isdigit() or (index[0] == 48 and len(index) > 1):  # 48: b"0"
         return None
     try:
-        return int(m[1]), jsonfast.loads(m[2])
+        text = jsonfast.loads(frame[mid + len(_MIDDLE) - 1:-2])
     except jsonfast.JSONDecodeError:
         return None
+    return (int(index), text) if type(text) is str else None
 
 
 class SSEConverter:

@@ -58,7 +58,7 @@ class ClaudeCliAdaptor:
 
     async def complete(self, call: Call) -> dict[str, Any]:
         stream = await self.open_stream(call)
-        items: list[dict[str, Any]] = []
+        items: list[dict[str, Any] | str] = []
         try:
             async for batch in stream:
                 for item in batch:
@@ -300,7 +300,7 @@ class _Run:
     def _convert(self, msg: Any) -> list[StreamItem]:
         if isinstance(msg, StreamEvent):
             # Usage comes from the result line (it has the whole run's numbers).
-            return [c for c in self.events.event(msg.event) if isinstance(c, RelayError) or c.get("choices")]
+            return [c for c in self.events.event(msg.event) if isinstance(c, (str, RelayError)) or c.get("choices")]
         if isinstance(msg, Result):
             self.result = msg
             if msg.cost_usd is not None:

@@ -8,7 +8,7 @@ from typing import Any
 from . import chunks as mk
 
 
-def accumulate(items: Iterable[dict[str, Any]], model: str) -> dict[str, Any]:
+def accumulate(items: Iterable[dict[str, Any] | str], model: str) -> dict[str, Any]:
     cid, created = None, None
     text: list[str] = []
     reasoning: list[str] = []
@@ -17,6 +17,9 @@ def accumulate(items: Iterable[dict[str, Any]], model: str) -> dict[str, Any]:
     finish = "stop"
     usage = None
     for c in items:
+        if isinstance(c, str):  # text alone (base.StreamItem)
+            text.append(c)
+            continue
         cid, created = cid or c.get("id"), created or c.get("created")
         if c.get("usage"):
             usage = c["usage"]

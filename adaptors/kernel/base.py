@@ -20,7 +20,11 @@ Chunk = dict[str, Any]
 # A stream yields batches of chat chunks, one batch per upstream read, so the relay can write
 # a batch with one syscall. An upstream failure after the stream began arrives as a
 # RelayError item (not an exception), last in its batch, so what came before it is kept.
-StreamItem = Chunk | RelayError
+# A str item is text alone: the chunk `chunks.chunk(id, model, created, {"content": text})`
+# with the id, model and created of the last chunk before it (`chunks.expand` spells it out).
+# Most of an answer is such deltas, and a str costs no chunk to build, read or write; it
+# never comes before the stream's first chunk.
+StreamItem = Chunk | str | RelayError
 # An async generator: whoever opened it must close it (`aclose()`), which also stops the
 # upstream (closes the connection, kills the process).
 ChatStream = AsyncGenerator[list[StreamItem], None]

@@ -6,12 +6,13 @@ CreateChatCompletionStreamResponse), so adaptors cannot forget one.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .ids import completion_id
 from .usage import Usage
 
-__all__ = ["REASONING_KEY", "completion_id", "now", "usage", "chunk", "usage_chunk", "completion", "text_alone"]
+__all__ = ["REASONING_KEY", "completion_id", "now", "usage", "chunk", "usage_chunk", "completion", "text_alone", "expand"]
 
 # The key of a chat assistant message under which Relay carries reasoning items a client sent
 # back (Responses reasoning items, via the bridge) to the adaptors that can replay them.
@@ -41,6 +42,25 @@ def text_alone(delta: dict[str, Any]) -> str | None:
     which the bridges and the text count take on a short path), else None."""
     text = delta.get("content")
     return text if type(text) is str and len(delta) == 1 else None
+
+
+def expand(items: Iterable[Any]) -> list[Any]:
+    """Stream items with every str item (text alone, see base.StreamItem) as the chunk it stands for."""
+    out: list[Any] = []
+    last: dict[str, Any] | None = None
+    cid: Any
+    model: Any
+    created: Any
+    for item in items:
+        if isinstance(item, str):
+            if last is None:
+                raise ValueError("a text item before the stream's first chunk")
+            cid, model, created = last.get("id"), last.get("model"), last.get("created")  # as they are, even if not well formed
+            item = chunk(cid, model, created, {"content": item})
+        elif type(item) is dict:
+            last = item
+        out.append(item)
+    return out
 
 
 def usage_chunk(cid: str, model: str, created: int, use: dict[str, Any]) -> dict[str, Any]:

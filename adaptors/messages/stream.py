@@ -2,7 +2,7 @@
 
     machine = MessagesStream(model, stop_sequences)
     events = machine.start()                      # message_start
-    events += machine.feed(chunk)                 # per canonical chat chunk
+    events += machine.feed(chunk)                 # per stream item: a chunk, or text alone (a str)
     events += machine.finish()    # or .fail(err) # last block closed, message_delta, message_stop
 
 Blocks are numbered densely in the order they open, and exactly one is open at a time (a
@@ -102,8 +102,10 @@ class MessagesStream:
         self.phase = Phase.STREAMING
         return [{"type": "message_start", "message": self._message([], None, None, message_usage(None))}]
 
-    def feed(self, chunk: dict[str, Any]) -> list[Event]:
+    def feed(self, chunk: dict[str, Any] | str) -> list[Event]:
         self._expect(Phase.STREAMING, "feed")
+        if isinstance(chunk, str):  # text alone (base.StreamItem)
+            return self._delta("text", chunk) if chunk else []
         out: list[Event] = []
         if chunk.get("usage"):
             self.usage = chunk["usage"]

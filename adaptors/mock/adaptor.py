@@ -36,7 +36,7 @@ class MockAdaptor:
         cid, created, model = chunks.completion_id(), chunks.now(), call.upstream_model
         delay = self.cfg.chunk_delay
         head: list[StreamItem] = [chunks.chunk(cid, model, created, {"role": "assistant", "content": ""})]
-        pieces = [chunks.chunk(cid, model, created, {"content": p}) for p in split_even(r.text, self.cfg.stream_chunks)]
+        pieces: list[StreamItem] = list(split_even(r.text, self.cfg.stream_chunks))  # text alone (base.StreamItem)
         tail: list[StreamItem] = [chunks.chunk(cid, model, created, {}, r.finish_reason),
                 chunks.usage_chunk(cid, model, created, chunks.usage(r.prompt_tokens, r.completion_tokens))]
         if not delay:  # everything at once: one batch, as a fast upstream read would give

@@ -4,7 +4,7 @@ Fed canonical chat chunks, it returns Responses stream events, ready to encode:
 
     machine = ResponsesStream(envelope, names)
     events = machine.start()                     # response.created, response.in_progress
-    events += machine.feed(chunk)                # per upstream chunk
+    events += machine.feed(chunk)                # per stream item: a chunk, or text alone (a str)
     events += machine.finish()   # or .fail(err) # close open items + exactly one terminal event
 
 Output items are numbered densely in the order they are added. Text and reasoning items are
@@ -112,8 +112,10 @@ class ResponsesStream:
         snap = self.envelope.snapshot("in_progress", [])
         return [self._ev("response.created", response=snap), self._ev("response.in_progress", response=snap)]
 
-    def feed(self, chunk: dict[str, Any]) -> list[Event]:
+    def feed(self, chunk: dict[str, Any] | str) -> list[Event]:
         self._expect(Phase.STREAMING, "feed")
+        if isinstance(chunk, str):  # text alone (base.StreamItem)
+            return self._text_delta("output_text", chunk) if chunk else []
         out: list[Event] = []
         if chunk.get("usage"):
             self.usage = chunk["usage"]

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay_adaptors.anthropic.stream import EventConverter, SSEConverter, text_delta
+from relay_adaptors.kernel import chunks
 from relay_adaptors.kernel.sse import SSEDecoder
 
 from ..spec import validate
@@ -28,7 +29,7 @@ def by_events(data: bytes) -> list:
     for ev in decoder.feed(data) + decoder.close():
         if ev.data:
             out += conv.event(json.loads(ev.data))
-    return out + conv.close(), conv
+    return chunks.expand(out + conv.close()), conv
 
 
 def by_bytes(pieces: list[bytes], like: EventConverter) -> list:
@@ -37,7 +38,7 @@ def by_bytes(pieces: list[bytes], like: EventConverter) -> list:
     out = []
     for p in pieces:
         out += conv.feed(p)
-    return out + conv.close()
+    return chunks.expand(out + conv.close())
 
 
 def same(a: list, b: list) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.chat_tap import ChatTap
-from relay.chat_writer import chat_frames
+from relay.chat_writer import ChatFrames
 from relay.outcome import StreamOutcome
 from relay_adaptors.kernel.base import RawUpstream
 from relay_adaptors.kernel.errors import RelayError, upstream_timeout
@@ -58,7 +58,7 @@ def through_converter(data: bytes, include_usage: bool, failure: RelayError | No
     conv = ChatStreamConverter("ch")
     items = conv.feed(data)
     items += [failure] if failure is not None and not conv.done else conv.close()
-    out = chat_frames(items, include_usage, outcome, MODEL)
+    out = ChatFrames(include_usage, outcome, MODEL)(items)
     return out + (DONE if outcome.error is None else b""), outcome
 
 

@@ -144,7 +144,7 @@ class ChatFromResponses:
             return []
         key = (output_index, content_index)
         self.text_sent[key] = self.text_sent.get(key, 0) + len(delta)
-        return [self._chunk({"content": delta})]
+        return [delta]  # a chunk of text alone (base.StreamItem)
 
     def _text_done(self, output_index: int, content_index: int, text: Any) -> list[StreamItem]:
         sent = self.text_sent.get((output_index, content_index), 0)

@@ -1,0 +1,103 @@
+"""Text alone travels a stream as a str item (base.StreamItem), which stands for the chunk
+`chunks.expand` builds for it. Every reader of a stream must give, for a str item, exactly
+what it gives for that chunk: the chat writer the same bytes, the bridge machines the same
+events, the outcome the same count, the non-stream builder the same answer."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay.chat_writer import ChatFrames
+from relay.outcome import StreamOutcome
+from relay_adaptors.kernel import chunks
+from relay_adaptors.kernel.accumulate import accumulate
+from relay_adaptors.messages import MessagesStream
+from relay_adaptors.responses import Envelope, ResponsesStream
+from relay_adaptors.responses.tools import ToolNames
+
+from ..spec import validate
+
+ECHO = {"instructions": None, "tools": [], "tool_choice": "auto", "parallel_tool_calls": True,
+        "temperature": None, "top_p": None, "metadata": {}}
+
+ids = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=12)
+texts = st.lists(st.text(alphabet=st.characters(codec="utf-8")), max_size=6)
+
+
+def stream(cid: str, created: int, pieces: list[str], mixed: bool) -> list:
+    """A stream in the shape converters give: a role chunk, text items (with, when `mixed`, a
+    reasoning chunk between them of another id, which the text after it takes), the finish, usage."""
+    head = chunks.chunk(cid, "up", created, {"role": "assistant", "content": ""})
+    body: list = []
+    for i, text in enumerate(pieces):
+        if mixed and i == 1:
+            body.append(chunks.chunk(cid + "2", "up", created + 1, {"reasoning_content": "hm"}))
+        body.append(text)
+    return [head, *body, chunks.chunk(cid, "up", created, {}, "stop"),
+            chunks.usage_chunk(cid, "up", created, chunks.usage(3, 4))]
+
+
+def copies(items: list) -> list:
+    return [dict(i) if isinstance(i, dict) else i for i in items]  # the writers edit chunks in place
+
+
+@settings(max_examples=150, deadline=None)
+@given(cid=ids, created=st.integers(min_value=0, max_value=2**40), pieces=texts, mixed=st.booleans(),
+       include_usage=st.booleans(), split=st.integers(min_value=0, max_value=9))
+def test_chat_writer_writes_a_text_item_as_the_bytes_of_its_chunk(cid, created, pieces, mixed, include_usage, split):
+    items = stream(cid, created, pieces, mixed)
+    as_text, as_chunks = StreamOutcome(), StreamOutcome()
+    write_text, write_chunks = ChatFrames(include_usage, as_text, "public"), ChatFrames(include_usage, as_chunks, "public")
+    expanded = chunks.expand(copies(items))
+    got = write_text(copies(items[:split])) + write_text(copies(items[split:]))  # any batching
+    assert got == write_chunks(expanded)
+    reasoning = len("hm") if mixed and len(pieces) > 1 else 0
+    assert as_text.output_chars == as_chunks.output_chars == sum(map(len, pieces)) + reasoning
+    assert as_text.usage == as_chunks.usage
+    for frame in got.split(b"\n\n")[:-1]:
+        validate("CreateChatCompletionStreamResponse", chunks_json(frame))
+
+
+def chunks_json(frame: bytes) -> dict:
+    assert frame.startswith(b"data: ")
+    return json.loads(frame[6:])
+
+
+def test_a_text_item_first_still_gets_a_whole_chunk():
+    """base.StreamItem rules it out; a plugin that breaks the rule still gets valid chunks."""
+    out = ChatFrames(False, StreamOutcome(), "public")(["hi"])
+    validate("CreateChatCompletionStreamResponse", chunks_json(out.split(b"\n\n")[0]))
+    with pytest.raises(ValueError):
+        chunks.expand(["hi"])
+
+
+def responses_machine() -> ResponsesStream:
+    counter = itertools.count(1)
+    return ResponsesStream(Envelope("m", ECHO, response_id="resp_1", clock=lambda: 1000), ToolNames(),
+                           make_id=lambda prefix: f"{prefix}{next(counter)}")
+
+
+@settings(max_examples=100, deadline=None)
+@given(pieces=texts, mixed=st.booleans())
+@pytest.mark.parametrize("make", [responses_machine, lambda: MessagesStream("m", [], make_id=lambda prefix: prefix + "1")],
+                         ids=["responses", "messages"])
+def test_bridges_give_a_text_item_the_events_of_its_chunk(make, pieces, mixed):
+    items = stream("chatcmpl-1", 5, pieces, mixed)
+    by_text, by_chunks = make(), make()
+    events = [by_text.start(), by_chunks.start()]
+    for item in items:
+        events[0] += by_text.feed(item)
+    for item in chunks.expand(items):
+        events[1] += by_chunks.feed(item)
+    assert events[0] + by_text.finish() == events[1] + by_chunks.finish()
+
+
+@given(pieces=texts, mixed=st.booleans())
+def test_a_non_stream_answer_built_from_text_items_is_the_one_built_from_their_chunks(pieces, mixed):
+    items = stream("chatcmpl-1", 5, pieces, mixed)
+    assert accumulate(items, "m") == accumulate(chunks.expand(items), "m")
+    assert accumulate(items, "m")["choices"][0]["message"]["content"] == "".join(pieces)
