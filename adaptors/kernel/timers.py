@@ -69,4 +69,7 @@ class TimerLine:
                 self.fire(key, value, now)  # may set `key` again, at the end of the line
         finally:
             self._firing = False
+            if self.due and self.timer is None:  # a `fire` raised: the rest of the line still falls due
+                when = next(iter(self.due.values()))[0]
+                self.timer = self.loop.call_at(when, self._due)
         self._close()

@@ -10,6 +10,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from relay.sse_out import KeepaliveWriter
+from relay_adaptors.kernel.timers import TimerLine
 
 PING = b": ka\n\n"
 
@@ -109,5 +110,28 @@ def test_streams_with_different_intervals_keep_their_own_timing() -> None:
         assert len(short.data) == 5 and long.data == [PING]
         for w in ws:
             await w.stop()
+
+    run(scenario)
+
+
+def test_a_deadline_whose_action_fails_does_not_stop_the_rest_of_its_line() -> None:
+    """One stream's failing callback (the loop logs it) must not leave every other stream of
+    that interval without its deadline: the line's timer is set again for the rest."""
+    fired: list[str] = []
+
+    def fire(key: str, _value: None, _now: float) -> None:
+        if key == "bad":
+            raise RuntimeError("a callback that fails")
+        fired.append(key)
+
+    async def scenario(loop: ManualClockLoop) -> None:
+        loop.set_exception_handler(lambda _loop, _ctx: None)  # the loop would log the failure
+        line = TimerLine.of(fire, 5)
+        line.set("bad")
+        line.set("good")
+        await loop.advance(6)
+        await loop.advance(0)
+        assert fired == ["good"]
+        assert not line.due and loop.pending_timers() == 0
 
     run(scenario)
