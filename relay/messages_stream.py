@@ -31,15 +31,10 @@ async def write_messages_stream(resp: Sink, stream: ChatStream, machine: Message
     async for batch in stream:
         events: list[dict[str, Any]] = []
         for item in batch:
-            if isinstance(item, str):  # text alone (base.StreamItem)
-                outcome.produced(len(item))
-            elif isinstance(item, RelayError):
+            if isinstance(item, RelayError):
                 outcome.error = item
                 break
-            else:
-                if item.get("usage"):
-                    outcome.usage = item["usage"]
-                outcome.saw(item)
+            outcome.took(item)
             try:
                 events += machine.feed(item)
             except ValueError as e:  # a chat stream the machine cannot map (see MessagesStream)

@@ -31,6 +31,15 @@ class StreamOutcome:
             if self.first_chunk_at is None:
                 self.first_chunk_at = time.monotonic()
 
+    def took(self, item: dict[str, Any] | str) -> None:
+        """Notes what one stream item (a chunk, or text alone) brings: usage, generated text."""
+        if isinstance(item, str):
+            self.produced(len(item))
+            return
+        if item.get("usage"):
+            self.usage = item["usage"]
+        self.saw(item)
+
     def saw(self, chunk: dict[str, Any]) -> None:
         """Counts a chat chunk's generated text."""
         for choice in chunk.get("choices") or ():

@@ -38,16 +38,11 @@ async def write_responses_stream(
     async for batch in stream:
         events: list[dict[str, Any]] = []
         for item in batch:
-            if isinstance(item, str):  # text alone (base.StreamItem)
-                outcome.produced(len(item))
-            elif isinstance(item, RelayError):
+            if isinstance(item, RelayError):
                 outcome.error = item
                 events += machine.fail(item.redacted())
                 break
-            else:
-                if item.get("usage"):
-                    outcome.usage = item["usage"]
-                outcome.saw(item)
+            outcome.took(item)
             events += machine.feed(item)
         await emit(events)
         if outcome.error is not None:
