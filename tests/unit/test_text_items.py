@@ -19,7 +19,7 @@ from relay_adaptors.messages import MessagesStream
 from relay_adaptors.responses import Envelope, ResponsesStream
 from relay_adaptors.responses.tools import ToolNames
 
-from ..spec import validate
+from ..spec import validate, validate_message_event, validate_response_event
 
 ECHO = {"instructions": None, "tools": [], "tool_choice": "auto", "parallel_tool_calls": True,
         "temperature": None, "top_p": None, "metadata": {}}
@@ -83,9 +83,11 @@ def responses_machine() -> ResponsesStream:
 
 @settings(max_examples=100, deadline=None)
 @given(pieces=texts, mixed=st.booleans())
-@pytest.mark.parametrize("make", [responses_machine, lambda: MessagesStream("m", [], make_id=lambda prefix: prefix + "1")],
-                         ids=["responses", "messages"])
-def test_bridges_give_a_text_item_the_events_of_its_chunk(make, pieces, mixed):
+@pytest.mark.parametrize("make, valid", [
+    (responses_machine, validate_response_event),
+    (lambda: MessagesStream("m", [], make_id=lambda prefix: prefix + "1"), validate_message_event),
+], ids=["responses", "messages"])
+def test_bridges_give_a_text_item_the_events_of_its_chunk(make, valid, pieces, mixed):
     items = stream("chatcmpl-1", 5, pieces, mixed)
     by_text, by_chunks = make(), make()
     events = [by_text.start(), by_chunks.start()]
@@ -93,7 +95,10 @@ def test_bridges_give_a_text_item_the_events_of_its_chunk(make, pieces, mixed):
         events[0] += by_text.feed(item)
     for item in chunks.expand(items):
         events[1] += by_chunks.feed(item)
-    assert events[0] + by_text.finish() == events[1] + by_chunks.finish()
+    events[0] += by_text.finish()
+    assert events[0] == events[1] + by_chunks.finish()
+    for event in events[0]:  # and each is the protocol's own event
+        valid(event)
 
 
 @given(pieces=texts, mixed=st.booleans())
