@@ -50,7 +50,7 @@ class StreamOutcome:
             if text is not None:
                 self.produced(len(text))
                 continue
-            n = _length(delta.get("content")) + _length(delta.get("reasoning_content"))
+            n = _length(delta.get("content")) + _length(delta.get("reasoning_content")) + _length(delta.get("refusal"))
             for tc in delta.get("tool_calls") or ():
                 n += _length((tc.get("function") or {}).get("arguments"))
             self.produced(n)

@@ -47,6 +47,7 @@ def test_hostile_usage_numbers_count_as_zero(bad):
     ({"content": "ab", "reasoning_content": "cd"}, 4),
     ({"content": 5, "reasoning_content": "cd"}, 2),  # an upstream's value of another type counts nothing
     ({"content": ["ab"]}, 0),
+    ({"refusal": "I can't"}, 7),  # a refusal is generated text too
     ({"tool_calls": [{"index": 0, "function": {"arguments": 7}}]}, 0),
 ])
 def test_relayed_text_is_counted_by_its_length(delta, chars):
