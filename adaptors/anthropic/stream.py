@@ -146,49 +146,61 @@ def _expect(state: dict[str, Any], index: int, delta: str, *blocks: str) -> None
         raise ValueError(f"a {delta} for block {index}, which is a {state['type']} block")
 
 
-# Anthropic's text delta event, exactly as it sends it: this head, the block index (digits
-# as JSON writes a number: no leading zero, at most 18), this middle, the text, and `}}`.
+# Anthropic's text delta event, exactly as it sends it: this head, the block index, this
+# middle, the text, and `}}`. The index is the open text block's, written as JSON writes it.
 _HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
 _MIDDLE = b',"delta":{"type":"text_delta","text":"'
-_TEXT_AT = len(_HEAD)
 _TAIL = b'"}}'
 
 
-def text_delta(frame: bytes) -> tuple[int, str] | None:
-    """(block index, text) of a frame that is exactly Anthropic's text delta event, else None:
-    the text must parse as one JSON string, so a frame with any other field is never misread.
-    Byte comparisons, not a regex: they run once per token."""
-    if not frame.startswith(_HEAD) or not frame.endswith(_TAIL):
-        return None
-    mid = frame.find(_MIDDLE, _TEXT_AT, _TEXT_AT + 18 + len(_MIDDLE))
-    index = frame[_TEXT_AT:mid]
-    if mid < 0 or not index.isdigit() or (index[0] == 48 and len(index) > 1):  # 48: b"0"
-        return None
-    try:
-        text = jsonfast.loads(frame[mid + len(_MIDDLE) - 1:-2])
-    except jsonfast.JSONDecodeError:
-        return None
-    return (int(index), text) if type(text) is str else None
-
-
 class SSEConverter:
-    """Bytes of an Anthropic SSE stream -> chat chunks."""
+    """Bytes of an Anthropic SSE stream -> chat chunks.
+
+    Most frames of an answer are text deltas of its open text block, in exactly the shape
+    Anthropic sends: those are read by their bytes, two comparisons and a parse of the text
+    alone (it must parse as one JSON string, so a frame with any other field is never
+    misread). Every other frame, and a frame in any other shape, is read as an event."""
 
     def __init__(self, channel: str, model: str, json_tool: str | None = None):
         self.events = EventConverter(channel, model, json_tool)
         self._sse = SSEDecoder()
+        self._text_head: bytes | None = None  # a text delta's bytes before its text, for the open text block
+        self._text_index: int | None = None
 
     def feed(self, data: bytes) -> list[StreamItem]:
         out: list[StreamItem] = []
         events = self.events
+        loads = jsonfast.loads
+        head = self._text_head
         for frame in self._sse.frames(data):
-            # Most frames of an answer are text deltas in exactly the shape Anthropic sends:
-            # those are read by their bytes (the text alone is parsed), the rest as events.
-            if (delta := text_delta(frame)) is not None:
-                out += events.text_delta(*delta)
-            elif (ev := event(frame)) is not None and ev.data:
-                out += events.event(jsonfast.loads_event(ev.data))
+            if head is not None and frame.startswith(head) and frame.endswith(_TAIL):
+                try:
+                    text = loads(frame[len(head) - 1:-2])
+                except jsonfast.JSONDecodeError:
+                    text = None
+                if type(text) is str:
+                    if text:
+                        out.append(text)  # text alone (base.StreamItem), as EventConverter._text gives it
+                    continue
+            if (ev := event(frame)) is not None and ev.data:
+                parsed = jsonfast.loads_event(ev.data)
+                if type(parsed) is not dict:
+                    raise ValueError("an Anthropic stream event is not a JSON object")
+                out += events.event(parsed)
+                if parsed.get("type") == "content_block_start":
+                    head = self._opened(int(parsed.get("index", 0)))
         return out
+
+    def _opened(self, index: int) -> bytes | None:
+        """After block `index` started: the text head for it if it is a text block (the
+        EventConverter has just recorded it); a block of another kind at the same index ends
+        the byte reading of the old one."""
+        if self.events.blocks[index]["type"] == "text":
+            self._text_index = index
+            self._text_head = _HEAD + str(index).encode() + _MIDDLE
+        elif index == self._text_index:
+            self._text_index = self._text_head = None
+        return self._text_head
 
     def close(self) -> list[StreamItem]:
         out = self.feed(b"")

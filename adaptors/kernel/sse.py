@@ -18,7 +18,7 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    """Whole events are cut at their blank line with `bytes.find` and read at once (one
+    """Whole events are cut at their blank line with `bytes.split` and read at once (one
     decode per event, not per line); an unfinished event waits in the buffer as bytes."""
 
     __slots__ = ("_buf", "_pending_cr")
@@ -40,12 +40,8 @@ class SSEDecoder:
         if b"\r" in buf:
             self._pending_cr = buf.endswith(b"\r")
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        frames: list[bytes] = []
-        start = 0
-        while (end := buf.find(b"\n\n", start)) >= 0:
-            frames.append(buf[start:end])
-            start = end + 2
-        self._buf = buf[start:]
+        frames = buf.split(b"\n\n")
+        self._buf = frames.pop()  # not ended yet
         return frames
 
     def close(self) -> list[SSEEvent]:

@@ -1,5 +1,5 @@
-"""The Anthropic stream converter reads its text deltas by their bytes (anthropic.stream.text_delta)
-and every other frame as an event. Against a reading of every frame as an event, for the
+"""The Anthropic stream converter reads the text deltas of its open text block by their bytes
+(anthropic.stream.SSEConverter) and every other frame as an event. Against a reading of every frame as an event, for the
 recorded streams in any chunking, LF or CRLF, and for hostile texts and near-miss frames, the
 chunks must be the same: the byte reading may only ever be a shortcut, never a misreading."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay_adaptors.anthropic.stream import EventConverter, SSEConverter, text_delta
+from relay_adaptors.anthropic.stream import EventConverter, SSEConverter
 from relay_adaptors.kernel import chunks
 from relay_adaptors.kernel.sse import SSEDecoder
 
@@ -112,7 +112,6 @@ NEAR_MISSES = [
 
 @pytest.mark.parametrize("frame", NEAR_MISSES)
 def test_near_misses_are_read_as_events(frame: bytes) -> None:
-    assert text_delta(frame) is None
     data = stream([frame])
     try:
         expected, conv = by_events(data)
@@ -125,7 +124,6 @@ def test_near_misses_are_read_as_events(frame: bytes) -> None:
 
 def test_a_text_delta_before_its_block_is_refused_both_ways() -> None:
     frame = delta_frame("a", ensure_ascii=True).replace(b'"index":0', b'"index":3')
-    assert text_delta(frame) == (3, "a")
     with pytest.raises(ValueError, match="before its content_block_start"):
         by_bytes([stream([frame])], EventConverter("ch", "m"))
 
