@@ -154,3 +154,10 @@ def test_deltas_of_server_tool_blocks_are_not_part_of_the_chat_answer() -> None:
     got = by_bytes([stream(frames)], conv)
     same(got, expected)
     assert [c["choices"][0]["delta"] for c in got[1:-2]] == [{"content": "after"}]
+
+
+@pytest.mark.parametrize("payload", [b"[1]", b'"message_stop"', b"7", b"null"])
+def test_an_event_that_is_not_an_object_is_an_upstream_error(payload: bytes) -> None:
+    """ValueError is what the HTTP adaptor answers as a 502; anything else would be a 500."""
+    with pytest.raises(ValueError, match="not a JSON object"):
+        by_bytes([stream([b"event: content_block_delta\ndata: " + payload])], EventConverter("ch", "m"))
