@@ -5,6 +5,7 @@ Fed canonical chat chunks, it returns Responses stream events, ready to encode:
     machine = ResponsesStream(envelope, names)
     events = machine.start()                     # response.created, response.in_progress
     events += machine.feed(chunk)                # per stream item: a chunk, or text alone (a str)
+    frame = machine.text_frame(text)             # or: text alone as its encoded SSE frame (None: feed it)
     events += machine.finish()   # or .fail(err) # close open items + exactly one terminal event
 
 Output items are numbered densely in the order they are added. Text and reasoning items are
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from ..kernel import chunks
+from ..kernel import chunks, jsonfast
 from ..kernel.errors import RelayError
 from ..kernel.ids import new_id
 from ..kernel.usage import Usage
@@ -25,6 +26,12 @@ from .envelope import Envelope
 from .tools import ToolNames
 
 Event = dict[str, Any]
+
+# An output_text delta event as the writer encodes it (sse.encode_event of its JSON, keys in
+# the order _text_delta builds them): these bytes, the sequence number, the part's ids, the
+# delta's JSON, and the end.
+_DELTA_START = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
+_DELTA_END = b',"logprobs":[]}\n\n'
 
 
 class Phase(Enum):
@@ -41,6 +48,7 @@ class _Message:
         self.parts: list[dict[str, Any]] = []  # finished content parts
         self.part_type: str | None = None  # "output_text" | "refusal" while a part is open
         self.buf: list[str] = []
+        self.delta_head: bytes | None = None  # an output_text delta frame's bytes from after its sequence number to its delta
 
     def item(self, status: str) -> dict[str, Any]:
         return {"id": self.id, "type": "message", "role": "assistant", "status": status, "content": list(self.parts)}
@@ -131,6 +139,21 @@ class ResponsesStream:
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         return out
+
+    def text_frame(self, text: str) -> bytes | None:
+        """Text alone that continues the open text part (most items of an answer), as the
+        encoded frame of the event `feed(text)` would return; None when the text would begin
+        something (feed it instead). The same state changes as `feed`, no event dict built."""
+        m = self.text  # set only while streaming: finish() and fail() close it
+        if m is None or m.part_type != "output_text" or self.reasoning is not None or not text:
+            return None
+        m.buf.append(text)
+        self.seq += 1
+        head = m.delta_head
+        if head is None:
+            head = m.delta_head = (b',"item_id":' + jsonfast.dumps(m.id) + b',"output_index":' + str(m.index).encode()
+                                   + b',"content_index":' + str(len(m.parts)).encode() + b',"delta":')
+        return _DELTA_START + str(self.seq - 1).encode() + head + jsonfast.dumps(text) + _DELTA_END
 
     def _mixed(self, delta: dict[str, Any]) -> list[Event]:
         """The events of a delta with more than text in it."""
@@ -261,7 +284,7 @@ class ResponsesStream:
         else:
             ev = self._ev("response.refusal.done", item_id=m.id, output_index=m.index, content_index=ci, refusal=text)
         m.parts.append(done)
-        m.part_type, m.buf = None, []
+        m.part_type, m.buf, m.delta_head = None, [], None
         return [ev, self._ev("response.content_part.done", item_id=m.id, output_index=m.index, content_index=ci, part=done)]
 
     def _close_text(self, status: str = "completed") -> list[Event]:

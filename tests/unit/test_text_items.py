@@ -4,6 +4,7 @@ what it gives for that chunk: the chat writer the same bytes, the bridge machine
 events, the outcome the same count, the non-stream builder the same answer."""
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from relay.chat_writer import ChatFrames
 from relay.outcome import StreamOutcome
+from relay.responses_writer import encoded, write_responses_stream
 from relay_adaptors.kernel import chunks
 from relay_adaptors.kernel.accumulate import accumulate
 from relay_adaptors.messages import MessagesStream
@@ -99,6 +101,43 @@ def test_bridges_give_a_text_item_the_events_of_its_chunk(make, valid, pieces, m
     assert events[0] == events[1] + by_chunks.finish()
     for event in events[0]:  # and each is the protocol's own event
         valid(event)
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    async def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+async def batches(items: list, split: int):
+    for batch in (items[:split], items[split:]):
+        if batch:
+            yield batch
+
+
+@settings(max_examples=100, deadline=None)
+@given(pieces=texts, mixed=st.booleans(), refusal=st.booleans(), split=st.integers(min_value=0, max_value=9))
+def test_the_responses_writer_writes_a_text_item_as_the_frame_of_its_event(pieces, mixed, refusal, split):
+    """ResponsesStream.text_frame, the writer's short path, writes the bytes the event of its
+    chunk encodes to, in any batching, around reasoning and refusal parts."""
+    items = stream("chatcmpl-1", 5, pieces, mixed)
+    if refusal:
+        items.insert(len(items) // 2, chunks.chunk("chatcmpl-1", "up", 5, {"refusal": "no"}))
+    machine, reference = responses_machine(), responses_machine()
+    sink, outcome = Collected(), StreamOutcome()
+    sink.writes += encoded(machine.start())
+    asyncio.run(write_responses_stream(sink, batches(items, split), machine, outcome))
+    events = reference.start() + [e for item in chunks.expand(items) for e in reference.feed(item)] + reference.finish()
+    assert b"".join(sink.writes) == b"".join(encoded(events))
+    assert outcome.finished and machine.response == reference.response
+    assert outcome.output_chars == sum(map(len, pieces)) + (2 if mixed and len(pieces) > 1 else 0) + (2 if refusal else 0)
+    for frame in b"".join(sink.writes).split(b"\n\n")[:-1]:
+        head, data = frame.split(b"\ndata: ")
+        event = json.loads(data)
+        assert head == b"event: " + event["type"].encode()
+        validate_response_event(event)
 
 
 @given(pieces=texts, mixed=st.booleans())
