@@ -33,9 +33,10 @@ from .stack import KEY, LIMITED_KEY, ROWS, body_for, relay_config, start_nginx, 
 CONCURRENCY = 16
 
 
-def under_callgrind(out: Path, argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def under_callgrind(out: Path, argv: list[str], log: Path, env: dict[str, str] | None = None,
+                    cwd: Path = ROOT) -> subprocess.Popen:
     return subprocess.Popen(["taskset", "-c", "0", "valgrind", "--tool=callgrind", "--instr-atstart=no",
-                             f"--callgrind-out-file={out}", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             f"--callgrind-out-file={out}", *argv], cwd=cwd, stdout=subprocess.DEVNULL,
                             stderr=open(log, "w"), env=env)
 
 
@@ -124,8 +125,11 @@ def measure(picked: list[str], requests: int, limited: bool, store: str, baselin
         (tmp / "base").mkdir()
         argv = [sys.executable, "-m", "relay", "serve", "-c", str(relay_config(tmp / "base", nginx_port, free_port(), store=store_url)),
                 "--port", str(base_port)]
+        # Not started in the repository: `python -m` puts the working directory first on the
+        # path, and its relay package would shadow the baseline's.
         sides["baseline"] = (under_callgrind(tmp / "base.callgrind", argv, tmp / "base.valgrind.log",
-                                             env={**os.environ, "PYTHONPATH": str(baseline)}), tmp / "base.callgrind", base_port)
+                                             env={**os.environ, "PYTHONPATH": str(baseline.resolve())}, cwd=tmp / "base"),
+                             tmp / "base.callgrind", base_port)
     out: list[dict[str, Any]] = []
     try:
         for proc, _, side_port in sides.values():
