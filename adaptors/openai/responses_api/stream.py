@@ -19,7 +19,7 @@ from typing import Any
 from ...kernel import chunks, jsonfast
 from ...kernel.base import StreamItem
 from ...kernel.errors import upstream_bad_response
-from ...kernel.sse import SSEDecoder
+from ...kernel.sse import SSEDecoder, SSEEvent, event
 from .outcome import chat_usage, completion_id, failure, finish_reason
 
 
@@ -72,7 +72,7 @@ class ChatFromResponses:
             case "response.output_item.added":
                 return self._item_added(_int(ev, "output_index"), ev.get("item") or {})
             case "response.output_text.delta":
-                return self._text(_int(ev, "output_index"), _int(ev, "content_index", 0), ev.get("delta"))
+                return self.text_delta(ev)
             case "response.output_text.done":
                 return self._text_done(_int(ev, "output_index"), _int(ev, "content_index", 0), ev.get("text"))
             case "response.refusal.delta" if ev.get("delta"):
@@ -139,6 +139,10 @@ class ChatFromResponses:
             return self._arguments(call, arguments[call.sent:])
         return []
 
+    def text_delta(self, ev: dict[str, Any]) -> list[StreamItem]:
+        """A `response.output_text.delta` while streaming."""
+        return self._text(_int(ev, "output_index"), _int(ev, "content_index", 0), ev.get("delta"))
+
     def _text(self, output_index: int, content_index: int, delta: Any) -> list[StreamItem]:
         if not isinstance(delta, str) or not delta:
             return []
@@ -181,8 +185,14 @@ class ChatFromResponses:
         return out
 
 
+# The frame of a text delta as OpenAI sends it: the event line, then one data line.
+_TEXT_DELTA = b"event: response.output_text.delta\ndata: "
+
+
 class ResponsesSSEConverter:
-    """Bytes of a Responses SSE stream -> chat chunks."""
+    """Bytes of a Responses SSE stream -> chat chunks. Text deltas, most frames of an answer,
+    are parsed from their data line's bytes and go straight to the text; a frame in any other
+    shape (several data lines, a comment, another event) is read by the SSE rules."""
 
     __slots__ = ("events", "_sse")
 
@@ -193,17 +203,34 @@ class ResponsesSSEConverter:
     def _convert(self, events: list[Any]) -> list[StreamItem]:
         out: list[StreamItem] = []
         for ev in events:
-            if ev.data and ev.data != "[DONE]":  # some servers end Responses streams chat-style
-                obj = jsonfast.loads_event(ev.data)
-                if not isinstance(obj, dict):
-                    raise ValueError("a Responses stream event is not a JSON object")
-                if "type" not in obj and ev.event:  # servers that name the type on the event line only
-                    obj["type"] = ev.event
-                out += self.events.event(obj)
+            out += self._event(ev)
         return out
 
+    def _event(self, ev: SSEEvent) -> list[StreamItem]:
+        if not ev.data or ev.data == "[DONE]":  # some servers end Responses streams chat-style
+            return []
+        obj = jsonfast.loads_event(ev.data)
+        if not isinstance(obj, dict):
+            raise ValueError("a Responses stream event is not a JSON object")
+        if "type" not in obj and ev.event:  # servers that name the type on the event line only
+            obj["type"] = ev.event
+        return self.events.event(obj)
+
     def feed(self, data: bytes) -> list[StreamItem]:
-        return self._convert(self._sse.feed(data))
+        out: list[StreamItem] = []
+        events = self.events
+        for frame in self._sse.frames(data):
+            if frame.startswith(_TEXT_DELTA) and events.phase is Phase.STREAMING:
+                try:
+                    obj = jsonfast.loads(frame[len(_TEXT_DELTA):])
+                except jsonfast.JSONDecodeError:
+                    obj = None  # perhaps several data lines: the SSE rules decide
+                if type(obj) is dict and obj.get("type") == "response.output_text.delta":
+                    out += events.text_delta(obj)
+                    continue
+            if (ev := event(frame)) is not None:
+                out += self._event(ev)
+        return out
 
     def close(self) -> list[StreamItem]:
         return self._convert(self._sse.close()) + self.events.close()
