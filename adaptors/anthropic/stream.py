@@ -9,7 +9,7 @@ from typing import Any
 
 from ..kernel import chunks, jsonfast
 from ..kernel.base import StreamItem
-from ..kernel.errors import RelayError, upstream_bad_response
+from ..kernel.errors import RelayError, object_field, upstream_bad_response
 from ..kernel.sse import SSEDecoder, event
 from ..kernel.usage import Usage
 from .errors import stream_error
@@ -40,19 +40,18 @@ class EventConverter:
     def event(self, ev: dict[str, Any]) -> list[StreamItem]:
         kind = ev.get("type")
         if kind == "message_start":
-            msg = ev.get("message") or {}
-            self.usage.update(msg.get("usage") or {})
+            self.usage.update(object_field(object_field(ev, "message"), "usage"))
             self.started = True
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
-            return self._block_start(int(ev.get("index", 0)), ev.get("content_block") or {})
+            return self._block_start(_index(ev), object_field(ev, "content_block"))
         if kind == "content_block_delta":
-            return self._block_delta(int(ev.get("index", 0)), ev.get("delta") or {})
+            return self._block_delta(_index(ev), object_field(ev, "delta"))
         if kind == "content_block_stop":
-            return self._block_stop(int(ev.get("index", 0)))
+            return self._block_stop(_index(ev))
         if kind == "message_delta":
-            self.stop_reason = (ev.get("delta") or {}).get("stop_reason") or self.stop_reason
-            self.usage.update({k: v for k, v in (ev.get("usage") or {}).items() if v is not None})
+            self.stop_reason = object_field(ev, "delta").get("stop_reason") or self.stop_reason
+            self.usage.update({k: v for k, v in object_field(ev, "usage").items() if v is not None})
             return []
         if kind == "message_stop":
             self.finished = True
@@ -70,9 +69,10 @@ class EventConverter:
         state: dict[str, Any] = {"type": kind}
         self.blocks[index] = state
         if kind == "text":
-            return [self._chunk({"content": block["text"]})] if block.get("text") else []
+            text = _string(block, "text")
+            return [self._chunk({"content": text})] if text else []
         if kind == "thinking":
-            state.update(thinking=[block.get("thinking") or ""], signature=block.get("signature") or "")
+            state.update(thinking=[_string(block, "thinking")], signature=_string(block, "signature"))
             return []
         if kind == "redacted_thinking":
             return [self._chunk({"reasoning_signature": encode_block({"type": "redacted_thinking", "data": block.get("data", "")})})]
@@ -83,8 +83,8 @@ class EventConverter:
             state["tool_index"] = self.tool_count
             self.tool_count += 1
             return [self._chunk({"tool_calls": [{
-                "index": state["tool_index"], "id": block.get("id"), "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""},
+                "index": state["tool_index"], "id": _string(block, "id"), "type": "function",
+                "function": {"name": _string(block, "name"), "arguments": ""},
             }]})]
         return []  # server tool blocks etc. are not part of a chat answer
 
@@ -95,18 +95,18 @@ class EventConverter:
         kind = delta.get("type")
         if kind == "text_delta":
             return self._text(delta.get("text"))
-        if kind == "thinking_delta" and delta.get("thinking"):
+        if kind == "thinking_delta" and (thinking := _string(delta, "thinking")):
             _expect(state, index, kind, "thinking")
-            state["thinking"].append(delta["thinking"])
-            return [self._chunk({"reasoning_content": delta["thinking"]})]
+            state["thinking"].append(thinking)
+            return [self._chunk({"reasoning_content": thinking})]
         if kind == "signature_delta":
-            state["signature"] = state.get("signature", "") + (delta.get("signature") or "")
+            state["signature"] = state.get("signature", "") + _string(delta, "signature")
             return []
-        if kind == "input_json_delta" and delta.get("partial_json"):
+        if kind == "input_json_delta" and (partial := _string(delta, "partial_json")):
             _expect(state, index, kind, "tool_use", "json")
             if state["type"] == "json":
-                return [self._chunk({"content": delta["partial_json"]})]
-            return [self._chunk({"tool_calls": [{"index": state["tool_index"], "function": {"arguments": delta["partial_json"]}}]})]
+                return [self._chunk({"content": partial})]
+            return [self._chunk({"tool_calls": [{"index": state["tool_index"], "function": {"arguments": partial}}]})]
         return []
 
     def text_delta(self, index: int, text: str) -> list[StreamItem]:
@@ -138,6 +138,23 @@ class EventConverter:
         if self.finished:
             return []
         return [upstream_bad_response(self.channel, "the stream ended before message_stop")]
+
+
+def _string(obj: dict[str, Any], key: str) -> str:
+    """A text field ("" when absent or null); a value of another type is an upstream error."""
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise ValueError(f"a {obj.get('type')} whose {key} is not a string")
+    return value
+
+
+def _index(ev: dict[str, Any]) -> int:
+    value = ev.get("index", 0)
+    if type(value) is not int:
+        raise ValueError(f"{ev.get('type')}.index is not an integer")
+    return value
 
 
 def _expect(state: dict[str, Any], index: int, delta: str, *blocks: str) -> None:
@@ -188,7 +205,7 @@ class SSEConverter:
                     raise ValueError("an Anthropic stream event is not a JSON object")
                 out += events.event(parsed)
                 if parsed.get("type") == "content_block_start":
-                    head = self._opened(int(parsed.get("index", 0)))
+                    head = self._opened(_index(parsed))
         return out
 
     def _opened(self, index: int) -> bytes | None:

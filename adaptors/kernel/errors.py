@@ -113,5 +113,16 @@ def upstream_json_object(channel: str, body: bytes, required: str, what: str) ->
     return data
 
 
+def object_field(event: dict[str, Any], key: str) -> dict[str, Any]:
+    """A field of an upstream event that must be an object when present ({} when absent or
+    null); a value of another type is a ValueError, which stream readers answer as a 502."""
+    value = event.get(key)
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise ValueError(f"{event.get('type')}.{key} is not an object")
+    return value
+
+
 def upstream_bad_response(channel: str, detail: str) -> RelayError:
     return RelayError(502, f"upstream channel {channel!r} sent an invalid response: {detail}", type="api_error", code="bad_upstream_response")

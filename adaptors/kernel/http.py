@@ -183,6 +183,12 @@ class HttpAdaptor:
             yield [self._lost(e)]
         except ValueError as e:  # a converter met something it cannot read
             yield [upstream_bad_response(self.name, str(e))]
+        except (TypeError, AttributeError, KeyError, IndexError) as e:
+            # A converter that trusted a shape this upstream did not send: still the upstream's
+            # answer that cannot be read (a 502 in-band, not a cut connection), logged with
+            # its traceback so the converter can be taught the shape.
+            log.warning("channel %s: its stream could not be converted", self.name, exc_info=True)
+            yield [upstream_bad_response(self.name, f"a stream event of an unexpected shape ({type(e).__name__})")]
         finally:
             # A stream read to its end may go back to the pool; any other is cut off, which
             # also tells the upstream to stop generating.

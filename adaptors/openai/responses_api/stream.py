@@ -18,7 +18,7 @@ from typing import Any
 
 from ...kernel import chunks, jsonfast
 from ...kernel.base import StreamItem
-from ...kernel.errors import upstream_bad_response
+from ...kernel.errors import object_field, upstream_bad_response
 from ...kernel.sse import SSEDecoder, SSEEvent, event
 from .outcome import chat_usage, completion_id, failure, finish_reason
 
@@ -67,31 +67,31 @@ class ChatFromResponses:
         if self.phase is Phase.NEW:
             if kind != "response.created":
                 raise ValueError(f"the Responses stream began with {kind!r}, not response.created")
-            return self._created(ev.get("response") or {})
+            return self._created(object_field(ev, "response"))
         match kind:
             case "response.output_item.added":
-                return self._item_added(_int(ev, "output_index"), ev.get("item") or {})
+                return self._item_added(_int(ev, "output_index"), object_field(ev, "item"))
             case "response.output_text.delta":
                 return self.text_delta(ev)
             case "response.output_text.done":
                 return self._text_done(_int(ev, "output_index"), _int(ev, "content_index", 0), ev.get("text"))
-            case "response.refusal.delta" if ev.get("delta"):
+            case "response.refusal.delta" if isinstance(ev.get("delta"), str) and ev["delta"]:
                 return [self._chunk({"refusal": ev["delta"]})]
             case "response.function_call_arguments.delta":
                 return self._arguments(self._call(ev), ev.get("delta"))
             case "response.function_call_arguments.done":
                 return self._arguments_done(self._call(ev), ev.get("arguments"))
             case "response.output_item.done":
-                return self._item_done(_int(ev, "output_index"), ev.get("item") or {})
+                return self._item_done(_int(ev, "output_index"), object_field(ev, "item"))
             case "response.reasoning_summary_text.delta":
                 return self._reasoning((_int(ev, "output_index"), _int(ev, "summary_index", 0)), ev.get("delta"))
             case "response.reasoning_text.delta":  # raw reasoning, from servers that show it (gpt-oss)
                 return self._reasoning((_int(ev, "output_index"), -1 - _int(ev, "content_index", 0)), ev.get("delta"))
             case "response.completed" | "response.incomplete":
-                return self._finished(ev.get("response") or {})
+                return self._finished(object_field(ev, "response"))
             case "response.failed":
                 self.phase = Phase.DONE
-                return [failure(self.channel, (ev.get("response") or {}).get("error"))]
+                return [failure(self.channel, object_field(ev, "response").get("error"))]
             case _:
                 return []  # in_progress, part added/done, hosted tool progress, future event types
 

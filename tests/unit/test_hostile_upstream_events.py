@@ -1,0 +1,57 @@
+"""An upstream's stream events are untrusted: whatever JSON an Anthropic or Responses stream
+carries, with fields of any type in any order of events, the converter either gives chunks
+that are valid chat chunks or refuses the stream with a ValueError (answered as a 502) or an
+error item. Never another exception, which would cut the client's connection."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relay_adaptors.anthropic.stream import SSEConverter
+from relay_adaptors.kernel import chunks
+from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.openai.responses_api import ResponsesSSEConverter
+
+from ..spec import validate
+
+KEYS = ["type", "index", "delta", "text", "content_block", "message", "usage", "id", "name", "output_index",
+        "content_index", "item", "response", "arguments", "partial_json", "thinking", "signature", "summary_index",
+        "error", "status", "content", "output", "call_id", "stop_reason", "input_tokens", "output_tokens"]
+WORDS = ["text", "tool_use", "thinking", "text_delta", "thinking_delta", "signature_delta", "input_json_delta",
+         "function_call", "message", "output_text", "completed", "end_turn"]
+leaf = st.none() | st.booleans() | st.integers(-2, 3) | st.text(max_size=3) | st.sampled_from(WORDS)
+value = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+                     max_leaves=8)
+
+ANTHROPIC = ["message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta",
+             "message_stop", "error", "ping"]
+RESPONSES = ["response.created", "response.output_item.added", "response.output_text.delta", "response.output_text.done",
+             "response.refusal.delta", "response.function_call_arguments.delta", "response.function_call_arguments.done",
+             "response.output_item.done", "response.reasoning_summary_text.delta", "response.reasoning_text.delta",
+             "response.completed", "response.incomplete", "response.failed", "error"]
+
+
+def events(types: list[str]) -> st.SearchStrategy[list[tuple[str, dict]]]:
+    return st.lists(st.tuples(st.sampled_from(types), st.dictionaries(st.sampled_from(KEYS[1:]), value, max_size=4)), max_size=6)
+
+
+@pytest.mark.parametrize("converter, types", [(SSEConverter, ANTHROPIC), (ResponsesSSEConverter, RESPONSES)],
+                         ids=["anthropic", "responses"])
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_event_is_read_or_refused_never_a_crash(converter, types, data):
+    stream = data.draw(events(types))
+    conv = converter("ch", "m")
+    body = b"".join(f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n".encode() for kind, fields in stream)
+    try:
+        items = conv.feed(body) + conv.close()
+    except ValueError:
+        return  # refused: the relay answers 502
+    answer = [i for i in items if not isinstance(i, RelayError)]
+    if answer and isinstance(answer[0], str):
+        answer.insert(0, chunks.chunk("c", "m", 0, {}))  # text before any chunk: judge the text itself
+    for chunk in chunks.expand(answer):
+        validate("CreateChatCompletionStreamResponse", chunk)
