@@ -22,6 +22,7 @@ from ..anthropic.thinking import decode_blocks
 from ..kernel import chunks, jsonfast
 from ..kernel.errors import RelayError
 from ..kernel.ids import new_id
+from ..kernel.usage import Usage
 from .errors import error_body
 
 Event = dict[str, Any]
@@ -56,17 +57,15 @@ class _Tool:
         return {"type": "tool_use", "id": self.id, "name": self.name or "tool", "input": value, "caller": {"type": "direct"}}
 
 
-def message_usage(chat_usage: dict[str, Any] | None) -> dict[str, Any]:
+def message_usage(chat_usage: dict[str, Any] | None) -> dict[str, int]:
     """Chat usage -> Anthropic usage: input_tokens excludes cache reads and writes."""
-    u = chat_usage or {}
-    details = u.get("prompt_tokens_details") or {}
-    read = int(details.get("cached_tokens") or 0)
-    write = int(details.get("cache_creation_tokens") or 0)
+    u = Usage.from_chat(chat_usage or {})
+    write = u.cache_write or 0
     return {
-        "input_tokens": max(0, int(u.get("prompt_tokens") or 0) - read - write),
+        "input_tokens": max(0, u.input - u.cached - write),
         "cache_creation_input_tokens": write,
-        "cache_read_input_tokens": read,
-        "output_tokens": int(u.get("completion_tokens") or 0),
+        "cache_read_input_tokens": u.cached,
+        "output_tokens": u.output,
     }
 
 

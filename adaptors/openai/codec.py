@@ -86,5 +86,52 @@ class ChatStreamConverter:
                 out.append(RelayError(502, str(err.get("message") or "upstream stream error"), type=str(err.get("type") or "api_error"), code=err.get("code") if isinstance(err.get("code"), str) else "upstream_error"))
                 self.done = True
                 continue
-            out.append(obj)
+            out.append(checked_chunk(obj))
         return out
+
+
+# The delta fields readers take as text; each is a string or absent/null in the chat API.
+_DELTA_TEXTS = ("role", "content", "refusal", "reasoning_content", "reasoning", "reasoning_signature")
+
+
+def checked_chunk(obj: Any) -> dict[str, Any]:
+    """An upstream chat chunk, once every field a reader of it takes has the type the chat API
+    gives it (a ValueError, answered as a 502, if not): an upstream's chunk is untrusted, and
+    the bridges and writers after this point read it as a chat chunk."""
+    if type(obj) is not dict:
+        raise ValueError("a chat stream event is not a JSON object")
+    if not (_is(obj.get("id"), str) and _is(obj.get("usage"), dict)):
+        raise ValueError("a chat chunk's id or usage has the wrong type")
+    choices = obj.get("choices")
+    if choices is None:
+        return obj
+    if type(choices) is not list:
+        raise ValueError("a chat chunk's choices is not a list")
+    for choice in choices:
+        if type(choice) is not dict or not (_is(choice.get("index"), int) and _is(choice.get("finish_reason"), str)):
+            raise ValueError("a chat chunk's choice is not an object with an integer index")
+        delta = choice.get("delta")
+        if delta is None:
+            continue
+        if type(delta) is not dict:
+            raise ValueError("a chat chunk's delta is not an object")
+        if len(delta) == 1 and type(delta.get("content")) is str:
+            continue  # text alone: most chunks of an answer
+        if not all(_is(delta.get(k), str) for k in _DELTA_TEXTS):
+            raise ValueError("a chat chunk's delta is not an object of texts")
+        calls = delta.get("tool_calls")
+        if calls is not None and not (type(calls) is list and all(_tool_call(c) for c in calls)):
+            raise ValueError("a chat chunk's tool_calls are not tool call deltas")
+    return obj
+
+
+def _is(value: Any, kind: type) -> bool:
+    """`value` is absent/null or exactly of `kind` (a bool is no integer here)."""
+    return value is None or type(value) is kind
+
+
+def _tool_call(call: Any) -> bool:
+    if type(call) is not dict or not (_is(call.get("index"), int) and _is(call.get("id"), str) and _is(call.get("type"), str)):
+        return False
+    fn = call.get("function")
+    return fn is None or (type(fn) is dict and _is(fn.get("name"), str) and _is(fn.get("arguments"), str))

@@ -1,7 +1,8 @@
-"""An upstream's stream events are untrusted: whatever JSON an Anthropic or Responses stream
-carries, with fields of any type in any order of events, the converter either gives chunks
-that are valid chat chunks or refuses the stream with a ValueError (answered as a 502) or an
-error item. Never another exception, which would cut the client's connection."""
+"""An upstream's stream events are untrusted: whatever JSON an Anthropic, Responses or chat
+stream carries, with fields of any type in any order of events, the converter either gives
+chunks that the readers after it take (valid chat chunks; valid Responses and Messages events
+out of the bridges) or refuses the stream with a ValueError (answered as a 502) or an error
+item. Never another exception, which would cut the client's connection."""
 from __future__ import annotations
 
 import json
@@ -13,9 +14,13 @@ from hypothesis import strategies as st
 from relay_adaptors.anthropic.stream import SSEConverter
 from relay_adaptors.kernel import chunks
 from relay_adaptors.kernel.errors import RelayError
+from relay_adaptors.messages import MessagesStream
+from relay_adaptors.openai.codec import ChatStreamConverter
 from relay_adaptors.openai.responses_api import ResponsesSSEConverter
+from relay_adaptors.responses import Envelope, ResponsesStream
+from relay_adaptors.responses.tools import ToolNames
 
-from ..spec import validate
+from ..spec import validate, validate_message_event, validate_response_event
 
 KEYS = ["type", "index", "delta", "text", "content_block", "message", "usage", "id", "name", "output_index",
         "content_index", "item", "response", "arguments", "partial_json", "thinking", "signature", "summary_index",
@@ -55,3 +60,33 @@ def test_any_event_is_read_or_refused_never_a_crash(converter, types, data):
         answer.insert(0, chunks.chunk("c", "m", 0, {}))  # text before any chunk: judge the text itself
     for chunk in chunks.expand(answer):
         validate("CreateChatCompletionStreamResponse", chunk)
+
+
+CHUNK_KEYS = ["index", "delta", "content", "role", "reasoning_content", "reasoning", "refusal", "tool_calls", "function",
+              "name", "arguments", "id", "type", "finish_reason", "usage", "prompt_tokens", "completion_tokens",
+              "prompt_tokens_details", "cached_tokens"]
+chunk_leaf = st.none() | st.booleans() | st.integers(-2, 3) | st.text(max_size=3) | st.sampled_from(["assistant", "function", "stop"])
+chunk_value = st.recursive(chunk_leaf, lambda inner: st.lists(inner, max_size=2)
+                           | st.dictionaries(st.sampled_from(CHUNK_KEYS), inner, max_size=4), max_leaves=8)
+ECHO = {"instructions": None, "tools": [], "tool_choice": "auto", "parallel_tool_calls": True,
+        "temperature": None, "top_p": None, "metadata": {}}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(objs=st.lists(st.dictionaries(st.sampled_from(["choices", "usage", "id"]), chunk_value, max_size=3), max_size=5))
+def test_any_chat_chunk_is_bridged_or_refused_never_a_crash(objs):
+    """A chat upstream's chunks go to the Responses and Messages bridges as they are parsed."""
+    conv = ChatStreamConverter("ch")
+    body = b"".join(b"data: " + json.dumps(o).encode() + b"\n\n" for o in objs) + b"data: [DONE]\n\n"
+    try:
+        items = [i for i in conv.feed(body) + conv.close() if not isinstance(i, RelayError)]
+    except ValueError:
+        return
+    bridges = [(ResponsesStream(Envelope("m", ECHO, "resp_1"), ToolNames()), validate_response_event),
+               (MessagesStream("m", []), validate_message_event)]
+    for bridge, valid in bridges:
+        out = bridge.start()
+        for item in items:
+            out += bridge.feed(item)
+        for event in out + bridge.finish():
+            valid(event)
