@@ -44,7 +44,8 @@ class ChatApi:
         return codec.parse_completion(channel, body)
 
     def converter(self, channel: str, call: Call) -> StreamConverter:
-        return codec.ChatStreamConverter(channel)
+        # Chat clients get this channel's own bytes (native_chat): a converted stream feeds a bridge.
+        return codec.ChatStreamConverter(channel, text_items=True)
 
     def client_error(self, err: RelayError, call: Call) -> RelayError:
         return err

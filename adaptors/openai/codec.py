@@ -54,14 +54,22 @@ def error_from_body(channel: str, status: int, headers: dict[str, str], body: by
 
 
 class ChatStreamConverter:
-    """Upstream chat SSE -> chat chunk dicts. An `error` frame becomes a RelayError item."""
+    """Upstream chat SSE -> chat chunk dicts. An `error` frame becomes a RelayError item.
 
-    __slots__ = ("channel", "_sse", "done")
+    With `text_items`, a chunk of text alone that continues the chunk before it (same id,
+    model and created, one choice 0 with no finish, logprobs or usage) becomes a str item
+    (base.StreamItem), which does not carry the fields no bridge reads (system_fingerprint,
+    obfuscation). That is for streams that feed the Responses and Messages bridges; a chat
+    client's stream keeps every chunk whole (the chat tap's reading)."""
 
-    def __init__(self, channel: str):
+    __slots__ = ("channel", "_sse", "done", "_text_items", "_last")
+
+    def __init__(self, channel: str, text_items: bool = False):
         self.channel = channel
         self._sse = DataDecoder()  # chat streams carry everything in `data`
         self.done = False
+        self._text_items = text_items
+        self._last: dict[str, Any] | None = None  # the chunk a str item takes its id, model and created from
 
     def feed(self, data: bytes) -> list[StreamItem]:
         return self._convert(self._sse.feed(data))
@@ -74,6 +82,7 @@ class ChatStreamConverter:
 
     def _convert(self, payloads: list[bytes]) -> list[StreamItem]:
         out: list[StreamItem] = []
+        last = self._last
         for data in payloads:
             if data == b"[DONE]":
                 self.done = True
@@ -81,13 +90,34 @@ class ChatStreamConverter:
             if not data:
                 continue
             obj = jsonfast.loads_event(data)
-            if isinstance(obj, dict) and "error" in obj:
+            if type(obj) is dict and "error" in obj:
                 err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
                 out.append(RelayError(502, str(err.get("message") or "upstream stream error"), type=str(err.get("type") or "api_error"), code=err.get("code") if isinstance(err.get("code"), str) else "upstream_error"))
                 self.done = True
                 continue
-            out.append(checked_chunk(obj))
+            item = read_chunk(obj, last)
+            if type(item) is dict:
+                out.append(item)
+                if self._text_items:
+                    last = item
+            elif item:
+                out.append(item)
+        self._last = last
         return out
+
+
+def read_chunk(obj: Any, last: dict[str, Any] | None) -> dict[str, Any] | str:
+    """A parsed upstream chunk as a stream item: the text, for text alone continuing `last`
+    (checked in one pass: most chunks of an answer), else the chunk, checked."""
+    choices = obj.get("choices") if last is not None and type(obj) is dict else None
+    if type(choices) is list and len(choices) == 1 and type(choice := choices[0]) is dict:
+        delta = choice.get("delta")
+        if type(delta) is dict and len(delta) == 1 and type(text := delta.get("content")) is str \
+                and choice.get("finish_reason") is None and choice.get("logprobs") is None and choice.get("index", 0) == 0 \
+                and obj.get("usage") is None and last is not None and obj.get("id") == last.get("id") \
+                and obj.get("model") == last.get("model") and obj.get("created") == last.get("created"):
+            return text
+    return checked_chunk(obj)
 
 
 # The delta fields readers take as text; each is a string or absent/null in the chat API.

@@ -76,7 +76,7 @@ ECHO = {"instructions": None, "tools": [], "tool_choice": "auto", "parallel_tool
 @given(objs=st.lists(st.dictionaries(st.sampled_from(["choices", "usage", "id"]), chunk_value, max_size=3), max_size=5))
 def test_any_chat_chunk_is_bridged_or_refused_never_a_crash(objs):
     """A chat upstream's chunks go to the Responses and Messages bridges as they are parsed."""
-    conv = ChatStreamConverter("ch")
+    conv = ChatStreamConverter("ch", text_items=True)
     body = b"".join(b"data: " + json.dumps(o).encode() + b"\n\n" for o in objs) + b"data: [DONE]\n\n"
     try:
         items = [i for i in conv.feed(body) + conv.close() if not isinstance(i, RelayError)]
