@@ -13,7 +13,7 @@ from relay_adaptors.kernel.usage import Usage
 from relay_adaptors.messages import MessagesStream, error_body
 
 from .outcome import Sink, StreamOutcome
-from .responses_writer import write_events
+from .responses_writer import encoded, write_events
 from .sse_scan import EventScanner, frame_data
 
 # Anthropic's own keepalive, sent while the upstream is silent (clients skip it).
@@ -26,23 +26,30 @@ CHARS_PER_DELTA = 4
 
 async def write_messages_stream(resp: Sink, stream: ChatStream, machine: MessagesStream, outcome: StreamOutcome,
                                 request_id: str, channel: str) -> None:
-    """Chat chunks through the bridge machine, one write per upstream batch."""
+    """Chat chunks through the bridge machine, one write per upstream batch. Text that
+    continues the open text block goes out as the machine's frame for it (no event dict)."""
     await write_events(resp, machine.start())
     async for batch in stream:
-        events: list[dict[str, Any]] = []
+        frames: list[bytes] = []
         for item in batch:
-            if isinstance(item, RelayError):
+            if isinstance(item, str):
+                if (frame := machine.text_frame(item)) is not None:
+                    outcome.produced(len(item))
+                    frames.append(frame)
+                    continue
+            elif isinstance(item, RelayError):
                 outcome.error = item
                 break
             outcome.took(item)
             try:
-                events += machine.feed(item)
+                frames += encoded(machine.feed(item))
             except ValueError as e:  # a chat stream the machine cannot map (see MessagesStream)
                 outcome.error = upstream_bad_response(channel, str(e))
                 break
         if outcome.error is not None:
-            events += machine.fail(outcome.error, request_id)
-        await write_events(resp, events)
+            frames += encoded(machine.fail(outcome.error, request_id))
+        if frames:
+            await resp.write(b"".join(frames))
         if outcome.error is not None:
             return
     await write_events(resp, machine.finish())

@@ -3,6 +3,7 @@
     machine = MessagesStream(model, stop_sequences)
     events = machine.start()                      # message_start
     events += machine.feed(chunk)                 # per stream item: a chunk, or text alone (a str)
+    frame = machine.text_frame(text)              # or: text alone as its encoded SSE frame (None: feed it)
     events += machine.finish()    # or .fail(err) # last block closed, message_delta, message_stop
 
 Blocks are numbered densely in the order they open, and exactly one is open at a time (a
@@ -75,6 +76,12 @@ def full_usage(short: dict[str, Any]) -> dict[str, Any]:
             "server_tool_use": None, "service_tier": None}
 
 
+# A text delta event as the writer encodes it (sse.encode_event of its JSON, keys in the order
+# _delta builds them): these bytes, the block index, these, the text's JSON and `}}`.
+_TEXT_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT_MIDDLE = b',"delta":{"type":"text_delta","text":'
+
+
 class MessagesStream:
     def __init__(self, model: str, stop_sequences: list[str] | None = None, make_id: Callable[[str], str] = new_id):
         self.model = model
@@ -100,6 +107,15 @@ class MessagesStream:
         self._expect(Phase.NEW, "start")
         self.phase = Phase.STREAMING
         return [{"type": "message_start", "message": self._message([], None, None, message_usage(None))}]
+
+    def text_frame(self, text: str) -> bytes | None:
+        """Text alone that continues the open text block (most items of an answer), as the
+        encoded frame of the event `feed(text)` would return; None when the text would begin
+        something (feed it instead). The same state changes as `feed`, no event dict built."""
+        if self.open != "text" or self.phase is not Phase.STREAMING or not text:
+            return None
+        self.buf.append(text)
+        return _TEXT_HEAD + str(self.next_index).encode() + _TEXT_MIDDLE + jsonfast.dumps(text) + b"}}\n\n"
 
     def feed(self, chunk: dict[str, Any] | str) -> list[Event]:
         self._expect(Phase.STREAMING, "feed")

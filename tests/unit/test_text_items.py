@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.chat_writer import ChatFrames
+from relay.messages_stream import write_messages_stream
 from relay.outcome import StreamOutcome
 from relay.responses_writer import encoded, write_responses_stream
 from relay_adaptors.kernel import chunks
@@ -138,6 +139,29 @@ def test_the_responses_writer_writes_a_text_item_as_the_frame_of_its_event(piece
         event = json.loads(data)
         assert head == b"event: " + event["type"].encode()
         validate_response_event(event)
+
+
+@settings(max_examples=100, deadline=None)
+@given(pieces=texts, mixed=st.booleans(), tool=st.booleans(), split=st.integers(min_value=0, max_value=9))
+def test_the_messages_writer_writes_a_text_item_as_the_frame_of_its_event(pieces, mixed, tool, split):
+    """MessagesStream.text_frame, the writer's short path, writes the bytes the event of its
+    chunk encodes to, in any batching, around thinking and tool blocks."""
+    items = stream("chatcmpl-1", 5, pieces, mixed)
+    if tool:
+        call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        items.insert(len(items) // 2, chunks.chunk("chatcmpl-1", "up", 5, {"tool_calls": [call]}))
+    make = lambda: MessagesStream("m", [], make_id=lambda prefix: prefix + "1")  # noqa: E731
+    machine, reference = make(), make()
+    sink, outcome = Collected(), StreamOutcome()
+    asyncio.run(write_messages_stream(sink, batches(items, split), machine, outcome, "req_1", "ch"))
+    events = reference.start() + [e for item in chunks.expand(items) for e in reference.feed(item)] + reference.finish()
+    assert b"".join(sink.writes) == b"".join(encoded(events))
+    assert outcome.finished and machine.message == reference.message
+    for frame in b"".join(sink.writes).split(b"\n\n")[:-1]:
+        head, data = frame.split(b"\ndata: ")
+        event = json.loads(data)
+        assert head == b"event: " + event["type"].encode()
+        validate_message_event(event)
 
 
 @given(pieces=texts, mixed=st.booleans())
