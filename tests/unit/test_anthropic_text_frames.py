@@ -16,6 +16,7 @@ from relay_adaptors.kernel import chunks
 from relay_adaptors.kernel.sse import SSEDecoder
 
 from ..spec import validate
+from .pieces import cuts
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
 STREAMS = {p.stem: p.read_bytes() for p in sorted(FIXTURES.glob("*.sse"))}
@@ -43,11 +44,6 @@ def by_bytes(pieces: list[bytes], like: EventConverter) -> list:
 
 def same(a: list, b: list) -> None:
     assert [x if isinstance(x, dict) else repr(x) for x in a] == [x if isinstance(x, dict) else repr(x) for x in b]
-
-
-def cuts(data: bytes, at: list[int]) -> list[bytes]:
-    points = sorted({min(a, len(data)) for a in at})
-    return [data[i:j] for i, j in zip([0, *points], [*points, len(data)], strict=True)]
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))

@@ -20,6 +20,8 @@ from relay_adaptors.openai.codec import ChatStreamConverter, checked_chunk
 from relay_adaptors.responses import Envelope, ResponsesStream
 from relay_adaptors.responses.tools import ToolNames
 
+from .pieces import cuts
+
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "openai"
 STREAMS = {p.stem: p.read_bytes() for p in sorted(FIXTURES.glob("chat-*.sse"))}
 ECHO = {"instructions": None, "tools": [], "tool_choice": "auto", "parallel_tool_calls": True,
@@ -57,11 +59,6 @@ def bridged(items: list) -> list:
             events += bridge.feed(item)
         out.append(events + bridge.finish())
     return out
-
-
-def cuts(data: bytes, at: list[int]) -> list[bytes]:
-    points = sorted({min(a, len(data)) for a in at})
-    return [data[i:j] for i, j in zip([0, *points], [*points, len(data)], strict=True)]
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))

@@ -19,6 +19,8 @@ from relay_adaptors.kernel.errors import RelayError
 from relay_adaptors.kernel.sse import SSEDecoder
 from relay_adaptors.openai.responses_api import ResponsesSSEConverter
 
+from .pieces import cuts
+
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "openai"
 STREAMS = {p.stem: p.read_bytes() for p in sorted(FIXTURES.glob("responses-*.sse"))}
 
@@ -41,11 +43,6 @@ def by_bytes(pieces: list[bytes]) -> tuple[list[Any], ResponsesSSEConverter]:
     for p in pieces:
         out += conv.feed(p)
     return comparable(out + conv.close()), conv
-
-
-def cuts(data: bytes, at: list[int]) -> list[bytes]:
-    points = sorted({min(a, len(data)) for a in at})
-    return [data[i:j] for i, j in zip([0, *points], [*points, len(data)], strict=True)]
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))

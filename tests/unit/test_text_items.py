@@ -112,6 +112,15 @@ class Collected:
         self.writes.append(data)
 
 
+def check_event_frames(written: bytes, valid) -> None:
+    """Each frame is `event: <type>` and its event's JSON, and the event is the protocol's own."""
+    for frame in written.split(b"\n\n")[:-1]:
+        head, data = frame.split(b"\ndata: ")
+        event = json.loads(data)
+        assert head == b"event: " + event["type"].encode()
+        valid(event)
+
+
 async def batches(items: list, split: int):
     for batch in (items[:split], items[split:]):
         if batch:
@@ -134,11 +143,7 @@ def test_the_responses_writer_writes_a_text_item_as_the_frame_of_its_event(piece
     assert b"".join(sink.writes) == b"".join(encoded(events))
     assert outcome.finished and machine.response == reference.response
     assert outcome.output_chars == sum(map(len, pieces)) + (2 if mixed and len(pieces) > 1 else 0) + (2 if refusal else 0)
-    for frame in b"".join(sink.writes).split(b"\n\n")[:-1]:
-        head, data = frame.split(b"\ndata: ")
-        event = json.loads(data)
-        assert head == b"event: " + event["type"].encode()
-        validate_response_event(event)
+    check_event_frames(b"".join(sink.writes), validate_response_event)
 
 
 @settings(max_examples=100, deadline=None)
@@ -157,11 +162,7 @@ def test_the_messages_writer_writes_a_text_item_as_the_frame_of_its_event(pieces
     events = reference.start() + [e for item in chunks.expand(items) for e in reference.feed(item)] + reference.finish()
     assert b"".join(sink.writes) == b"".join(encoded(events))
     assert outcome.finished and machine.message == reference.message
-    for frame in b"".join(sink.writes).split(b"\n\n")[:-1]:
-        head, data = frame.split(b"\ndata: ")
-        event = json.loads(data)
-        assert head == b"event: " + event["type"].encode()
-        validate_message_event(event)
+    check_event_frames(b"".join(sink.writes), validate_message_event)
 
 
 @given(pieces=texts, mixed=st.booleans())
