@@ -140,6 +140,13 @@ class EventConverter:
         return [upstream_bad_response(self.channel, "the stream ended before message_stop")]
 
 
+def _parsed(data: str) -> dict[str, Any]:
+    event = jsonfast.loads_event(data)
+    if type(event) is not dict:
+        raise ValueError("an Anthropic stream event is not a JSON object")
+    return event
+
+
 def _string(obj: dict[str, Any], key: str) -> str:
     """A text field ("" when absent or null); a value of another type is an upstream error."""
     value = obj.get(key)
@@ -200,9 +207,7 @@ class SSEConverter:
                         out.append(text)  # text alone (base.StreamItem), as EventConverter._text gives it
                     continue
             if (ev := event(frame)) is not None and ev.data:
-                parsed = jsonfast.loads_event(ev.data)
-                if type(parsed) is not dict:
-                    raise ValueError("an Anthropic stream event is not a JSON object")
+                parsed = _parsed(ev.data)
                 out += events.event(parsed)
                 if parsed.get("type") == "content_block_start":
                     head = self._opened(_index(parsed))
@@ -222,7 +227,7 @@ class SSEConverter:
     def close(self) -> list[StreamItem]:
         out = self.feed(b"")
         for ev in self._sse.close():
-            out += self.events.event(jsonfast.loads(ev.data)) if ev.data else []
+            out += self.events.event(_parsed(ev.data)) if ev.data else []
         return out + self.events.close()
 
 

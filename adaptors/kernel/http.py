@@ -31,6 +31,20 @@ MAX_ERROR_BODY = 64 * 1024
 BASE_HEADERS = {"content-type": "application/json", "user-agent": "relay-gateway"}
 
 
+class _Unconvertible(Exception):
+    """A converter that trusted a shape this upstream did not send: still the upstream's answer
+    that cannot be read (a 502 in-band, not a cut connection), logged with its traceback so
+    the converter can be taught the shape. Only the converter's own calls are read this way."""
+
+
+def _converted(conv: StreamConverter, data: bytes | None) -> list[Any]:
+    """`conv.feed(data)`, or `conv.close()` for None."""
+    try:
+        return conv.feed(data) if data is not None else conv.close()
+    except (TypeError, AttributeError, KeyError, IndexError) as e:
+        raise _Unconvertible(type(e).__name__) from e
+
+
 class _ReadTimedOut(Exception):
     """Set on a body reader whose wait outlived its limit (by `_expire`)."""
 
@@ -170,9 +184,9 @@ class HttpAdaptor:
                     if not data:
                         break
                 deadline.got_first = True
-                if batch := conv.feed(data):
+                if batch := _converted(conv, data):
                     yield batch
-            if batch := conv.close():
+            if batch := _converted(conv, None):
                 yield batch
             finished = True
         except RelayError as e:
@@ -183,12 +197,9 @@ class HttpAdaptor:
             yield [self._lost(e)]
         except ValueError as e:  # a converter met something it cannot read
             yield [upstream_bad_response(self.name, str(e))]
-        except (TypeError, AttributeError, KeyError, IndexError) as e:
-            # A converter that trusted a shape this upstream did not send: still the upstream's
-            # answer that cannot be read (a 502 in-band, not a cut connection), logged with
-            # its traceback so the converter can be taught the shape.
-            log.warning("channel %s: its stream could not be converted", self.name, exc_info=True)
-            yield [upstream_bad_response(self.name, f"a stream event of an unexpected shape ({type(e).__name__})")]
+        except _Unconvertible as e:
+            log.warning("channel %s: its stream could not be converted", self.name, exc_info=e.__cause__)
+            yield [upstream_bad_response(self.name, f"a stream event of an unexpected shape ({e})")]
         finally:
             # A stream read to its end may go back to the pool; any other is cut off, which
             # also tells the upstream to stop generating.

@@ -45,7 +45,7 @@ class ChatApi:
 
     def converter(self, channel: str, call: Call) -> StreamConverter:
         # Chat clients get this channel's own bytes (native_chat): a converted stream feeds a bridge.
-        return codec.ChatStreamConverter(channel, text_items=True)
+        return codec.ChatStreamConverter(channel, for_bridge=True)
 
     def client_error(self, err: RelayError, call: Call) -> RelayError:
         return err

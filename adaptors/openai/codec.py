@@ -56,19 +56,21 @@ def error_from_body(channel: str, status: int, headers: dict[str, str], body: by
 class ChatStreamConverter:
     """Upstream chat SSE -> chat chunk dicts. An `error` frame becomes a RelayError item.
 
-    With `text_items`, a chunk of text alone that continues the chunk before it (same id,
-    model and created, one choice 0 with no finish, logprobs or usage) becomes a str item
-    (base.StreamItem), which does not carry the fields no bridge reads (system_fingerprint,
-    obfuscation). That is for streams that feed the Responses and Messages bridges; a chat
-    client's stream keeps every chunk whole (the chat tap's reading)."""
+    `for_bridge`: the stream feeds the Responses or Messages bridge, which reads its chunks'
+    fields as the chat API types them: every chunk is checked for that (`checked_chunk`), and
+    a chunk of text alone that continues the chunk before it (same id, model and created, one
+    choice 0 with no finish, logprobs or usage) becomes a str item (base.StreamItem), which
+    does not carry the fields no bridge reads (system_fingerprint, obfuscation). Without it
+    (the chat tap's reading, for chat clients) every chunk goes on whole, as the upstream's
+    own bytes do on the tap's fast path; only a payload that is not an object is refused."""
 
-    __slots__ = ("channel", "_sse", "done", "_text_items", "_last")
+    __slots__ = ("channel", "_sse", "done", "_for_bridge", "_last")
 
-    def __init__(self, channel: str, text_items: bool = False):
+    def __init__(self, channel: str, for_bridge: bool = False):
         self.channel = channel
         self._sse = DataDecoder()  # chat streams carry everything in `data`
         self.done = False
-        self._text_items = text_items
+        self._for_bridge = for_bridge
         self._last: dict[str, Any] | None = None  # the chunk a str item takes its id, model and created from
 
     def feed(self, data: bytes) -> list[StreamItem]:
@@ -95,11 +97,15 @@ class ChatStreamConverter:
                 out.append(RelayError(502, str(err.get("message") or "upstream stream error"), type=str(err.get("type") or "api_error"), code=err.get("code") if isinstance(err.get("code"), str) else "upstream_error"))
                 self.done = True
                 continue
+            if not self._for_bridge:
+                if type(obj) is not dict:
+                    raise ValueError("a chat stream event is not a JSON object")
+                out.append(obj)
+                continue
             item = read_chunk(obj, last)
             if type(item) is dict:
                 out.append(item)
-                if self._text_items:
-                    last = item
+                last = item
             elif item:
                 out.append(item)
         self._last = last
@@ -113,7 +119,8 @@ def read_chunk(obj: Any, last: dict[str, Any] | None) -> dict[str, Any] | str:
     if type(choices) is list and len(choices) == 1 and type(choice := choices[0]) is dict:
         delta = choice.get("delta")
         if type(delta) is dict and len(delta) == 1 and type(text := delta.get("content")) is str \
-                and choice.get("finish_reason") is None and choice.get("logprobs") is None and choice.get("index", 0) == 0 \
+                and choice.get("finish_reason") is None and choice.get("logprobs") is None \
+                and type(index := choice.get("index", 0)) is int and index == 0 \
                 and obj.get("usage") is None and last is not None and obj.get("id") == last.get("id") \
                 and obj.get("model") == last.get("model") and obj.get("created") == last.get("created"):
             return text
@@ -121,7 +128,9 @@ def read_chunk(obj: Any, last: dict[str, Any] | None) -> dict[str, Any] | str:
 
 
 # The delta fields readers take as text; each is a string or absent/null in the chat API.
-_DELTA_TEXTS = ("role", "content", "refusal", "reasoning_content", "reasoning", "reasoning_signature")
+# `content` may also be a list of parts (Mistral streams thinking and references so): the
+# bridges carry only text content and skip the rest, as they did before these checks.
+_DELTA_TEXTS = ("role", "refusal", "reasoning_content", "reasoning", "reasoning_signature")
 
 
 def checked_chunk(obj: Any) -> dict[str, Any]:
@@ -147,7 +156,8 @@ def checked_chunk(obj: Any) -> dict[str, Any]:
             raise ValueError("a chat chunk's delta is not an object")
         if len(delta) == 1 and type(delta.get("content")) is str:
             continue  # text alone: most chunks of an answer
-        if not all(_is(delta.get(k), str) for k in _DELTA_TEXTS):
+        content = delta.get("content")
+        if not (all(_is(delta.get(k), str) for k in _DELTA_TEXTS) and (_is(content, str) or type(content) is list)):
             raise ValueError("a chat chunk's delta is not an object of texts")
         calls = delta.get("tool_calls")
         if calls is not None and not (type(calls) is list and all(_tool_call(c) for c in calls)):

@@ -121,7 +121,22 @@ def test_near_misses_are_read_as_events(frame: bytes) -> None:
 def test_a_text_delta_before_its_block_is_refused_both_ways() -> None:
     frame = delta_frame("a", ensure_ascii=True).replace(b'"index":0', b'"index":3')
     with pytest.raises(ValueError, match="before its content_block_start"):
+        by_events(stream([frame]))
+    with pytest.raises(ValueError, match="before its content_block_start"):
         by_bytes([stream([frame])], EventConverter("ch", "m"))
+
+
+def test_a_text_block_index_started_again_as_another_block_ends_the_byte_reading() -> None:
+    """The text head is the open text block's: when its index starts a block of another kind,
+    a text delta for that index is that block's (a server tool's: not part of the answer)."""
+    frames = [delta_frame("a", ensure_ascii=True),
+              b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+              b'"content_block":{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}}}',
+              delta_frame("LEAK", ensure_ascii=True)]
+    expected, conv = by_events(stream(frames))
+    got = by_bytes([stream(frames)], conv)
+    same(got, expected)
+    assert [c["choices"][0]["delta"] for c in got[1:-2]] == [{"content": "a"}]
 
 
 @pytest.mark.parametrize("delta", [
@@ -157,3 +172,10 @@ def test_an_event_that_is_not_an_object_is_an_upstream_error(payload: bytes) -> 
     """ValueError is what the HTTP adaptor answers as a 502; anything else would be a 500."""
     with pytest.raises(ValueError, match="not a JSON object"):
         by_bytes([stream([b"event: content_block_delta\ndata: " + payload])], EventConverter("ch", "m"))
+
+
+def test_a_last_event_without_its_blank_line_is_checked_too() -> None:
+    conv = SSEConverter("ch", "m")
+    conv.feed(b"event: message_stop\ndata: [1]")
+    with pytest.raises(ValueError, match="not a JSON object"):
+        conv.close()

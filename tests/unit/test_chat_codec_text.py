@@ -1,5 +1,5 @@
 """The chat codec, for a stream that feeds a bridge, gives text alone that continues its
-chunk as a str item (openai.codec.ChatStreamConverter, text_items). Its stream only feeds the Responses and Messages bridges,
+chunk as a str item (openai.codec.ChatStreamConverter, for_bridge). Its stream only feeds the Responses and Messages bridges,
 so for the recorded chat streams in any chunking, and for chunks that only look like text
 continuations, the bridges must give the same events as for every chunk parsed whole."""
 from __future__ import annotations
@@ -40,7 +40,7 @@ def whole(data: bytes) -> list:
 
 
 def by_codec(pieces: list[bytes]) -> list:
-    conv = ChatStreamConverter("ch", text_items=True)
+    conv = ChatStreamConverter("ch", for_bridge=True)
     return [item for p in pieces for item in conv.feed(p)] + conv.close()
 
 
@@ -89,6 +89,7 @@ LOOKALIKES = [
     {**BASE, "choices": [{"index": 0, "delta": {"reasoning_content": "hm"}, "finish_reason": None}]},
     {**BASE, "choices": [text("a")["choices"][0], {"index": 1, "delta": {"content": "b"}, "finish_reason": None}]},
     text(""),
+    text("a", choice={"index": False}), text("a", choice={"index": 0.0}), text("a", choice={"index": None}),
 ]
 
 
@@ -96,13 +97,36 @@ LOOKALIKES = [
 def test_chunks_that_only_look_like_text_continuations_bridge_as_parsed(chunk: dict) -> None:
     frames = [FIRST, text("x"), chunk, text("y"), {**BASE, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
     data = b"".join(b"data: " + json.dumps(f).encode() + b"\n\n" for f in frames) + b"data: [DONE]\n\n"
+    try:
+        whole(data)
+    except ValueError:  # a chunk the checks refuse (an index that is no integer): refused both ways
+        with pytest.raises(ValueError):
+            by_codec([data])
+        return
     items = by_codec([data])
     assert "x" in items and "a" not in items  # the lookalike stays a chunk
     assert bridged(items) == bridged(whole(data))
 
 
-def test_without_text_items_every_chunk_stays_whole() -> None:
+def test_without_for_bridge_every_chunk_stays_whole() -> None:
     """The chat tap's frame-by-frame reading, which writes to chat clients."""
     conv = ChatStreamConverter("ch")
     items = conv.feed(STREAMS["chat-text"]) + conv.close()
     assert items == whole(STREAMS["chat-text"])
+
+
+# Mistral streams thinking (and references) as content parts; the bridges carry text only.
+PARTS = {**BASE, "choices": [{"index": 0, "delta": {"content": [{"type": "thinking", "thinking": [
+    {"type": "text", "text": "hm"}]}]}, "finish_reason": None}]}
+
+
+@pytest.mark.parametrize("for_bridge", [False, True])
+def test_content_parts_are_not_refused(for_bridge: bool) -> None:
+    frames = [FIRST, PARTS, text("x"), {**BASE, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+    data = b"".join(b"data: " + json.dumps(f).encode() + b"\n\n" for f in frames) + b"data: [DONE]\n\n"
+    conv = ChatStreamConverter("ch", for_bridge=for_bridge)
+    items = conv.feed(data.replace(b"\n", b"\r\n")) + conv.close()  # CR line ends: the tap's fallback reads them
+    assert PARTS in items and not any(isinstance(i, RelayError) for i in items)
+    responses, messages = bridged(items)
+    assert responses[-1]["response"]["output"][0]["content"][0]["text"] == "x"
+    assert messages[-1]["type"] == "message_stop"

@@ -66,6 +66,8 @@ LOOKALIKES = [
     DELTA + b'{"output_index":0,"content_index":0,"delta":"a"}',
     # the data over two lines, joined with a newline by the SSE rules
     DELTA + b'{"type":"response.output_text.delta","output_index":0,\ndata: "delta":"a"}',
+    # a continuation line that is no field: JSON would read it as whitespace, the SSE rules end the data
+    DELTA + b'{"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"x",\n"logprobs":[]}',
     # a comment or another field after the data line
     DELTA + b'{"type":"response.output_text.delta","output_index":0,"delta":"a"}\n: keep',
     DELTA + b'{"type":"response.output_text.delta","output_index":0,"delta":"a"}\nid: 7',

@@ -187,6 +187,7 @@ class ChatFromResponses:
 
 # The frame of a text delta as OpenAI sends it: the event line, then one data line.
 _TEXT_DELTA = b"event: response.output_text.delta\ndata: "
+_DATA_AT = len(_TEXT_DELTA)
 
 
 class ResponsesSSEConverter:
@@ -220,9 +221,11 @@ class ResponsesSSEConverter:
         out: list[StreamItem] = []
         events = self.events
         for frame in self._sse.frames(data):
-            if frame.startswith(_TEXT_DELTA) and events.phase is Phase.STREAMING:
+            # One data line only: JSON would take a continuation line as whitespace, where the
+            # SSE rules end the data at the line break.
+            if frame.startswith(_TEXT_DELTA) and events.phase is Phase.STREAMING and frame.find(b"\n", _DATA_AT) < 0:
                 try:
-                    obj = jsonfast.loads(frame[len(_TEXT_DELTA):])
+                    obj = jsonfast.loads(frame[_DATA_AT:])
                 except jsonfast.JSONDecodeError:
                     obj = None  # perhaps several data lines: the SSE rules decide
                 if type(obj) is dict and obj.get("type") == "response.output_text.delta":
