@@ -58,16 +58,13 @@ class _Tool:
         return {"type": "tool_use", "id": self.id, "name": self.name or "tool", "input": value, "caller": {"type": "direct"}}
 
 
+_COUNTS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+
+
 def message_usage(chat_usage: dict[str, Any] | None) -> dict[str, int]:
-    """Chat usage -> Anthropic usage: input_tokens excludes cache reads and writes."""
-    u = Usage.from_chat(chat_usage or {})
-    write = u.cache_write or 0
-    return {
-        "input_tokens": max(0, u.input - u.cached - write),
-        "cache_creation_input_tokens": write,
-        "cache_read_input_tokens": u.cached,
-        "output_tokens": u.output,
-    }
+    """Chat usage -> Anthropic's four counts (Usage.anthropic: input_tokens excludes cache reads and writes)."""
+    full = Usage.from_chat(chat_usage or {}).anthropic()
+    return {key: full[key] for key in _COUNTS}
 
 
 def full_usage(short: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..kernel import jsonfast
+from ..kernel import chunks, jsonfast
 from ..kernel.base import StreamItem
 from ..kernel.errors import RelayError, upstream_auth, upstream_bad_response, upstream_json_object
 from ..kernel.sse import DataDecoder
@@ -115,13 +115,15 @@ class ChatStreamConverter:
 def read_chunk(obj: Any, last: dict[str, Any] | None) -> dict[str, Any] | str:
     """A parsed upstream chunk as a stream item: the text, for text alone continuing `last`
     (checked in one pass: most chunks of an answer), else the chunk, checked."""
-    choices = obj.get("choices") if last is not None and type(obj) is dict else None
+    if last is None or type(obj) is not dict:
+        return checked_chunk(obj)
+    choices = obj.get("choices")
     if type(choices) is list and len(choices) == 1 and type(choice := choices[0]) is dict:
         delta = choice.get("delta")
         if type(delta) is dict and len(delta) == 1 and type(text := delta.get("content")) is str \
                 and choice.get("finish_reason") is None and choice.get("logprobs") is None \
                 and type(index := choice.get("index", 0)) is int and index == 0 \
-                and obj.get("usage") is None and last is not None and obj.get("id") == last.get("id") \
+                and obj.get("usage") is None and obj.get("id") == last.get("id") \
                 and obj.get("model") == last.get("model") and obj.get("created") == last.get("created"):
             return text
     return checked_chunk(obj)
@@ -154,8 +156,8 @@ def checked_chunk(obj: Any) -> dict[str, Any]:
             continue
         if type(delta) is not dict:
             raise ValueError("a chat chunk's delta is not an object")
-        if len(delta) == 1 and type(delta.get("content")) is str:
-            continue  # text alone: most chunks of an answer
+        if chunks.text_alone(delta) is not None:
+            continue
         content = delta.get("content")
         if not (all(_is(delta.get(k), str) for k in _DELTA_TEXTS) and (_is(content, str) or type(content) is list)):
             raise ValueError("a chat chunk's delta is not an object of texts")
