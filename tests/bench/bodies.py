@@ -68,12 +68,21 @@ def responses_sse() -> str:
     return _sse(frames, event_lines=True)
 
 
+def responses_json() -> str:
+    text = " ".join(WORDS[i % len(WORDS)] for i in range(CHUNKS))
+    return json.dumps({"id": "resp_bench", "object": "response", "created_at": 1763780000, "status": "completed", "model": "gpt-bench",
+                       "output": [{"id": "msg_bench", "type": "message", "role": "assistant", "status": "completed",
+                                   "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+                       "usage": {"input_tokens": 20, "output_tokens": CHUNKS, "total_tokens": 20 + CHUNKS}})
+
+
 # path prefix on nginx -> (file under v1/, content type, body)
 UPSTREAMS = {
     "oa-json": ("chat/completions", "application/json", openai_json),
     "oa-sse": ("chat/completions", "text/event-stream", openai_sse),
     "an-json": ("messages", "application/json", anthropic_json),
     "an-sse": ("messages", "text/event-stream", anthropic_sse),
+    "na-json": ("responses", "application/json", responses_json),
     "na-sse": ("responses", "text/event-stream", responses_sse),
     "ro-sse": ("responses", "text/event-stream", responses_sse),  # behind an `api: responses` channel
 }

@@ -23,9 +23,12 @@ ROWS = [
     ("chat via anthropic, stream", "/v1/chat/completions", "an-sse", True, "/an-sse/v1/messages"),
     ("responses via anthropic, non-stream", "/v1/responses", "an-json", False, "/an-json/v1/messages"),
     ("responses via anthropic, stream", "/v1/responses", "an-sse", True, "/an-sse/v1/messages"),
+    ("responses via openai native, non-stream", "/v1/responses", "na-json", False, "/na-json/v1/responses"),
     ("responses via openai native, stream", "/v1/responses", "na-sse", True, "/na-sse/v1/responses"),
     ("chat via openai responses-only (api: responses), stream", "/v1/chat/completions", "ro-sse", True, "/ro-sse/v1/responses"),
+    ("messages, anthropic passthrough, non-stream", "/v1/messages", "an-json", False, "/an-json/v1/messages"),
     ("messages, anthropic passthrough, stream", "/v1/messages", "an-sse", True, "/an-sse/v1/messages"),
+    ("messages via openai, non-stream", "/v1/messages", "oa-json", False, "/oa-json/v1/chat/completions"),
     ("messages via openai, stream", "/v1/messages", "oa-sse", True, "/oa-sse/v1/chat/completions"),
 ]
 
@@ -94,7 +97,7 @@ def relay_config(tmp: Path, nginx: int, paced: int, store: str | None = None) ->
     for prefix in bodies.UPSTREAMS:
         kind = "anthropic" if prefix.startswith("an-") else "openai"
         base = f"http://127.0.0.1:{nginx}/{prefix}" + ("" if kind == "anthropic" else "/v1")
-        extra = "\n    api_key: sk-ant-bench" if kind == "anthropic" else ("\n    responses: native" if prefix == "na-sse" else "")
+        extra = "\n    api_key: sk-ant-bench" if kind == "anthropic" else ("\n    responses: native" if prefix.startswith("na-") else "")
         extra += "\n    api: responses" if prefix == "ro-sse" else ""
         channels.append(f"  - name: {prefix}\n    type: {kind}\n    base_url: {base}{extra}\n    models: [{prefix}]")
     channels.append(chain.CHANNEL)
