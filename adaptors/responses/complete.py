@@ -1,6 +1,6 @@
 """A non-streaming chat completion -> a Response object.
 
-Built directly from the message, as the stream machine would end it: the same items, ids
+Built directly from the message, as the stream machine would end it: its item classes, ids
 drawn in the same order and the same statuses, without the events and snapshots a replay
 builds and drops (a differential test holds the two together).
 """
@@ -12,10 +12,8 @@ from typing import Any
 from ..kernel.ids import new_id
 from ..kernel.usage import Usage
 from .envelope import Envelope
-from .stream import _part
+from .stream import INCOMPLETE_REASONS, _FunctionCall, _Message, _part, _Reasoning
 from .tools import ToolNames
-
-_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
 def completion_chunks(completion: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -45,32 +43,26 @@ def completion_to_response(completion: dict[str, Any], envelope: Envelope, names
                            make_id: Callable[[str], str] = new_id) -> dict[str, Any]:
     choice = (completion.get("choices") or [{}])[0]
     msg = choice.get("message") or {}
-    incomplete = _INCOMPLETE.get(choice.get("finish_reason") or "stop")
+    incomplete = INCOMPLETE_REASONS.get(choice.get("finish_reason") or "stop")
     status = "incomplete" if incomplete else "completed"  # of the items still open at the end
     reasoning = _text(msg.get("reasoning_content") or msg.get("reasoning"))
     signature, content, refusal = _text(msg.get("reasoning_signature")), _text(msg.get("content")), _text(msg.get("refusal"))
     calls = list(msg.get("tool_calls") or ())
     output: list[dict[str, Any]] = []
     if reasoning or signature:  # closed by whatever follows it
-        item: dict[str, Any] = {"id": make_id("rs_"), "type": "reasoning",
-                                "summary": [{"type": "summary_text", "text": reasoning}] if reasoning else [],
-                                "status": "completed" if content or refusal or calls else status}
-        if signature:
-            item["encrypted_content"] = signature
-        output.append(item)
+        thought = _Reasoning(len(output), make_id("rs_"))
+        thought.buf, thought.part_open, thought.encrypted = [reasoning], bool(reasoning), signature or None
+        output.append(thought.item("completed" if content or refusal or calls else status))
     if content or refusal:  # closed by a tool call
-        parts = ([_part("output_text", content)] if content else []) + ([_part("refusal", refusal)] if refusal else [])
-        output.append({"id": make_id("msg_"), "type": "message", "role": "assistant",
-                       "status": "completed" if calls else status, "content": parts})
+        message = _Message(len(output), make_id("msg_"))
+        message.parts = ([_part("output_text", content)] if content else []) + ([_part("refusal", refusal)] if refusal else [])
+        output.append(message.item("completed" if calls else status))
     for tc in calls:
         fn = tc.get("function") or {}
         call_id = tc.get("id") or make_id("call_")
-        namespace, name = names.original(fn.get("name") or "")
-        call = {"id": make_id("fc_"), "type": "function_call", "status": status, "call_id": call_id,
-                "name": name, "arguments": _text(fn.get("arguments"))}
-        if namespace:
-            call["namespace"] = namespace
-        output.append(call)
+        call = _FunctionCall(len(output), make_id("fc_"), call_id, fn.get("name") or "", names)
+        call.args = [_text(fn.get("arguments"))]
+        output.append(call.item(status))
     usage = completion.get("usage")
     return envelope.snapshot(status, output, Usage.from_chat(usage).responses() if usage else None,
                              incomplete_reason=incomplete)

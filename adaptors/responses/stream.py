@@ -90,6 +90,10 @@ class _FunctionCall:
 _Item = _Message | _Reasoning | _FunctionCall
 
 
+# chat finish_reason -> the Response's incomplete_details.reason (any other finish completes it)
+INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
 def failure_code(err: RelayError) -> str:
     """ResponseError.code is a closed set; the specific reason stays in the message."""
     if err.status == 429:
@@ -175,7 +179,7 @@ class ResponsesStream:
 
     def finish(self) -> list[Event]:
         self._expect(Phase.STREAMING, "finish")
-        incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(self.finish_reason or "")
+        incomplete = INCOMPLETE_REASONS.get(self.finish_reason or "")
         out = self._close_all("incomplete" if incomplete else "completed")
         status = "incomplete" if incomplete else "completed"
         self.response = self.envelope.snapshot(status, self._output(), self._usage(), incomplete_reason=incomplete)
